@@ -1,0 +1,73 @@
+// LlamaModel: the Llama-family forward pass, written once over the Backend interface:
+// embed -> L x [rmsnorm, qkv (+bias), rope, paged attention, o-proj, residual, rmsnorm,
+// swiglu mlp, residual] -> rmsnorm -> lm head. Owns the weights on the backend; the KV memory
+// belongs to KvCache and each sequence's blocks to its SequenceKv.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "core/kv/kv_cache.h"
+#include "core/kv/sequence_kv.h"
+#include "core/model/checkpoint.h"
+#include "core/model/model_config.h"
+#include "kernels/backend.h"
+
+namespace zigzag {
+
+// One sequence's part of a forward batch: `tokens` are new tokens at positions
+// first_position, first_position + 1, ... Their cache entries must already be reserved: each
+// layer of `kv` holds them as its last tokens.size() entries (SequenceKv::AppendAllLayers).
+struct ForwardSequence {
+  std::span<const int32_t> tokens;
+  int64_t first_position = 0;
+  SequenceKv* kv = nullptr;
+  // false: logits of the last token only; true: logits of every token (tests, scoring).
+  bool all_logits = false;
+  // Optional per-layer window summaries (see AttentionSequence::window_mass); empty = none.
+  std::span<Tensor> window_mass;
+  int32_t window_begin = 0;
+};
+
+class LlamaModel {
+ public:
+  // Loads weights from an opened checkpoint onto the backend (converted to its weight dtype).
+  static absl::StatusOr<std::unique_ptr<LlamaModel>> Load(const Checkpoint& checkpoint,
+                                                          Backend* backend);
+  // Opens DIR and loads it.
+  static absl::StatusOr<std::unique_ptr<LlamaModel>> LoadFromDir(const std::filesystem::path& dir,
+                                                                 Backend* backend);
+
+  const ModelConfig& config() const { return config_; }
+  Backend* backend() const { return backend_; }
+  // The KV layout this model needs, in the backend's activation dtype.
+  KvLayout kv_layout(int32_t block_size) const;
+
+  // Runs the batch and returns logits, float32, row-major [rows, vocab]: one row per sequence
+  // (its last token), or one per token for sequences with all_logits, in batch order.
+  // InvalidArgument for an empty batch, a token id outside the vocabulary, a position beyond
+  // the model's context, or a sequence whose KV is not reserved.
+  absl::StatusOr<std::vector<float>> Forward(std::span<const ForwardSequence> batch,
+                                             KvCache* cache);
+
+ private:
+  struct LayerWeights {
+    Tensor input_norm, q_proj, k_proj, v_proj, q_bias, k_bias, v_bias, o_proj;
+    Tensor post_attention_norm, gate_proj, up_proj, down_proj;
+  };
+  LlamaModel(ModelConfig config, Backend* backend) : config_(std::move(config)), backend_(backend) {}
+
+  ModelConfig config_;
+  Backend* backend_;
+  Tensor embed_tokens_;
+  Tensor final_norm_;
+  Tensor lm_head_;  // shares embed_tokens_ when tied
+  Tensor inv_freq_;
+  std::vector<LayerWeights> layers_;
+};
+
+}  // namespace zigzag

@@ -1,0 +1,114 @@
+// Backend: the ops the Llama-family forward pass needs, over tensors in memory the backend owns.
+// kernels/cpu is the reference implementation, kernels/cuda sits beside it; the model code is
+// written once against this interface. It knows nothing of requests, schedulers or checkpoints.
+//
+// Conventions for every op:
+// - Shapes are row-major; the comment on each argument gives it. Ops check shapes and dtypes and
+//   return InvalidArgument naming the op and the argument instead of computing garbage.
+// - Small integer metadata (token ids, positions, KV slots, block tables) is passed as host spans;
+//   a device backend uploads it.
+// - Float tensors are in the backend's activation dtype (`activation_dtype()`), weights in
+//   `weight_dtype()`; both accumulate in float32. All ops are asynchronous on a device backend
+//   until CopyToHost or Synchronize.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "kernels/tensor.h"
+
+namespace zigzag {
+
+// One sequence's part of a batched attention call, for one layer.
+// The sequence's queries are rows [query_begin, query_begin + num_queries) of q. They are the
+// newest num_queries entries of the sequence's cache for this layer (already written with
+// WriteKv), so query r (0-based) sees cache entries [0, kv_len - num_queries + r]. Causality is by
+// cache index, never by position: after compression positions and cache indices differ.
+struct AttentionSequence {
+  int32_t query_begin = 0;
+  int32_t num_queries = 0;
+  int32_t kv_len = 0;
+  // The layer's block ids for this sequence, at least ceil(kv_len / block_size) of them.
+  std::span<const int32_t> block_ids;
+  // Optional window summary for compression: when non-null, every query whose cache index is
+  // >= window_begin adds its float32 attention probabilities into window_mass[h, j] (+=, so
+  // chunked prefills accumulate). Shape [num_query_heads, >= kv_len], float32, this backend's
+  // memory, zero-initialised by the caller.
+  Tensor* window_mass = nullptr;
+  int32_t window_begin = 0;
+};
+
+struct AttentionBatch {
+  std::span<const AttentionSequence> sequences;
+  float scale = 1.0f;  // usually 1 / sqrt(head_dim)
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  virtual std::string_view name() const = 0;
+  virtual Device device() const = 0;
+  virtual DType activation_dtype() const = 0;
+  virtual DType weight_dtype() const = 0;
+
+  // Memory --------------------------------------------------------------------------------------
+  // Uninitialised storage for `shape` elements of `dtype`. ResourceExhausted when it cannot.
+  virtual absl::StatusOr<Tensor> Allocate(DType dtype, const Shape& shape) = 0;
+  // Zero storage (e.g. the window_mass accumulators).
+  virtual absl::StatusOr<Tensor> AllocateZeros(DType dtype, const Shape& shape) = 0;
+  // Copies dst->numel() elements of `host_dtype` from `host` into dst, converting between float
+  // dtypes (f32, bf16, f16) as needed. I32 copies only into I32.
+  virtual absl::Status CopyToDevice(const void* host, DType host_dtype, Tensor* dst) = 0;
+  // Copies src into `host` as float32 (src must be a float dtype, host.size() == src.numel()).
+  virtual absl::Status CopyToHost(const Tensor& src, std::span<float> host) = 0;
+  // Waits for all queued work and reports any asynchronous error.
+  virtual absl::Status Synchronize() = 0;
+
+  // Ops -----------------------------------------------------------------------------------------
+  // out[n, :] = table[ids[n], :]. table [vocab, hidden], out [N, hidden]. An id outside
+  // [0, vocab) is InvalidArgument.
+  virtual absl::Status Embedding(const Tensor& table, std::span<const int32_t> ids,
+                                 Tensor* out) = 0;
+
+  // y = x * w^T (+ bias). x [N, K], w [M, K] (Hugging Face Linear layout), bias [M] or null,
+  // y [N, M]. y must not alias x.
+  virtual absl::Status Matmul(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor* y) = 0;
+
+  // y = x / sqrt(mean(x^2) + eps) * weight, in float32. x, y [N, D]; weight [D]. y may alias x.
+  virtual absl::Status RmsNorm(const Tensor& x, const Tensor& weight, float eps, Tensor* y) = 0;
+
+  // Rotary embedding, "rotate half" layout, in place on x [N, heads, head_dim]: for i < head_dim/2,
+  // angle = positions[n] * inv_freq[i]; (x_i, x_{i+d/2}) -> (x_i cos - x_{i+d/2} sin,
+  // x_{i+d/2} cos + x_i sin). inv_freq [head_dim/2] float32 (llama3 scaling already applied).
+  virtual absl::Status Rope(std::span<const int32_t> positions, const Tensor& inv_freq,
+                            Tensor* x) = 0;
+
+  // out = silu(gate) * up. All [N, F]. out may alias gate or up.
+  virtual absl::Status SiluMul(const Tensor& gate, const Tensor& up, Tensor* out) = 0;
+
+  // out = a + b, same shapes. out may alias a or b.
+  virtual absl::Status Add(const Tensor& a, const Tensor& b, Tensor* out) = 0;
+
+  // dst[r, :] = src[rows[r], :]. src [N, D], dst [rows.size(), D].
+  virtual absl::Status CopyRows(const Tensor& src, std::span<const int32_t> rows, Tensor* dst) = 0;
+
+  // Writes token n's key and value into slot slots[n] of the paged pool, where
+  // slot = block_id * block_size + offset_in_block.
+  // k, v [N, kv_heads, head_dim]; kv_pool [num_blocks, 2, block_size, kv_heads, head_dim] with
+  // index 0 = K and 1 = V along the second dimension.
+  virtual absl::Status WriteKv(const Tensor& k, const Tensor& v, std::span<const int32_t> slots,
+                               Tensor* kv_pool) = 0;
+
+  // Causal attention of a batch of sequences over their paged KV (one layer).
+  // q, out [N_total, num_heads, head_dim]; kv_pool as in WriteKv. GQA: query head h reads KV head
+  // h / (num_heads / kv_heads). Softmax in float32.
+  virtual absl::Status Attention(const AttentionBatch& batch, const Tensor& q,
+                                 const Tensor& kv_pool, Tensor* out) = 0;
+};
+
+}  // namespace zigzag
