@@ -51,7 +51,7 @@ class Backend {
  public:
   virtual ~Backend() = default;
 
-  virtual std::string_view name() const = 0;
+  virtual const char* name() const = 0;
   virtual Device device() const = 0;
   virtual DType activation_dtype() const = 0;
   virtual DType weight_dtype() const = 0;

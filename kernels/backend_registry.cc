@@ -16,21 +16,23 @@ absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(std::string_view name,
 #ifdef ZIGZAG_HAVE_CUDA
     return CreateCudaBackend(options.cuda_device, options.cuda_fp32);
 #else
-    return absl::FailedPreconditionError("backend 'cuda' requested but this build has no CUDA support");
+    return absl::FailedPreconditionError(
+        "backend 'cuda' requested but this build has no CUDA support");
 #endif
   }
   if (name == "auto") {
 #ifdef ZIGZAG_HAVE_CUDA
     auto cuda = CreateCudaBackend(options.cuda_device, options.cuda_fp32);
     if (cuda.ok()) return cuda;
-    spdlog::info("backend: CUDA not usable ({}); using the CPU backend", cuda.status().message());
+    spdlog::info("backend: CUDA not usable ({}); using the CPU backend",
+                 std::string(cuda.status().message()));
 #else
     spdlog::info("backend: this build has no CUDA support; using the CPU backend");
 #endif
     return CreateCpuBackend(options.num_threads);
   }
   return absl::InvalidArgumentError(
-      absl::StrCat("unknown backend '", name, "': expected auto, cpu or cuda"));
+      absl::StrCat("unknown backend '", std::string(name), "': expected auto, cpu or cuda"));
 }
 
 std::vector<std::string> AvailableBackends() {

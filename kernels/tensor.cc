@@ -1,12 +1,14 @@
 #include "kernels/tensor.h"
 
-#include "core/util/check.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "core/util/check.h"
 
 namespace zigzag {
 
-std::string ShapeToString(const Shape& shape) { return absl::StrCat("[", absl::StrJoin(shape, ", "), "]"); }
+std::string ShapeToString(const Shape& shape) {
+  return absl::StrCat("[", absl::StrJoin(shape, ", "), "]");
+}
 
 int64_t ShapeNumel(const Shape& shape) {
   int64_t n = 1;
@@ -15,7 +17,8 @@ int64_t ShapeNumel(const Shape& shape) {
 }
 
 std::string Tensor::DebugString() const {
-  return absl::StrCat(DTypeName(dtype_), ShapeToString(shape_), device_ == Device::kCpu ? "@cpu" : "@cuda");
+  return absl::StrCat(DTypeName(dtype_), ShapeToString(shape_),
+                      device_ == Device::kCpu ? "@cpu" : "@cuda");
 }
 
 Tensor Tensor::Rows(int64_t begin, int64_t count) const {
@@ -24,12 +27,14 @@ Tensor Tensor::Rows(int64_t begin, int64_t count) const {
   const int64_t row_elems = shape_[0] == 0 ? 0 : numel() / shape_[0];
   Shape shape = shape_;
   shape[0] = count;
-  char* base = static_cast<char*>(data_) + begin * row_elems * static_cast<int64_t>(DTypeSize(dtype_));
+  char* base =
+      static_cast<char*>(data_) + begin * row_elems * static_cast<int64_t>(DTypeSize(dtype_));
   return Tensor(storage_, base, dtype_, std::move(shape), device_);
 }
 
 Tensor Tensor::Reshaped(Shape shape) const {
-  ZZ_CHECK_EQ(ShapeNumel(shape), numel()) << "Reshaped " << DebugString() << " to " << ShapeToString(shape);
+  ZZ_CHECK_EQ(ShapeNumel(shape), numel())
+      << "Reshaped " << DebugString() << " to " << ShapeToString(shape);
   return Tensor(storage_, data_, dtype_, std::move(shape), device_);
 }
 

@@ -37,7 +37,10 @@ struct RandomCheckpointSpec {
   int32_t eos_token_id = 2;
 };
 
-// Creates `dir` if needed and writes the checkpoint into it.
-absl::Status WriteRandomCheckpoint(const std::filesystem::path& dir, const RandomCheckpointSpec& spec);
+// Creates `dir` if needed and writes the checkpoint into it, replacing the weight files
+// (model.safetensors, shards, index) of any earlier checkpoint there. InvalidArgument for a spec
+// that ParseModelConfig would reject; Unavailable when a file cannot be written.
+absl::Status WriteRandomCheckpoint(const std::filesystem::path& dir,
+                                   const RandomCheckpointSpec& spec);
 
 }  // namespace zigzag

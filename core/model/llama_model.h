@@ -47,6 +47,7 @@ class LlamaModel {
   // The KV layout this model needs, in the backend's activation dtype.
   KvLayout kv_layout(int32_t block_size) const;
 
+  // Not thread-safe: one caller (the worker thread) at a time.
   // Runs the batch and returns logits, float32, row-major [rows, vocab]: one row per sequence
   // (its last token), or one per token for sequences with all_logits, in batch order.
   // InvalidArgument for an empty batch, a token id outside the vocabulary, a position beyond
@@ -59,7 +60,14 @@ class LlamaModel {
     Tensor input_norm, q_proj, k_proj, v_proj, q_bias, k_bias, v_bias, o_proj;
     Tensor post_attention_norm, gate_proj, up_proj, down_proj;
   };
-  LlamaModel(ModelConfig config, Backend* backend) : config_(std::move(config)), backend_(backend) {}
+  // Activation buffers reused across calls; grown when a batch has more rows.
+  struct Workspace {
+    Tensor residual, normed, q, k, v, attention, projected, gate, up;
+  };
+  LlamaModel(ModelConfig config, Backend* backend)
+      : config_(std::move(config)), backend_(backend) {}
+  absl::Status ValidateBatch(std::span<const ForwardSequence> batch, const KvCache& cache) const;
+  absl::Status EnsureWorkspace(int64_t tokens);
 
   ModelConfig config_;
   Backend* backend_;
@@ -68,6 +76,8 @@ class LlamaModel {
   Tensor lm_head_;  // shares embed_tokens_ when tied
   Tensor inv_freq_;
   std::vector<LayerWeights> layers_;
+  Workspace workspace_;
+  int64_t workspace_tokens_ = 0;
 };
 
 }  // namespace zigzag

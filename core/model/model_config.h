@@ -29,20 +29,20 @@ struct ModelConfig {
   int64_t vocab_size = 0;
   int64_t hidden_size = 0;
   int64_t intermediate_size = 0;
-  int64_t num_layers = 0;           // num_hidden_layers
-  int64_t num_heads = 0;            // num_attention_heads
-  int64_t num_kv_heads = 0;         // num_key_value_heads (defaults to num_heads)
-  int64_t head_dim = 0;             // "head_dim" or hidden_size / num_heads
+  int64_t num_layers = 0;    // num_hidden_layers
+  int64_t num_heads = 0;     // num_attention_heads
+  int64_t num_kv_heads = 0;  // num_key_value_heads (defaults to num_heads)
+  int64_t head_dim = 0;      // "head_dim" or hidden_size / num_heads
   int64_t max_position_embeddings = 0;
   double rms_norm_eps = 1e-6;
   double rope_theta = 10000.0;
   std::optional<RopeScaling> rope_scaling;
-  bool qkv_bias = false;            // attention_bias, or always for Qwen2
+  bool qkv_bias = false;  // attention_bias, or always for Qwen2
   bool tie_word_embeddings = false;
   std::optional<int64_t> sliding_window;  // Mistral / Qwen2 when the config enables it
   std::string torch_dtype;                // informational ("bfloat16", ...)
   std::optional<int32_t> bos_token_id;
-  std::vector<int32_t> eos_token_ids;     // config.json, extended by generation_config.json
+  std::vector<int32_t> eos_token_ids;  // config.json, extended by generation_config.json
 
   // Longest sequence (prompt + generated) the engine accepts for this model.
   int64_t max_context() const;

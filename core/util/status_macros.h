@@ -9,10 +9,10 @@
 #define ZZ_STATUS_CONCAT_INNER(a, b) a##b
 #define ZZ_STATUS_CONCAT(a, b) ZZ_STATUS_CONCAT_INNER(a, b)
 
-#define RETURN_IF_ERROR(expr)                       \
-  do {                                              \
-    ::absl::Status zz_status_ = (expr);             \
-    if (!zz_status_.ok()) return zz_status_;        \
+#define RETURN_IF_ERROR(expr)                \
+  do {                                       \
+    ::absl::Status zz_status_ = (expr);      \
+    if (!zz_status_.ok()) return zz_status_; \
   } while (0)
 
 #define ZZ_ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr) \

@@ -1,0 +1,41 @@
+// Offline generation: prefill a set of prompts together, then decode them step by step as one
+// batch until each stops. For the CLI, tests and benchmarks; the serving path uses the scheduler.
+// Owns nothing between calls: every sequence's KV blocks are returned before it returns.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "core/kv/kv_cache.h"
+#include "core/model/llama_model.h"
+#include "core/sampling/sampling_params.h"
+
+namespace zigzag {
+
+enum class FinishReason { kLength, kStop, kEos, kAborted };
+const char* FinishReasonName(FinishReason reason);
+
+struct GenerationRequest {
+  std::vector<int32_t> prompt;
+  SamplingParams sampling;
+};
+
+struct GenerationResult {
+  // Generated tokens; a stop or EOS token that ended the sequence is included (as in vLLM's
+  // token ids), and finish_reason says which it was.
+  std::vector<int32_t> tokens;
+  std::vector<float> logprobs;  // filled when sampling.logprobs
+  FinishReason finish_reason = FinishReason::kLength;
+};
+
+// InvalidArgument for an empty prompt, an id outside the vocabulary, bad sampling parameters, or
+// prompt + max_tokens beyond the model's context; ResourceExhausted when the KV pool cannot hold
+// the batch (the pool is left as it was).
+absl::Status ValidateGenerationRequest(const GenerationRequest& request, const ModelConfig& config);
+
+absl::StatusOr<std::vector<GenerationResult>> GenerateBatch(
+    LlamaModel& model, KvCache& cache, std::span<const GenerationRequest> requests);
+
+}  // namespace zigzag

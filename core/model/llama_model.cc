@@ -1,0 +1,260 @@
+#include "core/model/llama_model.h"
+
+#include <cmath>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "core/model/rope.h"
+#include "core/util/status_macros.h"
+#include "spdlog/spdlog.h"
+
+namespace zigzag {
+namespace {
+
+absl::StatusOr<Tensor> UploadWeight(Backend* backend, const Checkpoint& checkpoint,
+                                    const std::string& name, const Shape& shape) {
+  ASSIGN_OR_RETURN(HostTensorView view, checkpoint.Get(name, shape));
+  ASSIGN_OR_RETURN(Tensor tensor, backend->Allocate(backend->weight_dtype(), shape));
+  absl::Status copied = backend->CopyToDevice(view.data, view.dtype, &tensor);
+  if (!copied.ok()) {
+    return absl::Status(copied.code(),
+                        absl::StrCat("loading tensor '", name, "': ", copied.message()));
+  }
+  return tensor;
+}
+
+std::string LayerName(int64_t layer, const char* suffix) {
+  return absl::StrCat("model.layers.", layer, ".", suffix);
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::LoadFromDir(
+    const std::filesystem::path& dir, Backend* backend) {
+  ASSIGN_OR_RETURN(std::unique_ptr<Checkpoint> checkpoint, Checkpoint::Open(dir));
+  return Load(*checkpoint, backend);
+}
+
+absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(const Checkpoint& checkpoint,
+                                                             Backend* backend) {
+  const ModelConfig& c = checkpoint.config();
+  std::unique_ptr<LlamaModel> model(new LlamaModel(c, backend));
+  const int64_t d = c.hidden_size, f = c.intermediate_size;
+  const int64_t q_dim = c.num_heads * c.head_dim, kv_dim = c.num_kv_heads * c.head_dim;
+
+  ASSIGN_OR_RETURN(
+      model->embed_tokens_,
+      UploadWeight(backend, checkpoint, "model.embed_tokens.weight", {c.vocab_size, d}));
+  ASSIGN_OR_RETURN(model->final_norm_, UploadWeight(backend, checkpoint, "model.norm.weight", {d}));
+  if (c.tie_word_embeddings || !checkpoint.Contains("lm_head.weight")) {
+    model->lm_head_ = model->embed_tokens_;
+  } else {
+    ASSIGN_OR_RETURN(model->lm_head_,
+                     UploadWeight(backend, checkpoint, "lm_head.weight", {c.vocab_size, d}));
+  }
+
+  model->layers_.resize(c.num_layers);
+  for (int64_t l = 0; l < c.num_layers; ++l) {
+    LayerWeights& w = model->layers_[l];
+    auto load = [&](const char* suffix, const Shape& shape) {
+      return UploadWeight(backend, checkpoint, LayerName(l, suffix), shape);
+    };
+    ASSIGN_OR_RETURN(w.input_norm, load("input_layernorm.weight", {d}));
+    ASSIGN_OR_RETURN(w.q_proj, load("self_attn.q_proj.weight", {q_dim, d}));
+    ASSIGN_OR_RETURN(w.k_proj, load("self_attn.k_proj.weight", {kv_dim, d}));
+    ASSIGN_OR_RETURN(w.v_proj, load("self_attn.v_proj.weight", {kv_dim, d}));
+    if (c.qkv_bias) {
+      ASSIGN_OR_RETURN(w.q_bias, load("self_attn.q_proj.bias", {q_dim}));
+      ASSIGN_OR_RETURN(w.k_bias, load("self_attn.k_proj.bias", {kv_dim}));
+      ASSIGN_OR_RETURN(w.v_bias, load("self_attn.v_proj.bias", {kv_dim}));
+    }
+    ASSIGN_OR_RETURN(w.o_proj, load("self_attn.o_proj.weight", {d, q_dim}));
+    ASSIGN_OR_RETURN(w.post_attention_norm, load("post_attention_layernorm.weight", {d}));
+    ASSIGN_OR_RETURN(w.gate_proj, load("mlp.gate_proj.weight", {f, d}));
+    ASSIGN_OR_RETURN(w.up_proj, load("mlp.up_proj.weight", {f, d}));
+    ASSIGN_OR_RETURN(w.down_proj, load("mlp.down_proj.weight", {d, f}));
+  }
+
+  const std::vector<float> inv_freq = RopeInverseFrequencies(c);
+  ASSIGN_OR_RETURN(model->inv_freq_,
+                   backend->Allocate(DType::kF32, {static_cast<int64_t>(inv_freq.size())}));
+  RETURN_IF_ERROR(backend->CopyToDevice(inv_freq.data(), DType::kF32, &model->inv_freq_));
+  RETURN_IF_ERROR(backend->Synchronize());
+  spdlog::info("loaded {} ({} layers, hidden {}, heads {}/{}, vocab {}) on the {} backend",
+               checkpoint.dir().string(), c.num_layers, d, c.num_heads, c.num_kv_heads,
+               c.vocab_size, backend->name());
+  return model;
+}
+
+KvLayout LlamaModel::kv_layout(int32_t block_size) const {
+  KvLayout layout;
+  layout.num_layers = static_cast<int32_t>(config_.num_layers);
+  layout.num_kv_heads = static_cast<int32_t>(config_.num_kv_heads);
+  layout.head_dim = static_cast<int32_t>(config_.head_dim);
+  layout.block_size = block_size;
+  layout.dtype = backend_->activation_dtype();
+  return layout;
+}
+
+absl::Status LlamaModel::EnsureWorkspace(int64_t tokens) {
+  if (tokens <= workspace_tokens_) return absl::OkStatus();
+  const ModelConfig& c = config_;
+  const DType dt = backend_->activation_dtype();
+  // Grow geometrically so that a run of growing prefills does not reallocate every time.
+  const int64_t n = std::max<int64_t>(tokens, workspace_tokens_ * 2);
+  Workspace& ws = workspace_;
+  ASSIGN_OR_RETURN(ws.residual, backend_->Allocate(dt, {n, c.hidden_size}));
+  ASSIGN_OR_RETURN(ws.normed, backend_->Allocate(dt, {n, c.hidden_size}));
+  ASSIGN_OR_RETURN(ws.q, backend_->Allocate(dt, {n, c.num_heads * c.head_dim}));
+  ASSIGN_OR_RETURN(ws.k, backend_->Allocate(dt, {n, c.num_kv_heads * c.head_dim}));
+  ASSIGN_OR_RETURN(ws.v, backend_->Allocate(dt, {n, c.num_kv_heads * c.head_dim}));
+  ASSIGN_OR_RETURN(ws.attention, backend_->Allocate(dt, {n, c.num_heads * c.head_dim}));
+  ASSIGN_OR_RETURN(ws.projected, backend_->Allocate(dt, {n, c.hidden_size}));
+  ASSIGN_OR_RETURN(ws.gate, backend_->Allocate(dt, {n, c.intermediate_size}));
+  ASSIGN_OR_RETURN(ws.up, backend_->Allocate(dt, {n, c.intermediate_size}));
+  workspace_tokens_ = n;
+  return absl::OkStatus();
+}
+
+absl::Status LlamaModel::ValidateBatch(std::span<const ForwardSequence> batch,
+                                       const KvCache& cache) const {
+  if (batch.empty()) return absl::InvalidArgumentError("Forward: empty batch");
+  if (cache.layout().num_layers != config_.num_layers ||
+      cache.layout().num_kv_heads != config_.num_kv_heads ||
+      cache.layout().head_dim != config_.head_dim ||
+      cache.layout().dtype != backend_->activation_dtype()) {
+    return absl::InvalidArgumentError("Forward: KV cache layout does not match the model");
+  }
+  for (size_t s = 0; s < batch.size(); ++s) {
+    const ForwardSequence& seq = batch[s];
+    const int64_t n = static_cast<int64_t>(seq.tokens.size());
+    if (n == 0)
+      return absl::InvalidArgumentError(absl::StrCat("Forward: sequence ", s, " has no tokens"));
+    if (seq.first_position < 0 || seq.first_position + n > config_.max_context()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("Forward: sequence ", s, " reaches position ", seq.first_position + n - 1,
+                       " beyond the model's context of ", config_.max_context(), " tokens"));
+    }
+    for (int32_t id : seq.tokens) {
+      if (id < 0 || id >= config_.vocab_size) {
+        return absl::InvalidArgumentError(absl::StrCat("Forward: token id ", id, " in sequence ", s,
+                                                       " is outside the vocabulary [0, ",
+                                                       config_.vocab_size, ")"));
+      }
+    }
+    if (seq.kv == nullptr || seq.kv->num_layers() != config_.num_layers) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "Forward: sequence ", s, " has no KV state for ", config_.num_layers, " layers"));
+    }
+    for (int l = 0; l < seq.kv->num_layers(); ++l) {
+      if (seq.kv->length(l) < n) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("Forward: sequence ", s, " layer ", l, " holds ", seq.kv->length(l),
+                         " KV entries, fewer than its ", n, " new tokens (reserve them first)"));
+      }
+    }
+    if (!seq.window_mass.empty() &&
+        static_cast<int64_t>(seq.window_mass.size()) != config_.num_layers) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("Forward: sequence ", s, " window_mass must have one tensor per layer"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<float>> LlamaModel::Forward(std::span<const ForwardSequence> batch,
+                                                       KvCache* cache) {
+  RETURN_IF_ERROR(ValidateBatch(batch, *cache));
+  const ModelConfig& c = config_;
+
+  // Flatten the batch: one row per new token.
+  std::vector<int32_t> ids, positions, output_rows;
+  for (const ForwardSequence& seq : batch) {
+    const int64_t n = static_cast<int64_t>(seq.tokens.size());
+    const int32_t first_row = static_cast<int32_t>(ids.size());
+    for (int64_t i = 0; i < n; ++i) {
+      ids.push_back(seq.tokens[i]);
+      positions.push_back(static_cast<int32_t>(seq.first_position + i));
+    }
+    if (seq.all_logits) {
+      for (int64_t i = 0; i < n; ++i) output_rows.push_back(first_row + static_cast<int32_t>(i));
+    } else {
+      output_rows.push_back(first_row + static_cast<int32_t>(n - 1));
+    }
+  }
+  const int64_t rows = static_cast<int64_t>(ids.size());
+  RETURN_IF_ERROR(EnsureWorkspace(rows));
+  const Workspace& ws = workspace_;
+  Tensor x = ws.residual.Rows(0, rows);
+  Tensor normed = ws.normed.Rows(0, rows);
+  Tensor q = ws.q.Rows(0, rows), k = ws.k.Rows(0, rows), v = ws.v.Rows(0, rows);
+  Tensor attention = ws.attention.Rows(0, rows);
+  Tensor projected = ws.projected.Rows(0, rows);
+  Tensor gate = ws.gate.Rows(0, rows), up = ws.up.Rows(0, rows);
+  Tensor q_heads = q.Reshaped({rows, c.num_heads, c.head_dim});
+  Tensor k_heads = k.Reshaped({rows, c.num_kv_heads, c.head_dim});
+  Tensor v_heads = v.Reshaped({rows, c.num_kv_heads, c.head_dim});
+  Tensor attention_heads = attention.Reshaped({rows, c.num_heads, c.head_dim});
+
+  const float eps = static_cast<float>(c.rms_norm_eps);
+  AttentionBatch attention_batch;
+  attention_batch.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+  std::vector<AttentionSequence> sequences(batch.size());
+  std::vector<int32_t> slots(rows);
+
+  RETURN_IF_ERROR(backend_->Embedding(embed_tokens_, ids, &x));
+  for (int64_t l = 0; l < c.num_layers; ++l) {
+    const LayerWeights& w = layers_[l];
+    const int layer = static_cast<int>(l);
+    // This layer's view of every sequence's cache: lengths differ per layer once compressed.
+    int32_t row = 0;
+    for (size_t s = 0; s < batch.size(); ++s) {
+      const ForwardSequence& seq = batch[s];
+      const int64_t n = static_cast<int64_t>(seq.tokens.size());
+      const int64_t kv_len = seq.kv->length(layer);
+      for (int64_t i = 0; i < n; ++i) slots[row + i] = seq.kv->Slot(layer, kv_len - n + i);
+      AttentionSequence& a = sequences[s];
+      a.query_begin = row;
+      a.num_queries = static_cast<int32_t>(n);
+      a.kv_len = static_cast<int32_t>(kv_len);
+      a.block_ids = seq.kv->blocks(layer);
+      a.window_mass = seq.window_mass.empty() ? nullptr : &seq.window_mass[l];
+      a.window_begin = seq.window_begin;
+      row += static_cast<int32_t>(n);
+    }
+    attention_batch.sequences = sequences;
+
+    RETURN_IF_ERROR(backend_->RmsNorm(x, w.input_norm, eps, &normed));
+    RETURN_IF_ERROR(backend_->Matmul(normed, w.q_proj, c.qkv_bias ? &w.q_bias : nullptr, &q));
+    RETURN_IF_ERROR(backend_->Matmul(normed, w.k_proj, c.qkv_bias ? &w.k_bias : nullptr, &k));
+    RETURN_IF_ERROR(backend_->Matmul(normed, w.v_proj, c.qkv_bias ? &w.v_bias : nullptr, &v));
+    RETURN_IF_ERROR(backend_->Rope(positions, inv_freq_, &q_heads));
+    RETURN_IF_ERROR(backend_->Rope(positions, inv_freq_, &k_heads));
+    RETURN_IF_ERROR(backend_->WriteKv(k_heads, v_heads, slots, &cache->pool_tensor()));
+    RETURN_IF_ERROR(
+        backend_->Attention(attention_batch, q_heads, cache->pool_tensor(), &attention_heads));
+    RETURN_IF_ERROR(backend_->Matmul(attention, w.o_proj, nullptr, &projected));
+    RETURN_IF_ERROR(backend_->Add(x, projected, &x));
+
+    RETURN_IF_ERROR(backend_->RmsNorm(x, w.post_attention_norm, eps, &normed));
+    RETURN_IF_ERROR(backend_->Matmul(normed, w.gate_proj, nullptr, &gate));
+    RETURN_IF_ERROR(backend_->Matmul(normed, w.up_proj, nullptr, &up));
+    RETURN_IF_ERROR(backend_->SiluMul(gate, up, &gate));
+    RETURN_IF_ERROR(backend_->Matmul(gate, w.down_proj, nullptr, &projected));
+    RETURN_IF_ERROR(backend_->Add(x, projected, &x));
+  }
+
+  // Only the rows whose logits are wanted go through the final norm and the LM head.
+  const int64_t out_rows = static_cast<int64_t>(output_rows.size());
+  const DType dt = backend_->activation_dtype();
+  ASSIGN_OR_RETURN(Tensor selected, backend_->Allocate(dt, {out_rows, c.hidden_size}));
+  ASSIGN_OR_RETURN(Tensor logits, backend_->Allocate(dt, {out_rows, c.vocab_size}));
+  RETURN_IF_ERROR(backend_->CopyRows(x, output_rows, &selected));
+  RETURN_IF_ERROR(backend_->RmsNorm(selected, final_norm_, eps, &selected));
+  RETURN_IF_ERROR(backend_->Matmul(selected, lm_head_, nullptr, &logits));
+  std::vector<float> host(static_cast<size_t>(out_rows * c.vocab_size));
+  RETURN_IF_ERROR(backend_->CopyToHost(logits, host));
+  return host;
+}
+
+}  // namespace zigzag
