@@ -14,6 +14,7 @@
 #include "core/engine/generation.h"
 #include "core/kv/kv_cache.h"
 #include "core/model/llama_model.h"
+#include "core/util/command_line.h"
 #include "kernels/backend_registry.h"
 #include "spdlog/spdlog.h"
 
@@ -62,7 +63,11 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "Generates tokens for a prompt of token ids.\n"
       "  zigzag-generate --model DIR --prompt-ids 1,2,3 --max-tokens 16 [sampling flags]");
-  absl::ParseCommandLine(argc, argv);
+  const std::vector<std::string> positional = zigzag::ParseCommandLineAcceptingDashes(argc, argv);
+  if (positional.size() > 1) {
+    std::fprintf(stderr, "zigzag-generate: unexpected argument '%s'\n", positional[1].c_str());
+    return 2;
+  }
   spdlog::set_level(spdlog::level::warn);
 
   const std::string model_dir = absl::GetFlag(FLAGS_model);

@@ -10,6 +10,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "core/model/checkpoint_writer.h"
+#include "core/util/command_line.h"
 
 ABSL_FLAG(std::string, out, "",
           "Folder to write the checkpoint into (created if missing). Required.");
@@ -35,22 +36,6 @@ ABSL_FLAG(double, weight_scale, 0.0, "Matrix values uniform in +-scale; 0 = 1/sq
 
 namespace {
 
-// Abseil flag names are identifiers (kv_heads); accept the dashed spelling (--kv-heads) as well
-// by rewriting the name part of every "--name[=value]" argument before parsing.
-std::vector<std::string> NormalizeFlagNames(int argc, char** argv) {
-  std::vector<std::string> args(argv, argv + argc);
-  for (size_t i = 1; i < args.size(); ++i) {
-    std::string& arg = args[i];
-    if (arg == "--") break;  // everything after is positional
-    if (arg.size() < 3 || arg.compare(0, 2, "--") != 0) continue;
-    const size_t name_end = std::min(arg.find('='), arg.size());
-    for (size_t c = 2; c < name_end; ++c) {
-      if (arg[c] == '-') arg[c] = '_';
-    }
-  }
-  return args;
-}
-
 int Fail(const std::string& message) {
   std::fprintf(stderr, "zigzag-make-checkpoint: %s\n", message.c_str());
   return 2;
@@ -62,13 +47,8 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "Writes a random Hugging Face Llama-family checkpoint.\n"
       "Usage: zigzag-make-checkpoint --out DIR --arch llama|mistral|qwen2 [options]");
-  std::vector<std::string> args = NormalizeFlagNames(argc, argv);
-  std::vector<char*> arg_pointers;
-  for (std::string& arg : args) arg_pointers.push_back(arg.data());
-  std::vector<char*> positional =
-      absl::ParseCommandLine(static_cast<int>(arg_pointers.size()), arg_pointers.data());
-  if (positional.size() > 1)
-    return Fail(std::string("unexpected argument '") + positional[1] + "'");
+  const std::vector<std::string> positional = zigzag::ParseCommandLineAcceptingDashes(argc, argv);
+  if (positional.size() > 1) return Fail("unexpected argument '" + positional[1] + "'");
 
   zigzag::RandomCheckpointSpec spec;
   const std::string out = absl::GetFlag(FLAGS_out);
