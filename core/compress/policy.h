@@ -1,0 +1,69 @@
+// The compression policies of ZIGZAG.md behind one function: window attention summaries of a
+// finished prefill in, per-layer budgets and per-(layer, KV head) kept positions out.
+// Pure host-side math on float32/float64; moving KV memory is core/kv's job.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "core/compress/compression_params.h"
+
+namespace zigzag {
+
+// What prefill measured for one sequence: for every layer l, window_mass[l][h * T + j] =
+// sum over the last w_eff prompt queries i of A[h, i, j] (float32 attention probabilities;
+// zero where j > i). Layers' masses are [num_heads, T], row-major.
+struct WindowSummary {
+  int64_t prompt_tokens = 0;                    // T
+  int32_t window = 0;                           // w_eff = min(w, T)
+  int32_t num_heads = 0;                        // H
+  int32_t num_kv_heads = 0;                     // G
+  std::vector<std::vector<float>> window_mass;  // [L][H * T]
+};
+
+struct CompressionPlan {
+  KvPolicy policy = KvPolicy::kFull;
+  int64_t average_budget = 0;    // B_avg
+  bool compressed = false;       // false when T <= B_avg or policy full
+  std::vector<int64_t> budgets;  // [L] kept tokens per layer (T when not compressed)
+  std::vector<double> lmba;      // [L] (zigzag when compressed; empty otherwise)
+  // [L][G] ascending kept positions, each of size budgets[l]; empty when not compressed.
+  std::vector<std::vector<std::vector<int32_t>>> kept;
+};
+
+// Validates the summary's shape against itself and runs the policy.
+absl::StatusOr<CompressionPlan> PlanCompression(const CompressionParams& params,
+                                                const WindowSummary& summary);
+
+// The pieces, exposed for tests and the profiling tool ----------------------------------------
+
+// MBA of one head: the smallest number of tokens whose largest probabilities p[j] sum to >= tau.
+int64_t HeadMinimumBudget(std::span<const double> probabilities, double tau);
+// LMBA of a layer: mean over heads of MBA, with p[h, j] = mass[h, j] / w_eff over all j < T.
+double LayerMinimumBudget(std::span<const float> mass, int32_t num_heads, int64_t prompt_tokens,
+                          int32_t window, double tau);
+
+// ZigZag's bounded-minimum allocation with cap-at-T, proportional redistribution and largest-
+// remainder rounding; sums exactly to min(L * B_avg, L * T). Uniform B_avg if all LMBA are 0.
+std::vector<int64_t> ZigZagBudgets(std::span<const double> lmba, int64_t average_budget,
+                                   int32_t window, double rho, int64_t prompt_tokens);
+// PyramidKV: m = B_avg - w_eff, min = m / beta, max = 2m - min,
+// B_l = w_eff + round(max - l (max - min) / (L - 1)), capped at T.
+std::vector<int64_t> PyramidBudgets(int64_t num_layers, int64_t average_budget, int32_t window,
+                                    double beta, int64_t prompt_tokens);
+
+// SnapKV scores of one layer: [G][T - w_eff]: per head, the window mass of prefix positions,
+// max-pooled (kernel k, stride 1, same padding), then averaged over the heads of each KV head.
+std::vector<std::vector<float>> TokenScores(std::span<const float> mass, int32_t num_heads,
+                                            int32_t num_kv_heads, int64_t prompt_tokens,
+                                            int32_t window, int32_t kernel);
+// The last w_eff positions plus the top (budget - w_eff) prefix positions by score (ties: lower
+// position first), ascending. scores.size() == T - w_eff.
+std::vector<int32_t> SelectPositions(std::span<const float> scores, int64_t prompt_tokens,
+                                     int32_t window, int64_t budget);
+// StreamingLLM: the first min(sink, budget) positions plus the most recent ones, ascending.
+std::vector<int32_t> StreamingPositions(int64_t prompt_tokens, int32_t sink_tokens, int64_t budget);
+
+}  // namespace zigzag
