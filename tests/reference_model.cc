@@ -163,7 +163,8 @@ std::vector<std::vector<double>> ReferenceModel::LogitsWithKeptPositions(
         std::vector<int64_t> visible;
         for (int64_t j = 0; j <= i; ++j) {
           bool keep = true;
-          if (!kept.empty() && j < prompt_length) {
+          // Prompt queries ran before compression and saw the whole prompt.
+          if (!kept.empty() && i >= prompt_length && j < prompt_length) {
             const std::vector<int64_t>& set = kept[l][g];
             keep = std::binary_search(set.begin(), set.end(), j);
           }

@@ -17,9 +17,10 @@ class ReferenceModel {
   // Logits [tokens.size()][vocab] for every position of the sequence (positions 0..T-1).
   std::vector<std::vector<double>> Logits(const std::vector<int32_t>& tokens) const;
 
-  // The same, but in layer l the query heads of KV head g see, among prompt positions
-  // (< prompt_length), only kept_per_layer_head[l][g] (sorted); positions after the prompt stay
-  // visible. For compression tests; an empty outer vector means every position is visible.
+  // The same as a compressed cache sees it: prompt queries (< prompt_length) see the whole prompt
+  // (prefill runs before compression); later queries in layer l, head group g see, among prompt
+  // positions, only kept_per_layer_head[l][g] (sorted), and every position after the prompt.
+  // An empty outer vector means every position is visible.
   std::vector<std::vector<double>> LogitsWithKeptPositions(
       const std::vector<int32_t>& tokens, int64_t prompt_length,
       const std::vector<std::vector<std::vector<int64_t>>>& kept_per_layer_head) const;

@@ -31,7 +31,7 @@ class KvCache {
   // Allocates num_blocks blocks on the backend. InvalidArgument for non-positive sizes,
   // ResourceExhausted when the backend cannot allocate.
   static absl::StatusOr<std::unique_ptr<KvCache>> Create(Backend* backend, const KvLayout& layout,
-                                                          int32_t num_blocks);
+                                                         int32_t num_blocks);
   // As many blocks as fit in `bytes` (at least one, else InvalidArgument saying how many bytes
   // one block needs).
   static absl::StatusOr<std::unique_ptr<KvCache>> CreateWithBytes(Backend* backend,

@@ -20,7 +20,7 @@ struct SamplingParams {
   int32_t max_tokens = 16;          // >= 1
   std::vector<int32_t> stop_token_ids;
   bool ignore_eos = false;
-  bool logprobs = false;            // report the log-probability of each chosen token
+  bool logprobs = false;  // report the log-probability of each chosen token
 };
 
 // InvalidArgument naming the field and the allowed range: NaN or negative temperature, top_k < 0,
