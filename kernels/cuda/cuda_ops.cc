@@ -1,0 +1,248 @@
+// The CUDA backend's dense ops: argument checks (op_checks.h), metadata upload, then one cuBLAS
+// call or kernel launch each (elementwise_kernels.cuh). Attention is in cuda_attention.cc.
+#include <climits>
+#include <cstdint>
+
+#include "absl/strings/str_cat.h"
+#include "core/util/status_macros.h"
+#include "kernels/cuda/cuda_backend_impl.h"
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/elementwise_kernels.cuh"
+#include "kernels/cuda/op_checks.h"
+
+namespace zigzag {
+
+using cuda_internal::CheckDeviceOutput;
+using cuda_internal::CheckDeviceTensor;
+using cuda_internal::CheckDim;
+using cuda_internal::CheckIndices;
+using cuda_internal::CheckSameShape;
+using cuda_internal::kAnyRank;
+using cuda_internal::Overlaps;
+
+namespace {
+
+// Elements per row of a tensor seen as [dim(0), rest].
+int64_t RowSize(const Tensor& tensor) {
+  return tensor.dim(0) == 0 ? 0 : tensor.numel() / tensor.dim(0);
+}
+
+}  // namespace
+
+absl::Status CudaBackend::GatherRows(const Tensor& src, std::span<const int32_t> rows,
+                                     Tensor* dst) {
+  if (rows.empty() || dst->numel() == 0) return absl::OkStatus();
+  RETURN_IF_ERROR(Activate());
+  ASSIGN_OR_RETURN(void* device_rows, UploadMetadata(rows.data(), rows.size_bytes()));
+  cuda::GatherRowsParams params;
+  params.src = src.data();
+  params.rows = static_cast<const int32_t*>(device_rows);
+  params.dst = dst->data();
+  params.num_rows = static_cast<int64_t>(rows.size());
+  params.row_size = RowSize(*dst);
+  params.dtype = src.dtype();
+  CUDA_RETURN_IF_ERROR(cuda::LaunchGatherRows(params, stream_));
+  return absl::OkStatus();
+}
+
+absl::Status CudaBackend::Embedding(const Tensor& table, std::span<const int32_t> ids,
+                                    Tensor* out) {
+  RETURN_IF_ERROR(CheckDeviceTensor("Embedding", "table", table, dtype_, 2));
+  RETURN_IF_ERROR(CheckDeviceOutput("Embedding", "out", out, dtype_, 2));
+  RETURN_IF_ERROR(
+      CheckDim("Embedding", "out", *out, 0, static_cast<int64_t>(ids.size()), "one row per id"));
+  RETURN_IF_ERROR(CheckDim("Embedding", "out", *out, 1, table.dim(1), "table's hidden size"));
+  RETURN_IF_ERROR(CheckIndices("Embedding", "ids", ids, table.dim(0), "table's vocabulary"));
+  return GatherRows(table, ids, out);
+}
+
+absl::Status CudaBackend::CopyRows(const Tensor& src, std::span<const int32_t> rows, Tensor* dst) {
+  if (dst == nullptr) return absl::InvalidArgumentError("CopyRows: dst is null");
+  RETURN_IF_ERROR(CheckDeviceTensor("CopyRows", "src", src, src.dtype(), kAnyRank));
+  RETURN_IF_ERROR(CheckDeviceOutput("CopyRows", "dst", dst, src.dtype(), src.rank()));
+  if (src.rank() < 1) return absl::InvalidArgumentError("CopyRows: src has rank 0");
+  RETURN_IF_ERROR(CheckDim("CopyRows", "dst", *dst, 0, static_cast<int64_t>(rows.size()),
+                           "one row per entry of rows"));
+  for (int i = 1; i < src.rank(); ++i) {
+    RETURN_IF_ERROR(CheckDim("CopyRows", "dst", *dst, i, src.dim(i), "src's row shape"));
+  }
+  RETURN_IF_ERROR(CheckIndices("CopyRows", "rows", rows, src.dim(0), "src's rows"));
+  if (Overlaps(src, *dst)) {
+    return absl::InvalidArgumentError("CopyRows: dst must not overlap src");
+  }
+  return GatherRows(src, rows, dst);
+}
+
+absl::Status CudaBackend::Gemm(const Tensor& x, const Tensor& w, Tensor* y) {
+  const int n = static_cast<int>(x.dim(0));
+  const int k = static_cast<int>(x.dim(1));
+  const int m = static_cast<int>(w.dim(0));
+  const cudaDataType_t type = dtype_ == DType::kF32 ? CUDA_R_32F : CUDA_R_16BF;
+  const float alpha = 1.0f;
+  const float beta = 0.0f;
+  // Row-major y[n, m] = x[n, k] w[m, k]^T. cuBLAS is column-major, and a row-major [r, c] buffer
+  // is the column-major c x r matrix, i.e. its transpose. So the buffers hold x^T (k x n, ld k),
+  // w^T (k x m, ld k) and y^T (m x n, ld m), and y^T = w x^T = (w^T)^T x^T:
+  // C = op(A) op(B) with A = the w buffer, op = T; B = the x buffer, op = N; C = the y buffer.
+  CUBLAS_RETURN_IF_ERROR(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, m, n, k, &alpha, w.data(),
+                                      type, k, x.data(), type, k, &beta, y->data(), type, m,
+                                      CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  return absl::OkStatus();
+}
+
+absl::Status CudaBackend::Matmul(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor* y) {
+  RETURN_IF_ERROR(CheckDeviceTensor("Matmul", "x", x, dtype_, 2));
+  RETURN_IF_ERROR(CheckDeviceTensor("Matmul", "w", w, dtype_, 2));
+  RETURN_IF_ERROR(CheckDeviceOutput("Matmul", "y", y, dtype_, 2));
+  RETURN_IF_ERROR(CheckDim("Matmul", "w", w, 1, x.dim(1), "x's inner dimension K"));
+  RETURN_IF_ERROR(CheckDim("Matmul", "y", *y, 0, x.dim(0), "x's rows N"));
+  RETURN_IF_ERROR(CheckDim("Matmul", "y", *y, 1, w.dim(0), "w's rows M"));
+  if (bias != nullptr) {
+    RETURN_IF_ERROR(CheckDeviceTensor("Matmul", "bias", *bias, dtype_, 1));
+    RETURN_IF_ERROR(CheckDim("Matmul", "bias", *bias, 0, w.dim(0), "w's rows M"));
+  }
+  if (Overlaps(*y, x) || Overlaps(*y, w)) {
+    return absl::InvalidArgumentError("Matmul: y must not alias (overlap) x or w");
+  }
+  if (x.dim(0) > INT_MAX || x.dim(1) > INT_MAX || w.dim(0) > INT_MAX) {
+    return absl::InvalidArgumentError(absl::StrCat("Matmul: x ", x.DebugString(), " or w ",
+                                                   w.DebugString(),
+                                                   " has a dimension beyond cuBLAS's int range"));
+  }
+  if (y->numel() == 0) return absl::OkStatus();
+  RETURN_IF_ERROR(Activate());
+  if (x.dim(1) == 0) {  // empty sum; cuBLAS rejects k = 0 with ld = 0
+    CUDA_RETURN_IF_ERROR(cudaMemsetAsync(y->data(), 0, y->bytes(), stream_));
+  } else {
+    RETURN_IF_ERROR(Gemm(x, w, y));
+  }
+  if (bias != nullptr) {
+    cuda::AddBiasParams params;
+    params.y = y->data();
+    params.bias = bias->data();
+    params.rows = y->dim(0);
+    params.cols = y->dim(1);
+    params.dtype = dtype_;
+    CUDA_RETURN_IF_ERROR(cuda::LaunchAddBias(params, stream_));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CudaBackend::RmsNorm(const Tensor& x, const Tensor& weight, float eps, Tensor* y) {
+  RETURN_IF_ERROR(CheckDeviceTensor("RmsNorm", "x", x, dtype_, 2));
+  RETURN_IF_ERROR(CheckDeviceTensor("RmsNorm", "weight", weight, dtype_, 1));
+  RETURN_IF_ERROR(CheckDeviceOutput("RmsNorm", "y", y, dtype_, 2));
+  RETURN_IF_ERROR(CheckDim("RmsNorm", "weight", weight, 0, x.dim(1), "x's row size"));
+  RETURN_IF_ERROR(CheckSameShape("RmsNorm", "x", x, "y", *y));
+  RETURN_IF_ERROR(Activate());
+  cuda::RmsNormParams params;
+  params.x = x.data();
+  params.weight = weight.data();
+  params.y = y->data();
+  params.rows = x.dim(0);
+  params.dim = x.dim(1);
+  params.eps = eps;
+  params.dtype = dtype_;
+  CUDA_RETURN_IF_ERROR(cuda::LaunchRmsNorm(params, stream_));
+  return absl::OkStatus();
+}
+
+absl::Status CudaBackend::Rope(std::span<const int32_t> positions, const Tensor& inv_freq,
+                               Tensor* x) {
+  RETURN_IF_ERROR(CheckDeviceOutput("Rope", "x", x, dtype_, 3));
+  RETURN_IF_ERROR(CheckDeviceTensor("Rope", "inv_freq", inv_freq, DType::kF32, 1));
+  const int64_t head_dim = x->dim(2);
+  if (head_dim % 2 != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("Rope: x is ", x->DebugString(), "; head_dim must be even"));
+  }
+  RETURN_IF_ERROR(CheckDim("Rope", "inv_freq", inv_freq, 0, head_dim / 2, "head_dim / 2"));
+  if (static_cast<int64_t>(positions.size()) != x->dim(0)) {
+    return absl::InvalidArgumentError(absl::StrCat("Rope: positions has ", positions.size(),
+                                                   " entries but x is ", x->DebugString(),
+                                                   " (one position per row)"));
+  }
+  if (x->numel() == 0) return absl::OkStatus();
+  RETURN_IF_ERROR(Activate());
+  ASSIGN_OR_RETURN(void* device_positions,
+                   UploadMetadata(positions.data(), positions.size_bytes()));
+  cuda::RopeParams params;
+  params.x = x->data();
+  params.positions = static_cast<const int32_t*>(device_positions);
+  params.inv_freq = inv_freq.data_as<const float>();
+  params.tokens = x->dim(0);
+  params.heads = x->dim(1);
+  params.head_dim = head_dim;
+  params.dtype = dtype_;
+  CUDA_RETURN_IF_ERROR(cuda::LaunchRope(params, stream_));
+  return absl::OkStatus();
+}
+
+absl::Status CudaBackend::SiluMul(const Tensor& gate, const Tensor& up, Tensor* out) {
+  RETURN_IF_ERROR(CheckDeviceTensor("SiluMul", "gate", gate, dtype_, kAnyRank));
+  RETURN_IF_ERROR(CheckDeviceTensor("SiluMul", "up", up, dtype_, kAnyRank));
+  RETURN_IF_ERROR(CheckDeviceOutput("SiluMul", "out", out, dtype_, kAnyRank));
+  RETURN_IF_ERROR(CheckSameShape("SiluMul", "gate", gate, "up", up));
+  RETURN_IF_ERROR(CheckSameShape("SiluMul", "gate", gate, "out", *out));
+  RETURN_IF_ERROR(Activate());
+  cuda::SiluMulParams params;
+  params.gate = gate.data();
+  params.up = up.data();
+  params.out = out->data();
+  params.count = out->numel();
+  params.dtype = dtype_;
+  CUDA_RETURN_IF_ERROR(cuda::LaunchSiluMul(params, stream_));
+  return absl::OkStatus();
+}
+
+absl::Status CudaBackend::Add(const Tensor& a, const Tensor& b, Tensor* out) {
+  RETURN_IF_ERROR(CheckDeviceTensor("Add", "a", a, dtype_, kAnyRank));
+  RETURN_IF_ERROR(CheckDeviceTensor("Add", "b", b, dtype_, kAnyRank));
+  RETURN_IF_ERROR(CheckDeviceOutput("Add", "out", out, dtype_, kAnyRank));
+  RETURN_IF_ERROR(CheckSameShape("Add", "a", a, "b", b));
+  RETURN_IF_ERROR(CheckSameShape("Add", "a", a, "out", *out));
+  RETURN_IF_ERROR(Activate());
+  cuda::AddParams params;
+  params.a = a.data();
+  params.b = b.data();
+  params.out = out->data();
+  params.count = out->numel();
+  params.dtype = dtype_;
+  CUDA_RETURN_IF_ERROR(cuda::LaunchAdd(params, stream_));
+  return absl::OkStatus();
+}
+
+absl::Status CudaBackend::WriteKv(const Tensor& k, const Tensor& v, std::span<const int32_t> slots,
+                                  Tensor* kv_pool) {
+  RETURN_IF_ERROR(CheckDeviceTensor("WriteKv", "k", k, dtype_, 3));
+  RETURN_IF_ERROR(CheckDeviceTensor("WriteKv", "v", v, dtype_, 3));
+  RETURN_IF_ERROR(CheckDeviceOutput("WriteKv", "kv_pool", kv_pool, dtype_, 5));
+  RETURN_IF_ERROR(CheckSameShape("WriteKv", "k", k, "v", v));
+  if (static_cast<int64_t>(slots.size()) != k.dim(0)) {
+    return absl::InvalidArgumentError(absl::StrCat("WriteKv: slots has ", slots.size(),
+                                                   " entries but k is ", k.DebugString(),
+                                                   " (one slot per row)"));
+  }
+  RETURN_IF_ERROR(CheckDim("WriteKv", "kv_pool", *kv_pool, 1, 2, "K and V"));
+  RETURN_IF_ERROR(CheckDim("WriteKv", "kv_pool", *kv_pool, 3, k.dim(1), "k's kv_heads"));
+  RETURN_IF_ERROR(CheckDim("WriteKv", "kv_pool", *kv_pool, 4, k.dim(2), "k's head_dim"));
+  const int64_t block_size = kv_pool->dim(2);
+  RETURN_IF_ERROR(CheckIndices("WriteKv", "slots", slots, kv_pool->dim(0) * block_size,
+                               "num_blocks * block_size"));
+  if (slots.empty() || k.numel() == 0) return absl::OkStatus();
+  RETURN_IF_ERROR(Activate());
+  ASSIGN_OR_RETURN(void* device_slots, UploadMetadata(slots.data(), slots.size_bytes()));
+  cuda::WriteKvParams params;
+  params.k = k.data();
+  params.v = v.data();
+  params.slots = static_cast<const int32_t*>(device_slots);
+  params.kv_pool = kv_pool->data();
+  params.tokens = k.dim(0);
+  params.row_size = k.dim(1) * k.dim(2);
+  params.block_size = block_size;
+  params.dtype = dtype_;
+  CUDA_RETURN_IF_ERROR(cuda::LaunchWriteKv(params, stream_));
+  return absl::OkStatus();
+}
+
+}  // namespace zigzag
