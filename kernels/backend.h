@@ -104,6 +104,14 @@ class Backend {
   virtual absl::Status WriteKv(const Tensor& k, const Tensor& v, std::span<const int32_t> slots,
                                Tensor* kv_pool) = 0;
 
+  // Compaction of one (sequence, layer) after compression: for every KV head g and i < budget,
+  // cache entry i of head g takes the key and value of entry kept[g * budget + i] of head g.
+  // kept is [kv_heads][budget] flattened, each head's row strictly ascending (so sources are at
+  // or after their destinations); block_ids are the layer's blocks. Entries >= budget are left
+  // as they were (the caller shrinks the layer and frees its tail blocks).
+  virtual absl::Status CompactKv(std::span<const int32_t> block_ids, std::span<const int32_t> kept,
+                                 int32_t budget, Tensor* kv_pool) = 0;
+
   // Causal attention of a batch of sequences over their paged KV (one layer).
   // q, out [N_total, num_heads, head_dim]; kv_pool as in WriteKv. GQA: query head h reads KV head
   // h / (num_heads / kv_heads). Softmax in float32.

@@ -43,6 +43,7 @@ WindowSummary RandomSummary(const Shape& shape, uint64_t seed) {
   const int32_t group = shape.heads / shape.kv_heads;
   const double scales[] = {0.3, 3.0, 1.0, 8.0, 0.1, 5.0};
   WindowSummary summary;
+  summary.num_layers = shape.layers;
   summary.prompt_tokens = T;
   summary.window = static_cast<int32_t>(w_eff);
   summary.num_heads = shape.heads;
@@ -303,7 +304,10 @@ TEST(PlanCompressionTest, BadSummaryOrParamsAreInvalidArgument) {
         p.window = 8;
         p.tokens_per_layer = 10;
       });
-  add("window_mass is empty", [](WindowSummary& s, CompressionParams&) { s.window_mass.clear(); });
+  add("window_mass has 0 layers, expected num_layers = 2 (policy zigzag",
+      [](WindowSummary& s, CompressionParams&) { s.window_mass.clear(); });
+  add("num_layers must be >= 1, got 0",
+      [](WindowSummary& s, CompressionParams&) { s.num_layers = 0; });
   add("window_mass[1] has 63 values, expected num_heads * prompt_tokens = 4 * 16 = 64",
       [](WindowSummary& s, CompressionParams&) { s.window_mass[1].pop_back(); });
   add("window_mass[0] holds nan at head 2, position 5", [](WindowSummary& s, CompressionParams&) {

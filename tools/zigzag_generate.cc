@@ -30,6 +30,14 @@ ABSL_FLAG(int64_t, seed, -1, "Random seed; -1 = random");
 ABSL_FLAG(std::string, stop_token_ids, "", "Comma-separated token ids that end generation");
 ABSL_FLAG(bool, ignore_eos, false, "Keep generating after the model's EOS token");
 ABSL_FLAG(bool, logprobs, false, "Print the log-probability of each generated token");
+ABSL_FLAG(std::string, kv_policy, "full",
+          "KV compression policy: full, streaming, snapkv, pyramidkv or zigzag");
+ABSL_FLAG(int64_t, kv_budget, 0, "Average KV budget in tokens per layer (window included)");
+ABSL_FLAG(double, kv_ratio, 0.0, "Average KV budget as a fraction of the prompt, in (0, 1]");
+ABSL_FLAG(int32_t, kv_window, 32, "Observation window (last prompt tokens always kept)");
+ABSL_FLAG(int32_t, kv_kernel, 7, "Max-pool kernel for token scores (odd)");
+ABSL_FLAG(double, kv_tau, 0.9, "ZigZag: attention mass a layer's minimum budget must keep");
+ABSL_FLAG(double, kv_rho, 0.2, "ZigZag: per-layer floor as a fraction of the average budget");
 ABSL_FLAG(std::string, backend, "auto", "Backend: auto, cpu or cuda");
 ABSL_FLAG(int32_t, threads, 0, "CPU backend threads; 0 = all cores");
 ABSL_FLAG(int32_t, block_size, 16, "KV cache block size in tokens");
@@ -50,6 +58,26 @@ bool ParseIds(const std::string& text, const char* flag, std::vector<int32_t>* o
     out->push_back(id);
   }
   return true;
+}
+
+void PrintKvStats(const zigzag::KvStats& stats) {
+  const zigzag::CompressionParams& p = stats.params;
+  std::printf(
+      "kv_policy: %s compressed: %s average_budget: %lld window: %d kernel: %d tau: %g "
+      "rho: %g\n",
+      zigzag::KvPolicyName(p.policy), stats.compressed ? "yes" : "no",
+      static_cast<long long>(stats.average_budget), stats.window, p.kernel, p.tau, p.rho);
+  std::printf("kv_kept_prompt_tokens_per_layer: %s\n",
+              absl::StrJoin(stats.prompt_kept_per_layer, ",").c_str());
+  std::printf(
+      "kv_full_bytes: %lld kv_retained_bytes: %lld kv_full_block_bytes: %lld "
+      "kv_retained_block_bytes: %lld kv_saved_bytes: %lld kv_retained_ratio: %.4f "
+      "kv_blocks_held: %lld\n",
+      static_cast<long long>(stats.full_kv_bytes), static_cast<long long>(stats.retained_kv_bytes),
+      static_cast<long long>(stats.full_kv_block_bytes),
+      static_cast<long long>(stats.retained_kv_block_bytes),
+      static_cast<long long>(stats.saved_kv_bytes), stats.retained_ratio,
+      static_cast<long long>(stats.blocks_held));
 }
 
 int Fail(const char* what, const absl::Status& status) {
@@ -95,6 +123,17 @@ int main(int argc, char** argv) {
   }
   sampling.ignore_eos = absl::GetFlag(FLAGS_ignore_eos);
   sampling.logprobs = absl::GetFlag(FLAGS_logprobs);
+  auto policy = zigzag::ParseKvPolicy(absl::GetFlag(FLAGS_kv_policy));
+  if (!policy.ok()) return Fail("--kv-policy", policy.status());
+  zigzag::CompressionParams& compression = request.compression;
+  compression.policy = *policy;
+  if (absl::GetFlag(FLAGS_kv_budget) != 0)
+    compression.tokens_per_layer = absl::GetFlag(FLAGS_kv_budget);
+  if (absl::GetFlag(FLAGS_kv_ratio) != 0.0) compression.ratio = absl::GetFlag(FLAGS_kv_ratio);
+  compression.window = absl::GetFlag(FLAGS_kv_window);
+  compression.kernel = absl::GetFlag(FLAGS_kv_kernel);
+  compression.tau = absl::GetFlag(FLAGS_kv_tau);
+  compression.rho = absl::GetFlag(FLAGS_kv_rho);
   if (absl::GetFlag(FLAGS_block_size) < 1 || absl::GetFlag(FLAGS_kv_memory_mb) < 1) {
     std::fprintf(stderr, "zigzag-generate: --block-size and --kv-memory-mb must be >= 1\n");
     return 2;
@@ -123,5 +162,6 @@ int main(int argc, char** argv) {
   std::printf("finish_reason: %s\n", zigzag::FinishReasonName(result.finish_reason));
   std::printf("prompt_tokens: %zu generated_tokens: %zu seconds: %.3f backend: %s\n",
               request.prompt.size(), result.tokens.size(), seconds, (*backend)->name());
+  PrintKvStats(result.kv_stats);
   return 0;
 }

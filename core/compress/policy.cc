@@ -75,10 +75,19 @@ absl::Status ValidateSummary(const CompressionParams& params, const WindowSummar
         "window summary: window (", summary.window, ") must equal min(kv_compression.window (",
         params.window, "), prompt_tokens (", tokens, ")) = ", expected_window));
   }
-  if (summary.window_mass.empty()) {
+  if (summary.num_layers < 1) {
     return absl::InvalidArgumentError(
-        "window summary: window_mass is empty; it needs one [num_heads * prompt_tokens] entry "
-        "per layer");
+        absl::StrCat("window summary: num_layers must be >= 1, got ", summary.num_layers));
+  }
+  const bool needs_scores = params.policy == KvPolicy::kSnapKv ||
+                            params.policy == KvPolicy::kPyramidKv ||
+                            params.policy == KvPolicy::kZigZag;
+  if ((needs_scores || !summary.window_mass.empty()) &&
+      static_cast<int64_t>(summary.window_mass.size()) != summary.num_layers) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "window summary: window_mass has ", summary.window_mass.size(),
+        " layers, expected num_layers = ", summary.num_layers, " (policy ",
+        KvPolicyName(params.policy), " needs one [num_heads * prompt_tokens] entry per layer)"));
   }
   const int64_t per_layer = static_cast<int64_t>(summary.num_heads) * tokens;
   for (size_t l = 0; l < summary.window_mass.size(); ++l) {
@@ -340,7 +349,7 @@ absl::StatusOr<CompressionPlan> PlanCompression(const CompressionParams& params,
   RETURN_IF_ERROR(ValidateCompressionParams(params));
   RETURN_IF_ERROR(ValidateSummary(params, summary));
   const int64_t tokens = summary.prompt_tokens;
-  const int64_t num_layers = static_cast<int64_t>(summary.window_mass.size());
+  const int64_t num_layers = summary.num_layers;
   const int32_t window = summary.window;
 
   CompressionPlan plan;

@@ -16,11 +16,14 @@ namespace zigzag {
 // sum over the last w_eff prompt queries i of A[h, i, j] (float32 attention probabilities;
 // zero where j > i). Layers' masses are [num_heads, T], row-major.
 struct WindowSummary {
-  int64_t prompt_tokens = 0;                    // T
-  int32_t window = 0;                           // w_eff = min(w, T)
-  int32_t num_heads = 0;                        // H
-  int32_t num_kv_heads = 0;                     // G
-  std::vector<std::vector<float>> window_mass;  // [L][H * T]
+  int32_t num_layers = 0;     // L
+  int64_t prompt_tokens = 0;  // T
+  int32_t window = 0;         // w_eff = min(w, T)
+  int32_t num_heads = 0;      // H
+  int32_t num_kv_heads = 0;   // G
+  // [L][H * T]; may be empty for policies without scores (full, streaming), whose prefill then
+  // need not measure anything.
+  std::vector<std::vector<float>> window_mass;
 };
 
 struct CompressionPlan {

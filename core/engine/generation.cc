@@ -1,8 +1,10 @@
 #include "core/engine/generation.h"
 
 #include <algorithm>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
+#include "core/engine/prefill_compression.h"
 #include "core/kv/sequence_kv.h"
 #include "core/sampling/sampler.h"
 #include "core/util/status_macros.h"
@@ -35,6 +37,7 @@ absl::Status ValidateGenerationRequest(const GenerationRequest& request,
     }
   }
   RETURN_IF_ERROR(ValidateSamplingParams(request.sampling, config.vocab_size));
+  RETURN_IF_ERROR(ValidateCompressionParams(request.compression));
   const int64_t needed = static_cast<int64_t>(request.prompt.size()) + request.sampling.max_tokens;
   if (needed > config.max_context()) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -54,6 +57,7 @@ struct ActiveSequence {
   std::vector<int32_t> context;  // prompt + generated, for the repetition penalty
   int64_t next_position = 0;
   bool done = false;
+  std::optional<PrefillCompression> compression;
 };
 
 // Appends the sampled token and decides whether the sequence stops.
@@ -101,15 +105,29 @@ absl::StatusOr<std::vector<GenerationResult>> GenerateBatch(
                                     Sampler(requests[i].sampling), requests[i].prompt, 0, false});
   }
 
-  // Prefill every prompt in one ragged batch.
+  // Prefill every prompt in one ragged batch, measuring what compression needs on the way.
   std::vector<ForwardSequence> batch;
   for (ActiveSequence& seq : active) {
-    RETURN_IF_ERROR(seq.kv.AppendAllLayers(static_cast<int64_t>(seq.request->prompt.size())));
-    batch.push_back(
-        ForwardSequence{.tokens = seq.request->prompt, .first_position = 0, .kv = &seq.kv});
-    seq.next_position = static_cast<int64_t>(seq.request->prompt.size());
+    const int64_t prompt_tokens = static_cast<int64_t>(seq.request->prompt.size());
+    RETURN_IF_ERROR(seq.kv.AppendAllLayers(prompt_tokens));
+    ASSIGN_OR_RETURN(seq.compression, PrefillCompression::Create(seq.request->compression, config,
+                                                                 *model.backend(), prompt_tokens));
+    batch.push_back(ForwardSequence{.tokens = seq.request->prompt,
+                                    .first_position = 0,
+                                    .kv = &seq.kv,
+                                    .window_mass = seq.compression->window_mass(),
+                                    .window_begin = seq.compression->window_begin()});
+    seq.next_position = prompt_tokens;
   }
   ASSIGN_OR_RETURN(std::vector<float> logits, model.Forward(batch, &cache));
+  // Compress each sequence's cache now that its whole prompt is in it; freed blocks go back to
+  // the pool before decoding starts.
+  for (ActiveSequence& seq : active) {
+    ASSIGN_OR_RETURN(CompressionPlan plan, seq.compression->Apply(*model.backend(), cache, seq.kv,
+                                                                  &seq.result->kv_stats));
+    if (seq.request->return_plan) seq.result->plan = std::move(plan);
+    seq.compression.reset();
+  }
   const size_t vocab = static_cast<size_t>(config.vocab_size);
   for (size_t s = 0; s < active.size(); ++s) {
     std::span<const float> row(logits.data() + s * vocab, vocab);
@@ -123,7 +141,13 @@ absl::StatusOr<std::vector<GenerationResult>> GenerateBatch(
     batch.clear();
     for (ActiveSequence& seq : active) {
       if (seq.done) {
-        seq.kv.Release();  // finished sequences give their blocks back at once
+        if (seq.kv.blocks_held() > 0) {
+          // Finished: record what it held, then give the blocks back at once.
+          KvStats& stats = seq.result->kv_stats;
+          stats.appended_tokens = seq.kv.length(0) - stats.prompt_kept_per_layer[0];
+          FillKvMemoryStats(seq.kv, cache.layout(), &stats);
+          seq.kv.Release();
+        }
         continue;
       }
       RETURN_IF_ERROR(seq.kv.AppendAllLayers(1));

@@ -8,7 +8,10 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "core/compress/compression_params.h"
+#include "core/compress/policy.h"
 #include "core/kv/kv_cache.h"
+#include "core/kv/kv_stats.h"
 #include "core/model/llama_model.h"
 #include "core/sampling/sampling_params.h"
 
@@ -20,6 +23,8 @@ const char* FinishReasonName(FinishReason reason);
 struct GenerationRequest {
   std::vector<int32_t> prompt;
   SamplingParams sampling;
+  CompressionParams compression;  // applied once, at the end of the prompt's prefill
+  bool return_plan = false;       // copy the compression plan (kept positions) into the result
 };
 
 struct GenerationResult {
@@ -28,11 +33,14 @@ struct GenerationResult {
   std::vector<int32_t> tokens;
   std::vector<float> logprobs;  // filled when sampling.logprobs
   FinishReason finish_reason = FinishReason::kLength;
+  // The sequence's KV memory when it finished, next to what a full cache would hold.
+  KvStats kv_stats;
+  CompressionPlan plan;  // when request.return_plan
 };
 
-// InvalidArgument for an empty prompt, an id outside the vocabulary, bad sampling parameters, or
-// prompt + max_tokens beyond the model's context; ResourceExhausted when the KV pool cannot hold
-// the batch (the pool is left as it was).
+// InvalidArgument for an empty prompt, an id outside the vocabulary, bad sampling or compression
+// parameters, or prompt + max_tokens beyond the model's context; ResourceExhausted when the KV pool
+// cannot hold the batch (the pool is left as it was).
 absl::Status ValidateGenerationRequest(const GenerationRequest& request, const ModelConfig& config);
 
 absl::StatusOr<std::vector<GenerationResult>> GenerateBatch(

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/util/status_macros.h"
 #include "kernels/cpu/cpu_checks.h"
+#include "kernels/kv_compaction_args.h"
 
 namespace zigzag::cpu {
 namespace {
@@ -182,6 +183,37 @@ absl::Status WriteKv(const Tensor& k, const Tensor& v, std::span<const int32_t> 
     float* value_dst = pool + ((block * 2 + 1) * block_size + offset) * row;
     std::memcpy(key_dst, k.data_as<float>() + n * row, row * sizeof(float));
     std::memcpy(value_dst, v.data_as<float>() + n * row, row * sizeof(float));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CompactKv(std::span<const int32_t> block_ids, std::span<const int32_t> kept,
+                       int32_t budget, Tensor* kv_pool) {
+  const char* op = "CompactKv";
+  if (kv_pool == nullptr) return ArgError(op, "kv_pool", "is null");
+  RETURN_IF_ERROR(CheckPool(op, *kv_pool));
+  const int64_t block_size = kv_pool->dim(2);
+  const int64_t kv_heads = kv_pool->dim(3);
+  const int64_t head_dim = kv_pool->dim(4);
+  RETURN_IF_ERROR(
+      ValidateCompactKvArgs(block_ids, kept, budget, kv_heads, block_size, kv_pool->dim(0)));
+  // Serial and front to back: each head's kept entries ascend, so entry i is written only after
+  // every source at or below i has been read (sources are >= their destinations).
+  float* pool = kv_pool->data_as<float>();
+  const int64_t token_row = kv_heads * head_dim;
+  auto entry_base = [&](int64_t entry, int kv) {
+    const int64_t block = block_ids[entry / block_size];
+    return pool + ((block * 2 + kv) * block_size + entry % block_size) * token_row;
+  };
+  for (int64_t g = 0; g < kv_heads; ++g) {
+    for (int64_t i = 0; i < budget; ++i) {
+      const int64_t source = kept[g * budget + i];
+      if (source == i) continue;
+      for (int kv = 0; kv < 2; ++kv) {
+        std::memcpy(entry_base(i, kv) + g * head_dim, entry_base(source, kv) + g * head_dim,
+                    head_dim * sizeof(float));
+      }
+    }
   }
   return absl::OkStatus();
 }

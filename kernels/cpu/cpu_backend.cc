@@ -90,6 +90,10 @@ class CpuBackend final : public Backend {
                        Tensor* kv_pool) override {
     return cpu::WriteKv(k, v, slots, kv_pool);
   }
+  absl::Status CompactKv(std::span<const int32_t> block_ids, std::span<const int32_t> kept,
+                         int32_t budget, Tensor* kv_pool) override {
+    return cpu::CompactKv(block_ids, kept, budget, kv_pool);
+  }
   absl::Status Attention(const AttentionBatch& batch, const Tensor& q, const Tensor& kv_pool,
                          Tensor* out) override {
     return cpu::Attention(pool_, batch, q, kv_pool, out);

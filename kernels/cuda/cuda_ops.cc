@@ -2,6 +2,7 @@
 // call or kernel launch each (elementwise_kernels.cuh). Attention is in cuda_attention.cc.
 #include <climits>
 #include <cstdint>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "core/util/status_macros.h"
@@ -9,6 +10,7 @@
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/elementwise_kernels.cuh"
 #include "kernels/cuda/op_checks.h"
+#include "kernels/kv_compaction_args.h"
 
 namespace zigzag {
 
@@ -242,6 +244,39 @@ absl::Status CudaBackend::WriteKv(const Tensor& k, const Tensor& v, std::span<co
   params.block_size = block_size;
   params.dtype = dtype_;
   CUDA_RETURN_IF_ERROR(cuda::LaunchWriteKv(params, stream_));
+  return absl::OkStatus();
+}
+
+absl::Status CudaBackend::CompactKv(std::span<const int32_t> block_ids,
+                                    std::span<const int32_t> kept, int32_t budget,
+                                    Tensor* kv_pool) {
+  RETURN_IF_ERROR(CheckDeviceOutput("CompactKv", "kv_pool", kv_pool, dtype_, 5));
+  RETURN_IF_ERROR(CheckDim("CompactKv", "kv_pool", *kv_pool, 1, 2, "K and V"));
+  const int64_t block_size = kv_pool->dim(2);
+  const int64_t kv_heads = kv_pool->dim(3);
+  const int64_t head_dim = kv_pool->dim(4);
+  RETURN_IF_ERROR(
+      ValidateCompactKvArgs(block_ids, kept, budget, kv_heads, block_size, kv_pool->dim(0)));
+  if (budget == 0 || block_ids.empty()) return absl::OkStatus();
+  RETURN_IF_ERROR(Activate());
+  // One metadata upload holds the block table followed by the kept entries.
+  std::vector<int32_t> metadata(block_ids.begin(), block_ids.end());
+  metadata.insert(metadata.end(), kept.begin(), kept.end());
+  ASSIGN_OR_RETURN(void* device_metadata,
+                   UploadMetadata(metadata.data(), metadata.size() * sizeof(int32_t)));
+  ASSIGN_OR_RETURN(Tensor staging, Allocate(dtype_, {2, kv_heads, budget, head_dim}));
+  cuda::CompactKvParams params;
+  params.block_ids = static_cast<const int32_t*>(device_metadata);
+  params.kept = params.block_ids + block_ids.size();
+  params.kv_pool = kv_pool->data();
+  params.staging = staging.data();
+  params.budget = budget;
+  params.kv_heads = kv_heads;
+  params.head_dim = head_dim;
+  params.block_size = block_size;
+  params.dtype = dtype_;
+  CUDA_RETURN_IF_ERROR(cuda::LaunchCompactKv(params, stream_));
+  // `staging` is freed on return; cudaFree waits for the queued kernels that use it.
   return absl::OkStatus();
 }
 

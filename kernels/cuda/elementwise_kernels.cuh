@@ -92,6 +92,22 @@ struct WriteKvParams {
 };
 cudaError_t LaunchWriteKv(const WriteKvParams& params, cudaStream_t stream);
 
+// Moves each KV head's kept entries of one (sequence, layer) to the front of its blocks:
+// gathers them into `staging`, then scatters them to entries 0..budget-1. Two passes because
+// destinations of one head may be sources of the same head in a parallel copy.
+struct CompactKvParams {
+  const int32_t* block_ids = nullptr;  // [layer_blocks] device memory
+  const int32_t* kept = nullptr;       // [kv_heads, budget] device memory, rows ascending
+  void* kv_pool = nullptr;             // [num_blocks, 2, block_size, kv_heads, head_dim] of dtype
+  void* staging = nullptr;             // [2, kv_heads, budget, head_dim] of dtype
+  int64_t budget = 0;
+  int64_t kv_heads = 0;
+  int64_t head_dim = 0;
+  int64_t block_size = 0;
+  DType dtype = DType::kF32;
+};
+cudaError_t LaunchCompactKv(const CompactKvParams& params, cudaStream_t stream);
+
 // cudaSuccess when this binary holds kernel code the current device can run (compiled for its
 // architecture, or PTX it can JIT); cudaErrorNoKernelImageForDevice or similar otherwise.
 cudaError_t ProbeKernelImage();

@@ -1,0 +1,60 @@
+#include "core/engine/prefill_compression.h"
+
+#include <algorithm>
+
+#include "core/kv/kv_compaction.h"
+#include "core/util/status_macros.h"
+
+namespace zigzag {
+
+absl::StatusOr<PrefillCompression> PrefillCompression::Create(const CompressionParams& params,
+                                                              const ModelConfig& config,
+                                                              Backend& backend,
+                                                              int64_t prompt_tokens) {
+  RETURN_IF_ERROR(ValidateCompressionParams(params));
+  PrefillCompression compression;
+  compression.params_ = params;
+  compression.num_layers_ = static_cast<int32_t>(config.num_layers);
+  compression.num_heads_ = static_cast<int32_t>(config.num_heads);
+  compression.num_kv_heads_ = static_cast<int32_t>(config.num_kv_heads);
+  compression.prompt_tokens_ = prompt_tokens;
+  compression.window_ = static_cast<int32_t>(std::min<int64_t>(params.window, prompt_tokens));
+  compression.window_begin_ = static_cast<int32_t>(prompt_tokens - compression.window_);
+  const bool scores_tokens = params.policy == KvPolicy::kSnapKv ||
+                             params.policy == KvPolicy::kPyramidKv ||
+                             params.policy == KvPolicy::kZigZag;
+  if (scores_tokens && prompt_tokens > AverageBudget(params, prompt_tokens)) {
+    for (int32_t l = 0; l < compression.num_layers_; ++l) {
+      ASSIGN_OR_RETURN(Tensor mass,
+                       backend.AllocateZeros(DType::kF32, {config.num_heads, prompt_tokens}));
+      compression.window_mass_.push_back(std::move(mass));
+    }
+  }
+  return compression;
+}
+
+absl::StatusOr<CompressionPlan> PrefillCompression::Apply(Backend& backend, KvCache& cache,
+                                                          SequenceKv& kv, KvStats* stats) {
+  WindowSummary summary;
+  summary.num_layers = num_layers_;
+  summary.prompt_tokens = prompt_tokens_;
+  summary.window = window_;
+  summary.num_heads = num_heads_;
+  summary.num_kv_heads = num_kv_heads_;
+  for (const Tensor& mass : window_mass_) {
+    std::vector<float>& host = summary.window_mass.emplace_back(mass.numel());
+    RETURN_IF_ERROR(backend.CopyToHost(mass, host));
+  }
+  window_mass_.clear();  // the device summaries are not needed any more
+  ASSIGN_OR_RETURN(CompressionPlan plan, PlanCompression(params_, summary));
+  RETURN_IF_ERROR(CompactSequenceKv(plan, backend, cache, kv));
+  stats->params = params_;
+  stats->average_budget = plan.average_budget;
+  stats->window = window_;
+  stats->compressed = plan.compressed;
+  stats->prompt_tokens = prompt_tokens_;
+  stats->prompt_kept_per_layer = plan.budgets;
+  return plan;
+}
+
+}  // namespace zigzag
