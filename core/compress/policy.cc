@@ -79,9 +79,11 @@ absl::Status ValidateSummary(const CompressionParams& params, const WindowSummar
     return absl::InvalidArgumentError(
         absl::StrCat("window summary: num_layers must be >= 1, got ", summary.num_layers));
   }
-  const bool needs_scores = params.policy == KvPolicy::kSnapKv ||
-                            params.policy == KvPolicy::kPyramidKv ||
-                            params.policy == KvPolicy::kZigZag;
+  // Scores are needed only when something will be evicted (T > B_avg).
+  const bool needs_scores =
+      (params.policy == KvPolicy::kSnapKv || params.policy == KvPolicy::kPyramidKv ||
+       params.policy == KvPolicy::kZigZag) &&
+      tokens > AverageBudget(params, tokens);
   if ((needs_scores || !summary.window_mass.empty()) &&
       static_cast<int64_t>(summary.window_mass.size()) != summary.num_layers) {
     return absl::InvalidArgumentError(absl::StrCat(

@@ -21,8 +21,8 @@ struct WindowSummary {
   int32_t window = 0;         // w_eff = min(w, T)
   int32_t num_heads = 0;      // H
   int32_t num_kv_heads = 0;   // G
-  // [L][H * T]; may be empty for policies without scores (full, streaming), whose prefill then
-  // need not measure anything.
+  // [L][H * T]; may be empty for policies without scores (full, streaming) and whenever
+  // T <= B_avg, when the prefill need not measure anything.
   std::vector<std::vector<float>> window_mass;
 };
 
