@@ -1,5 +1,6 @@
 #include "core/model/llama_model.h"
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 
@@ -158,6 +159,16 @@ absl::Status LlamaModel::ValidateBatch(std::span<const ForwardSequence> batch,
       return absl::InvalidArgumentError(
           absl::StrCat("Forward: sequence ", s, " window_mass must have one tensor per layer"));
     }
+    if (seq.captured_window_queries != nullptr) {
+      for (int l = 1; l < seq.kv->num_layers(); ++l) {
+        if (seq.kv->length(l) != seq.kv->length(0)) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "Forward: sequence ", s, " captured_window_queries needs every layer at ",
+              "the same KV length; layer ", l, " holds ", seq.kv->length(l), ", layer 0 holds ",
+              seq.kv->length(0)));
+        }
+      }
+    }
   }
   return absl::OkStatus();
 }
@@ -202,6 +213,37 @@ absl::StatusOr<std::vector<float>> LlamaModel::Forward(std::span<const ForwardSe
   std::vector<AttentionSequence> sequences(batch.size());
   std::vector<int32_t> slots(rows);
 
+  // Window query capture: which rows of q each capturing sequence wants, and one scratch tensor
+  // to gather them into before the copy to the host.
+  std::vector<std::vector<int32_t>> capture_rows(batch.size());
+  int64_t max_capture_rows = 0;
+  {
+    int32_t first_row = 0;
+    for (size_t s = 0; s < batch.size(); ++s) {
+      const ForwardSequence& seq = batch[s];
+      const int64_t n = static_cast<int64_t>(seq.tokens.size());
+      if (seq.captured_window_queries != nullptr) {
+        const int64_t first_index = seq.kv->length(0) - n;  // cache index of this call's token 0
+        for (int64_t i = 0; i < n; ++i) {
+          if (first_index + i >= seq.window_begin) {
+            capture_rows[s].push_back(first_row + static_cast<int32_t>(i));
+          }
+        }
+        const int64_t captured = static_cast<int64_t>(capture_rows[s].size());
+        seq.captured_window_queries->assign(
+            static_cast<size_t>(c.num_layers * captured * c.num_heads * c.head_dim), 0.0f);
+        max_capture_rows = std::max(max_capture_rows, captured);
+      }
+      first_row += static_cast<int32_t>(n);
+    }
+  }
+  Tensor capture_scratch;
+  if (max_capture_rows > 0) {
+    ASSIGN_OR_RETURN(capture_scratch,
+                     backend_->Allocate(backend_->activation_dtype(),
+                                        {max_capture_rows, c.num_heads * c.head_dim}));
+  }
+
   RETURN_IF_ERROR(backend_->Embedding(embed_tokens_, ids, &x));
   for (int64_t l = 0; l < c.num_layers; ++l) {
     const LayerWeights& w = layers_[l];
@@ -230,6 +272,17 @@ absl::StatusOr<std::vector<float>> LlamaModel::Forward(std::span<const ForwardSe
     RETURN_IF_ERROR(backend_->Matmul(normed, w.v_proj, c.qkv_bias ? &w.v_bias : nullptr, &v));
     RETURN_IF_ERROR(backend_->Rope(positions, inv_freq_, &q_heads));
     RETURN_IF_ERROR(backend_->Rope(positions, inv_freq_, &k_heads));
+    for (size_t s = 0; s < batch.size(); ++s) {
+      const std::vector<int32_t>& wanted = capture_rows[s];
+      if (wanted.empty()) continue;
+      const int64_t captured = static_cast<int64_t>(wanted.size());
+      Tensor gathered = capture_scratch.Rows(0, captured);
+      RETURN_IF_ERROR(backend_->CopyRows(q, wanted, &gathered));
+      const size_t layer_floats = static_cast<size_t>(captured * c.num_heads * c.head_dim);
+      RETURN_IF_ERROR(backend_->CopyToHost(
+          gathered, std::span<float>(*batch[s].captured_window_queries)
+                        .subspan(static_cast<size_t>(l) * layer_floats, layer_floats)));
+    }
     RETURN_IF_ERROR(backend_->WriteKv(k_heads, v_heads, slots, &cache->pool_tensor()));
     RETURN_IF_ERROR(
         backend_->Attention(attention_batch, q_heads, cache->pool_tensor(), &attention_heads));

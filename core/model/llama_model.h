@@ -31,6 +31,11 @@ struct ForwardSequence {
   // Optional per-layer window summaries (see AttentionSequence::window_mass); empty = none.
   std::span<Tensor> window_mass;
   int32_t window_begin = 0;
+  // Optional (profiling, tests): when non-null, receives the post-RoPE queries of this call's
+  // tokens whose cache index is >= window_begin, float32, layer-major [L][rows][H][head_dim]
+  // (rows = how many of this call's tokens fall in the window; 0 leaves it empty). Replaced by
+  // each call. Needs every layer at the same length (an uncompressed sequence).
+  std::vector<float>* captured_window_queries = nullptr;
 };
 
 class LlamaModel {

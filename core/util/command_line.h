@@ -7,6 +7,8 @@
 #include <vector>
 
 #include "absl/flags/parse.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
 
 namespace zigzag {
 
@@ -14,6 +16,13 @@ namespace zigzag {
 // becomes '_', then runs absl::ParseCommandLine. Returns the positional arguments, argv[0] first.
 // Unknown flags and bad values make Abseil print a message and exit(1), as for any Abseil binary.
 inline std::vector<std::string> ParseCommandLineAcceptingDashes(int argc, char** argv) {
+  // --help lists the flags our binaries define (in tools/ and server/); Abseil's default looks
+  // for a source file named like the program, which "zigzag-generate" never matches.
+  absl::FlagsUsageConfig usage_config;
+  usage_config.contains_help_flags = [](absl::string_view path) {
+    return absl::StrContains(path, "tools/") || absl::StrContains(path, "server/");
+  };
+  absl::SetFlagsUsageConfig(usage_config);
   static std::vector<std::string> args;  // ParseCommandLine keeps pointers into these
   args.assign(argv, argv + argc);
   for (size_t i = 1; i < args.size(); ++i) {
