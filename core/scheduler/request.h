@@ -53,9 +53,10 @@ struct EngineRequest {
   SamplingParams sampling;
   CompressionParams compression;
   std::optional<SteadyTime> deadline;
-  // Called on the worker thread; must be quick and must not call back into the scheduler.
-  std::function<void(const TokenDelta&)> on_tokens;    // optional (streaming)
-  std::function<void(RequestOutcome)> on_finish;       // required; called exactly once
+  // Called on the worker thread; must be quick. They may call Scheduler::Abort, Load and Submit,
+  // never Drain or Stop (see scheduler.h).
+  std::function<void(const TokenDelta&)> on_tokens;  // optional (streaming)
+  std::function<void(RequestOutcome)> on_finish;     // required; called exactly once
 };
 
 }  // namespace zigzag
