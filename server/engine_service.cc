@@ -1,0 +1,208 @@
+#include "server/engine_service.h"
+
+#include <utility>
+
+#include "absl/random/random.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "server/generate_reactors.h"
+#include "server/grpc_status.h"
+#include "server/request_validation.h"
+#include "server/response_conversion.h"
+#include "spdlog/spdlog.h"
+
+#ifndef ZIGZAG_VERSION
+#define ZIGZAG_VERSION "dev"
+#endif
+
+namespace zigzag {
+namespace {
+
+grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* context,
+                                    const grpc::Status& status) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(status);
+  return reactor;
+}
+
+constexpr const char* kNeedsTokenizer =
+    " needs a tokenizer; this server accepts token_ids (the tokenizer lands with issue 6)";
+
+}  // namespace
+
+EngineService::EngineService(EngineServiceOptions options)
+    : options_(std::move(options)),
+      auth_(options_.auth_token),
+      started_(std::chrono::steady_clock::now()),
+      id_prefix_(absl::Uniform<uint64_t>(absl::BitGen())) {}
+
+void EngineService::AttachEngine(const EngineHandles* engine) { engine_.store(engine); }
+
+void EngineService::BeginDrain() { draining_.store(true); }
+
+v1::ServerState EngineService::state() const {
+  if (draining_.load()) return v1::SERVER_STATE_DRAINING;
+  return engine_.load() == nullptr ? v1::SERVER_STATE_LOADING : v1::SERVER_STATE_SERVING;
+}
+
+std::string EngineService::NewRequestId() {
+  return absl::StrFormat("zz-%016x-%d", id_prefix_, next_id_.fetch_add(1));
+}
+
+grpc::Status EngineService::Admit(const grpc::CallbackServerContext& context, bool for_generation,
+                                  const EngineHandles** engine) const {
+  grpc::Status status = auth_.Check(context);
+  if (!status.ok()) return status;
+  if (for_generation && draining_.load()) {
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                        "the server is draining and accepts no new requests; retry elsewhere");
+  }
+  *engine = engine_.load();
+  if (*engine == nullptr) {
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the model is still loading");
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status EngineService::PrepareRequest(const grpc::CallbackServerContext& context,
+                                           const v1::GenerateRequest& request,
+                                           const EngineHandles** engine, EngineRequest* out) {
+  grpc::Status status = Admit(context, /*for_generation=*/true, engine);
+  if (!status.ok()) return status;
+  absl::StatusOr<EngineRequest> converted =
+      ToEngineRequest(request, options_.defaults, (*engine)->config);
+  if (!converted.ok()) {
+    spdlog::debug("request {} refused: {}", request.request_id(),
+                  std::string(converted.status().message()));
+    return ToGrpcStatus(converted.status());
+  }
+  *out = std::move(*converted);
+  if (out->request_id.empty()) out->request_id = NewRequestId();
+  out->deadline = SchedulerDeadline(context);
+  return grpc::Status::OK;
+}
+
+grpc::ServerUnaryReactor* EngineService::Generate(grpc::CallbackServerContext* context,
+                                                  const v1::GenerateRequest* request,
+                                                  v1::GenerateResponse* response) {
+  const EngineHandles* engine = nullptr;
+  EngineRequest engine_request;
+  const grpc::Status status = PrepareRequest(*context, *request, &engine, &engine_request);
+  if (!status.ok()) return FinishNow(context, status);
+  auto* reactor = new UnaryGenerateReactor(engine->scheduler, response);
+  reactor->Start(std::move(engine_request));
+  return reactor;
+}
+
+grpc::ServerWriteReactor<v1::GenerateStreamResponse>* EngineService::GenerateStream(
+    grpc::CallbackServerContext* context, const v1::GenerateRequest* request) {
+  const EngineHandles* engine = nullptr;
+  EngineRequest engine_request;
+  const grpc::Status status = PrepareRequest(*context, *request, &engine, &engine_request);
+  if (!status.ok()) return new FailedStreamReactor(status);
+  auto* reactor = new StreamGenerateReactor(engine->scheduler);
+  reactor->Start(std::move(engine_request));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* EngineService::Abort(grpc::CallbackServerContext* context,
+                                               const v1::AbortRequest* request,
+                                               v1::AbortResponse* response) {
+  const EngineHandles* engine = nullptr;
+  const grpc::Status status = Admit(*context, /*for_generation=*/false, &engine);
+  if (!status.ok()) return FinishNow(context, status);
+  if (request->request_id().empty()) {
+    return FinishNow(context,
+                     grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "request_id is empty"));
+  }
+  response->set_found(engine->scheduler->Abort(request->request_id()));
+  return FinishNow(context, grpc::Status::OK);
+}
+
+grpc::ServerUnaryReactor* EngineService::Tokenize(grpc::CallbackServerContext* context,
+                                                  const v1::TokenizeRequest* request,
+                                                  v1::TokenizeResponse* response) {
+  (void)request;
+  (void)response;
+  const grpc::Status status = auth_.Check(*context);
+  if (!status.ok()) return FinishNow(context, status);
+  return FinishNow(context, grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                                         absl::StrCat("Tokenize", kNeedsTokenizer)));
+}
+
+grpc::ServerUnaryReactor* EngineService::Detokenize(grpc::CallbackServerContext* context,
+                                                    const v1::DetokenizeRequest* request,
+                                                    v1::DetokenizeResponse* response) {
+  (void)request;
+  (void)response;
+  const grpc::Status status = auth_.Check(*context);
+  if (!status.ok()) return FinishNow(context, status);
+  return FinishNow(context, grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                                         absl::StrCat("Detokenize", kNeedsTokenizer)));
+}
+
+grpc::ServerUnaryReactor* EngineService::GetModelInfo(grpc::CallbackServerContext* context,
+                                                      const v1::GetModelInfoRequest* request,
+                                                      v1::GetModelInfoResponse* response) {
+  (void)request;
+  const EngineHandles* engine = nullptr;
+  const grpc::Status status = Admit(*context, /*for_generation=*/false, &engine);
+  if (!status.ok()) return FinishNow(context, status);
+  const ModelConfig& config = engine->config;
+  response->set_model_name(options_.model_name);
+  response->set_architecture(config.architecture);
+  response->set_model_type(config.model_type);
+  response->set_vocab_size(config.vocab_size);
+  response->set_num_layers(config.num_layers);
+  response->set_hidden_size(config.hidden_size);
+  response->set_num_heads(config.num_heads);
+  response->set_num_kv_heads(config.num_kv_heads);
+  response->set_head_dim(config.head_dim);
+  response->set_max_context(config.max_context());
+  if (config.bos_token_id.has_value()) response->set_bos_token_id(*config.bos_token_id);
+  response->mutable_eos_token_ids()->Add(config.eos_token_ids.begin(), config.eos_token_ids.end());
+  response->set_backend(engine->backend_name);
+  response->set_kv_dtype(DTypeName(engine->kv_layout.dtype));
+  response->set_kv_block_size(static_cast<uint32_t>(engine->kv_layout.block_size));
+  response->set_kv_bytes_per_block(engine->kv_layout.bytes_per_block());
+  response->set_kv_num_blocks(engine->kv_num_blocks);
+  ToProtoCompression(options_.defaults.compression, response->mutable_default_kv_compression());
+  response->set_default_max_tokens(static_cast<uint32_t>(options_.defaults.default_max_tokens));
+  response->set_max_tokens_limit(static_cast<uint32_t>(options_.defaults.max_tokens_limit));
+  return FinishNow(context, grpc::Status::OK);
+}
+
+grpc::ServerUnaryReactor* EngineService::GetServerInfo(grpc::CallbackServerContext* context,
+                                                       const v1::GetServerInfoRequest* request,
+                                                       v1::GetServerInfoResponse* response) {
+  (void)request;
+  const grpc::Status status = auth_.Check(*context);
+  if (!status.ok()) return FinishNow(context, status);
+  response->set_version(ZIGZAG_VERSION);
+  response->set_state(state());
+  response->set_max_running(options_.max_running);
+  response->set_max_waiting(options_.max_waiting);
+  response->set_uptime_seconds(
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count());
+  const EngineHandles* engine = engine_.load();
+  if (engine != nullptr) {
+    const SchedulerLoad load = engine->scheduler->Load();
+    const SchedulerCounters& c = load.counters;
+    response->set_num_requests_running(load.running);
+    response->set_num_requests_waiting(load.waiting);
+    response->set_kv_blocks_used(load.kv_blocks_used);
+    response->set_kv_blocks_free(load.kv_blocks_free);
+    response->set_kv_blocks_total(load.kv_blocks_total);
+    response->set_kv_cache_usage_ratio(load.kv_usage_ratio());
+    response->set_prompt_tokens_total(c.prompt_tokens);
+    response->set_generation_tokens_total(c.generation_tokens);
+    response->set_num_preemptions_total(c.preemptions);
+    response->set_kv_bytes_saved_total(c.kv_saved_bytes);
+    response->set_requests_finished_total(c.finished_length + c.finished_stop + c.finished_eos);
+    response->set_requests_aborted_total(c.cancelled);
+    response->set_requests_failed_total(c.deadline_exceeded + c.unavailable + c.failed);
+  }
+  return FinishNow(context, grpc::Status::OK);
+}
+
+}  // namespace zigzag

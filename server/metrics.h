@@ -1,0 +1,79 @@
+// ServerMetrics: the Prometheus exporter (HTTP /metrics, prometheus-cpp). Gauges and counters are
+// read from the scheduler's Load() at scrape time, so they always agree with it; histograms of
+// per-request figures are fed through SchedulerObserver. Names follow vLLM's with the zigzag_
+// prefix and vLLM's bucket boundaries; every series has the label `model`. It does not log.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "core/scheduler/observer.h"
+#include "core/scheduler/scheduler.h"
+
+namespace prometheus {
+class Exposer;
+class Registry;
+class Histogram;
+}  // namespace prometheus
+
+namespace zigzag {
+
+// vLLM's buckets (vllm/v1/metrics/loggers.py) and ours for the KV figures.
+const std::vector<double>& TimeToFirstTokenBuckets();
+const std::vector<double>& InterTokenLatencyBuckets();
+const std::vector<double>& RequestLatencyBuckets();  // e2e and queue time
+const std::vector<double>& KvRetainedRatioBuckets();
+const std::vector<double>& KvSavedBytesBuckets();
+
+class ServerMetrics final : public SchedulerObserver {
+ public:
+  explicit ServerMetrics(std::string model_name);
+  ~ServerMetrics() override;
+  ServerMetrics(const ServerMetrics&) = delete;
+  ServerMetrics& operator=(const ServerMetrics&) = delete;
+
+  // Serves /metrics on "host:port" (port 0: any free port). Unavailable when it cannot bind.
+  absl::Status StartHttp(const std::string& host, int port);
+  // The bound port, or -1 when not serving.
+  int http_port() const { return http_port_; }
+  // Stops serving (idempotent).
+  void StopHttp();
+
+  // Where gauges and counters come from; until set (while the model loads) they read 0.
+  // Pass nullptr before the source goes away.
+  void SetLoadSource(std::function<SchedulerLoad()> source);
+
+  // The exposition text of everything registered, as /metrics serves it.
+  std::string Serialize() const;
+
+  // SchedulerObserver.
+  void OnFirstToken(const std::string& request_id, double ttft_seconds) override;
+  void OnRequestFinished(const std::string& request_id, const RequestOutcome& outcome,
+                         std::span<const double> inter_token_seconds) override;
+
+ private:
+  class LoadCollectable;
+
+  void WakeListener() const;  // one TCP connect to the /metrics port
+
+  const std::string model_name_;
+  std::shared_ptr<prometheus::Registry> registry_;
+  std::shared_ptr<LoadCollectable> load_collectable_;
+  prometheus::Histogram* time_to_first_token_ = nullptr;
+  prometheus::Histogram* inter_token_latency_ = nullptr;
+  prometheus::Histogram* e2e_request_latency_ = nullptr;
+  prometheus::Histogram* request_queue_time_ = nullptr;
+  prometheus::Histogram* request_kv_retained_ratio_ = nullptr;
+  prometheus::Histogram* request_kv_saved_bytes_ = nullptr;
+  std::unique_ptr<prometheus::Exposer> exposer_;
+  int http_port_ = -1;
+  std::string http_host_;
+};
+
+}  // namespace zigzag

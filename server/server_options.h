@@ -1,0 +1,57 @@
+// ServerOptions: everything zigzag-server is configured with (main.cc fills it from flags; tests
+// fill it directly). Plain data; ZigzagServer checks it when it starts.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/compress/compression_params.h"
+#include "core/scheduler/observer.h"
+
+namespace zigzag {
+
+// What a GenerateRequest gets for the fields it leaves unset, and the server's limits on them.
+struct RequestDefaults {
+  // Policy and parameters for requests that set no kv_compression field (and the fallback for
+  // each field a request leaves unset). A budget is used only by non-full policies.
+  CompressionParams compression;
+  int32_t default_max_tokens = 16;
+  int32_t max_tokens_limit = 4096;  // sampling_params.max_tokens above this: INVALID_ARGUMENT
+};
+
+struct ServerOptions {
+  // Model.
+  std::string model_dir;   // Hugging Face folder: config.json + *.safetensors
+  std::string model_name;  // the `model` label and GetModelInfo; empty = the folder's name
+  std::string backend = "auto";
+  int num_threads = 0;  // CPU backend threads; 0 = all cores
+
+  // KV cache and scheduler.
+  int32_t block_size = 16;
+  int64_t kv_memory_mb = 1024;
+  int32_t max_waiting = 256;
+  int32_t max_running = 64;
+  int64_t max_prefill_tokens_per_step = 512;
+  RequestDefaults defaults;
+
+  // gRPC.
+  std::string host = "0.0.0.0";
+  int port = 50051;                        // 0 = any free port (see ZigzagServer::port())
+  int64_t max_message_bytes = 16ll << 20;  // larger requests: RESOURCE_EXHAUSTED
+  std::string tls_cert_file;               // both set: TLS; both empty: plaintext
+  std::string tls_key_file;
+  std::string auth_token;  // non-empty: Engine calls need "authorization: Bearer <token>"
+
+  // Prometheus /metrics over HTTP.
+  std::string metrics_host = "0.0.0.0";
+  int metrics_port = 9090;  // 0 = any free port; < 0 = no metrics endpoint
+
+  std::chrono::milliseconds drain_timeout{30000};
+
+  // Observers called next to the metrics exporter (tests use one to pause the worker).
+  std::vector<SchedulerObserver*> extra_observers;
+};
+
+}  // namespace zigzag
