@@ -185,6 +185,11 @@ TEST_F(SchedulerLifecycleTest, AbortMidPrefillReturnsEveryBlock) {
   EXPECT_TRUE(outcome.tokens.empty());
   EXPECT_EQ(blocks_at_abort, 2 * 2);               // 8 tokens in 4-token blocks, 2 layers
   EXPECT_EQ(outcome.kv_stats.blocks_held, 2 * 2);  // what it held when it was dropped
+  // Nothing was evicted yet: a full cache would hold the same 8 tokens, so nothing was saved.
+  EXPECT_FALSE(outcome.kv_stats.compressed);
+  EXPECT_EQ(outcome.kv_stats.full_kv_bytes, outcome.kv_stats.retained_kv_bytes);
+  EXPECT_EQ(outcome.kv_stats.saved_kv_bytes, 0);
+  EXPECT_EQ(outcome.kv_stats.retained_ratio, 1.0);
   ExpectPoolAllFree();
   EXPECT_EQ(scheduler.Load().counters.cancelled, 1);
   EXPECT_FALSE(scheduler.Abort("long"));  // no longer live
@@ -231,6 +236,9 @@ TEST_F(SchedulerLifecycleTest, AbortWhileWaitingBehindARunningRequest) {
   EXPECT_EQ(second.status.code(), absl::StatusCode::kCancelled);
   EXPECT_THAT(std::string(second.status.message()), HasSubstr("waiting"));
   EXPECT_TRUE(second.tokens.empty());
+  EXPECT_EQ(second.kv_stats.blocks_held, 0);
+  EXPECT_EQ(second.kv_stats.full_kv_bytes, 0);
+  EXPECT_EQ(second.kv_stats.saved_kv_bytes, 0);
   ExpectPoolAllFree();
 }
 

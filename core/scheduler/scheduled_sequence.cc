@@ -96,6 +96,14 @@ void FillFinalKvStats(ScheduledSequence& seq, const KvLayout& layout) {
   }
   stats.prompt_tokens = prompt_tokens;
   FillKvMemoryStats(seq.kv, layout, &stats);
+  if (!seq.prompt_compressed) {
+    // Nothing was evicted: a full cache would hold exactly what this one holds (possibly only
+    // part of the prompt, or nothing), so nothing was saved.
+    stats.full_kv_bytes = stats.retained_kv_bytes;
+    stats.full_kv_block_bytes = stats.retained_kv_block_bytes;
+    stats.saved_kv_bytes = 0;
+    stats.retained_ratio = 1.0;
+  }
 }
 
 void FillFinalTimings(ScheduledSequence& seq, SteadyTime now) {
