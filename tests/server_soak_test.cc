@@ -1,4 +1,4 @@
-// A bounded soak over gRPC: 300 requests from 16 client threads against a small KV pool (so
+// A bounded soak over gRPC: 500 requests from 16 client threads against a small KV pool (so
 // admission has to wait for blocks), random prompt lengths, output lengths and policies, unary
 // and streamed, 20% of them cancelled by the client or cut by a short deadline. Every call must
 // end with a definite status, every completed greedy request must give the offline engine's
@@ -109,7 +109,7 @@ SoakResult RunCall(v1::Engine::Stub& stub, const SoakCall& call) {
 }
 
 TEST(ServerSoakTest, ThreeHundredRequestsWithCancellationsLeaveThePoolFree) {
-  constexpr int kCalls = 300;
+  constexpr int kCalls = 500;
   constexpr int kClients = 16;
   ServerOptions options = TestServerOptions();
   options.kv_memory_mb = 1;  // 256 blocks: 16 clients at up to 3 x 13 blocks each contend
