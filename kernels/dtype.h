@@ -103,4 +103,40 @@ inline uint16_t FloatToHalf(float value) {
   return sign | static_cast<uint16_t>(half);
 }
 
+inline constexpr bool IsFloatDType(DType dtype) {
+  return dtype == DType::kF32 || dtype == DType::kBF16 || dtype == DType::kF16;
+}
+
+// Element i of host memory `data` holding `dtype` values, as float. Float dtypes only.
+inline float LoadAsFloat(const void* data, DType dtype, int64_t i) {
+  switch (dtype) {
+    case DType::kF32:
+      return static_cast<const float*>(data)[i];
+    case DType::kBF16:
+      return BF16ToFloat(static_cast<const uint16_t*>(data)[i]);
+    case DType::kF16:
+      return HalfToFloat(static_cast<const uint16_t*>(data)[i]);
+    case DType::kI32:
+      break;
+  }
+  return 0.0f;  // not reached: callers pass float dtypes only
+}
+
+// Stores `value` as element i of host memory `data` holding `dtype`. Float dtypes only.
+inline void StoreFromFloat(float value, DType dtype, void* data, int64_t i) {
+  switch (dtype) {
+    case DType::kF32:
+      static_cast<float*>(data)[i] = value;
+      return;
+    case DType::kBF16:
+      static_cast<uint16_t*>(data)[i] = FloatToBF16(value);
+      return;
+    case DType::kF16:
+      static_cast<uint16_t*>(data)[i] = FloatToHalf(value);
+      return;
+    case DType::kI32:
+      return;  // not reached: callers pass float dtypes only
+  }
+}
+
 }  // namespace zigzag

@@ -30,40 +30,6 @@ int64_t MinRowsPerChunk(int64_t row_floats) {
   return std::max<int64_t>(1, kMinFloatsPerChunk / std::max<int64_t>(1, row_floats));
 }
 
-bool IsFloatDType(DType dtype) {
-  return dtype == DType::kF32 || dtype == DType::kBF16 || dtype == DType::kF16;
-}
-
-float LoadAsFloat(const void* data, DType dtype, int64_t i) {
-  switch (dtype) {
-    case DType::kF32:
-      return static_cast<const float*>(data)[i];
-    case DType::kBF16:
-      return BF16ToFloat(static_cast<const uint16_t*>(data)[i]);
-    case DType::kF16:
-      return HalfToFloat(static_cast<const uint16_t*>(data)[i]);
-    case DType::kI32:
-      break;
-  }
-  return 0.0f;  // unreachable: callers pass float dtypes only
-}
-
-void StoreFromFloat(float value, DType dtype, void* data, int64_t i) {
-  switch (dtype) {
-    case DType::kF32:
-      static_cast<float*>(data)[i] = value;
-      return;
-    case DType::kBF16:
-      static_cast<uint16_t*>(data)[i] = FloatToBF16(value);
-      return;
-    case DType::kF16:
-      static_cast<uint16_t*>(data)[i] = FloatToHalf(value);
-      return;
-    case DType::kI32:
-      return;  // unreachable: callers pass float dtypes only
-  }
-}
-
 class CpuBackend final : public Backend {
  public:
   explicit CpuBackend(int num_threads) : pool_(num_threads) {}

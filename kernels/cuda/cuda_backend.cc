@@ -18,40 +18,6 @@
 namespace zigzag {
 namespace {
 
-bool IsFloatDType(DType dtype) {
-  return dtype == DType::kF32 || dtype == DType::kBF16 || dtype == DType::kF16;
-}
-
-float LoadAsFloat(const void* data, DType dtype, size_t i) {
-  switch (dtype) {
-    case DType::kF32:
-      return static_cast<const float*>(data)[i];
-    case DType::kBF16:
-      return BF16ToFloat(static_cast<const uint16_t*>(data)[i]);
-    case DType::kF16:
-      return HalfToFloat(static_cast<const uint16_t*>(data)[i]);
-    case DType::kI32:
-      break;
-  }
-  return 0.0f;  // not reached: callers pass float dtypes only
-}
-
-void StoreFromFloat(float value, DType dtype, void* data, size_t i) {
-  switch (dtype) {
-    case DType::kF32:
-      static_cast<float*>(data)[i] = value;
-      return;
-    case DType::kBF16:
-      static_cast<uint16_t*>(data)[i] = FloatToBF16(value);
-      return;
-    case DType::kF16:
-      static_cast<uint16_t*>(data)[i] = FloatToHalf(value);
-      return;
-    case DType::kI32:
-      return;  // not reached: callers pass float dtypes only
-  }
-}
-
 // The deleter of every tensor's storage. cudaFree waits for queued work that may still use the
 // memory, so tensors can be dropped without synchronising first. It may run after the backend is
 // gone and on another thread, so it selects the allocation's device itself.
