@@ -1,23 +1,14 @@
 #include "server/metrics.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
-#include <atomic>
-#include <chrono>
-#include <exception>
 #include <sstream>
-#include <thread>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "prometheus/collectable.h"
-#include "prometheus/exposer.h"
 #include "prometheus/histogram.h"
 #include "prometheus/registry.h"
 #include "prometheus/text_serializer.h"
+#include "server/metrics_http.h"
 
 namespace zigzag {
 
@@ -182,55 +173,16 @@ ServerMetrics::~ServerMetrics() { StopHttp(); }
 
 absl::Status ServerMetrics::StartHttp(const std::string& host, int port) {
   StopHttp();
-  const std::string address = absl::StrCat(host, ":", port);
-  try {
-    auto exposer = std::make_unique<prometheus::Exposer>(address, /*num_threads=*/2);
-    exposer->RegisterCollectable(registry_);
-    exposer->RegisterCollectable(load_collectable_);
-    const std::vector<int> ports = exposer->GetListeningPorts();
-    http_port_ = ports.empty() ? port : ports.front();
-    http_host_ = host;
-    exposer_ = std::move(exposer);
-  } catch (const std::exception& e) {
-    return absl::UnavailableError(
-        absl::StrCat("metrics: cannot serve /metrics on ", address, ": ", e.what()));
-  }
+  auto http = MetricsHttpServer::Start(host, port, [this] { return Serialize(); });
+  if (!http.ok()) return http.status();
+  http_ = std::move(*http);
+  http_port_ = http_->port();
   return absl::OkStatus();
 }
 
 void ServerMetrics::StopHttp() {
-  if (exposer_ == nullptr) return;
-  // civetweb's listener notices the stop flag only when its poll() returns, which without traffic
-  // takes up to 2 s; connecting now and then while it stops wakes it at once.
-  std::atomic<bool> stopping{true};
-  std::thread waker([this, &stopping] {
-    while (stopping.load()) {
-      WakeListener();
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-  });
-  exposer_.reset();
-  stopping.store(false);
-  waker.join();
+  http_.reset();
   http_port_ = -1;
-}
-
-void ServerMetrics::WakeListener() const {
-  // Only an IPv4 listener is woken (0.0.0.0 through loopback); others just stop more slowly.
-  in_addr address{};
-  if (http_host_.empty() || http_host_ == "0.0.0.0") {
-    address.s_addr = htonl(INADDR_LOOPBACK);
-  } else if (inet_pton(AF_INET, http_host_.c_str(), &address) != 1) {
-    return;
-  }
-  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return;
-  sockaddr_in target{};
-  target.sin_family = AF_INET;
-  target.sin_port = htons(static_cast<uint16_t>(http_port_));
-  target.sin_addr = address;
-  (void)connect(fd, reinterpret_cast<sockaddr*>(&target), sizeof(target));
-  close(fd);
 }
 
 void ServerMetrics::SetLoadSource(std::function<SchedulerLoad()> source) {

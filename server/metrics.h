@@ -15,9 +15,9 @@
 #include "absl/status/status.h"
 #include "core/scheduler/observer.h"
 #include "core/scheduler/scheduler.h"
+#include "server/metrics_http.h"
 
 namespace prometheus {
-class Exposer;
 class Registry;
 class Histogram;
 }  // namespace prometheus
@@ -60,8 +60,6 @@ class ServerMetrics final : public SchedulerObserver {
  private:
   class LoadCollectable;
 
-  void WakeListener() const;  // one TCP connect to the /metrics port
-
   const std::string model_name_;
   std::shared_ptr<prometheus::Registry> registry_;
   std::shared_ptr<LoadCollectable> load_collectable_;
@@ -71,9 +69,8 @@ class ServerMetrics final : public SchedulerObserver {
   prometheus::Histogram* request_queue_time_ = nullptr;
   prometheus::Histogram* request_kv_retained_ratio_ = nullptr;
   prometheus::Histogram* request_kv_saved_bytes_ = nullptr;
-  std::unique_ptr<prometheus::Exposer> exposer_;
+  std::unique_ptr<MetricsHttpServer> http_;
   int http_port_ = -1;
-  std::string http_host_;
 };
 
 }  // namespace zigzag

@@ -117,6 +117,15 @@ absl::Status LlamaModel::EnsureWorkspace(int64_t tokens) {
   return absl::OkStatus();
 }
 
+absl::Status LlamaModel::EnsureOutputWorkspace(int64_t rows) {
+  if (rows <= output_rows_) return absl::OkStatus();
+  const DType dt = backend_->activation_dtype();
+  ASSIGN_OR_RETURN(output_selected_, backend_->Allocate(dt, {rows, config_.hidden_size}));
+  ASSIGN_OR_RETURN(output_logits_, backend_->Allocate(dt, {rows, config_.vocab_size}));
+  output_rows_ = rows;
+  return absl::OkStatus();
+}
+
 absl::Status LlamaModel::ValidateBatch(std::span<const ForwardSequence> batch,
                                        const KvCache& cache) const {
   if (batch.empty()) return absl::InvalidArgumentError("Forward: empty batch");
@@ -299,9 +308,9 @@ absl::StatusOr<std::vector<float>> LlamaModel::Forward(std::span<const ForwardSe
 
   // Only the rows whose logits are wanted go through the final norm and the LM head.
   const int64_t out_rows = static_cast<int64_t>(output_rows.size());
-  const DType dt = backend_->activation_dtype();
-  ASSIGN_OR_RETURN(Tensor selected, backend_->Allocate(dt, {out_rows, c.hidden_size}));
-  ASSIGN_OR_RETURN(Tensor logits, backend_->Allocate(dt, {out_rows, c.vocab_size}));
+  RETURN_IF_ERROR(EnsureOutputWorkspace(out_rows));
+  Tensor selected = output_selected_.Rows(0, out_rows);
+  Tensor logits = output_logits_.Rows(0, out_rows);
   RETURN_IF_ERROR(backend_->CopyRows(x, output_rows, &selected));
   RETURN_IF_ERROR(backend_->RmsNorm(selected, final_norm_, eps, &selected));
   RETURN_IF_ERROR(backend_->Matmul(selected, lm_head_, nullptr, &logits));

@@ -73,6 +73,9 @@ class LlamaModel {
       : config_(std::move(config)), backend_(backend) {}
   absl::Status ValidateBatch(std::span<const ForwardSequence> batch, const KvCache& cache) const;
   absl::Status EnsureWorkspace(int64_t tokens);
+  // The final-norm and logits buffers for `rows` output rows (grown, never shrunk): allocating
+  // them per call would free device memory every step, and cudaFree synchronizes the device.
+  absl::Status EnsureOutputWorkspace(int64_t rows);
 
   ModelConfig config_;
   Backend* backend_;
@@ -83,6 +86,8 @@ class LlamaModel {
   std::vector<LayerWeights> layers_;
   Workspace workspace_;
   int64_t workspace_tokens_ = 0;
+  Tensor output_selected_, output_logits_;
+  int64_t output_rows_ = 0;
 };
 
 }  // namespace zigzag
