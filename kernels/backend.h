@@ -112,6 +112,13 @@ class Backend {
   virtual absl::Status CompactKv(std::span<const int32_t> block_ids, std::span<const int32_t> kept,
                                  int32_t budget, Tensor* kv_pool) = 0;
 
+  // Copies whole blocks of the pool (K and V of every entry): block dst_blocks[i] takes the
+  // contents of src_blocks[i]. Both lists have the same length, every id is within
+  // [0, num_blocks), and no destination is repeated or also a source. For forking a sequence's
+  // cache (one prefill shared by several continuations).
+  virtual absl::Status CopyBlocks(std::span<const int32_t> src_blocks,
+                                  std::span<const int32_t> dst_blocks, Tensor* kv_pool) = 0;
+
   // Causal attention of a batch of sequences over their paged KV (one layer).
   // q, out [N_total, num_heads, head_dim]; kv_pool as in WriteKv. GQA: query head h reads KV head
   // h / (num_heads / kv_heads). Softmax in float32.

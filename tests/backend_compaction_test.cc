@@ -1,6 +1,7 @@
-// Backend::CompactKv on every backend present: kept entries of each KV head move to the front of
-// the layer's blocks (per head, its own positions), entries past the budget stay untouched, and
-// bad arguments get clear errors. The reference is a copy of the pool rearranged in the test.
+// Backend::CompactKv and CopyBlocks on every backend present. CompactKv: kept entries of each KV
+// head move to the front of the layer's blocks (per head, its own positions), entries past the
+// budget stay untouched. CopyBlocks: whole blocks are duplicated, nothing else changes. Bad
+// arguments get clear errors. The reference is a copy of the pool rearranged in the test.
 #include <algorithm>
 #include <numeric>
 #include <random>
@@ -74,6 +75,53 @@ TEST_P(CompactKvTest, RejectsBadArguments) {
                         "block_ids[1] = 4");
   ExpectInvalidArgument(backend_->CompactKv(blocks, two_heads, 2, nullptr), "CompactKv", "kv_pool");
 }
+
+class CopyBlocksTest : public BackendOpsTest {};
+
+TEST_P(CopyBlocksTest, DuplicatesWholeBlocksAndLeavesTheRest) {
+  const int64_t num_blocks = 10, bs = 4, heads = 3, hd = 5;
+  const int64_t block_elems = 2 * bs * heads * hd;
+  const std::vector<float> initial = RoundTo(RandomFloats(num_blocks * block_elems, 7), act_);
+  // A run of consecutive ids (one copy on CUDA), then scattered ones.
+  const std::vector<int32_t> src = {2, 3, 4, 9, 0};
+  const std::vector<int32_t> dst = {5, 6, 7, 1, 8};
+  Tensor pool = Upload(initial, act_, {num_blocks, 2, bs, heads, hd});
+  ASSERT_TRUE(backend_->CopyBlocks(src, dst, &pool).ok());
+  std::vector<double> expected(initial.begin(), initial.end());
+  for (size_t i = 0; i < src.size(); ++i) {
+    for (int64_t e = 0; e < block_elems; ++e) {
+      expected[dst[i] * block_elems + e] = initial[src[i] * block_elems + e];
+    }
+  }
+  ExpectClose(Download(pool), expected, 0.0, "CopyBlocks");
+  ASSERT_TRUE(backend_->CopyBlocks({}, {}, &pool).ok());
+  ExpectClose(Download(pool), expected, 0.0, "CopyBlocks of nothing");
+}
+
+TEST_P(CopyBlocksTest, RejectsBadArguments) {
+  Tensor pool = Zeros(act_, {4, 2, 4, 2, 8});
+  const std::vector<int32_t> one = {1};
+  const std::vector<int32_t> two = {2, 3};
+  ExpectInvalidArgument(backend_->CopyBlocks(one, two, &pool), "CopyBlocks",
+                        "1 source blocks but 2 destinations");
+  const std::vector<int32_t> outside = {4};
+  ExpectInvalidArgument(backend_->CopyBlocks(outside, one, &pool), "CopyBlocks",
+                        "src_blocks[0] = 4 is outside [0, 4)");
+  ExpectInvalidArgument(backend_->CopyBlocks(one, outside, &pool), "CopyBlocks",
+                        "dst_blocks[0] = 4 is outside [0, 4)");
+  const std::vector<int32_t> src = {0, 1};
+  const std::vector<int32_t> overlapping = {2, 0};
+  ExpectInvalidArgument(backend_->CopyBlocks(src, overlapping, &pool), "CopyBlocks",
+                        "dst_blocks[1] = 0 is also a source");
+  const std::vector<int32_t> repeated = {2, 2};
+  ExpectInvalidArgument(backend_->CopyBlocks(src, repeated, &pool), "CopyBlocks",
+                        "dst_blocks[1] = 2 is repeated");
+  ExpectInvalidArgument(backend_->CopyBlocks(one, {two.data(), 1}, nullptr), "CopyBlocks",
+                        "kv_pool");
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, CopyBlocksTest, ::testing::ValuesIn(BackendConfigsToTest()),
+                         BackendConfigLabel);
 
 INSTANTIATE_TEST_SUITE_P(Backends, CompactKvTest, ::testing::ValuesIn(BackendConfigsToTest()),
                          BackendConfigLabel);

@@ -78,6 +78,10 @@ class FailingBackend : public Backend {
                          int32_t budget, Tensor* kv_pool) override {
     return inner_->CompactKv(block_ids, kept, budget, kv_pool);
   }
+  absl::Status CopyBlocks(std::span<const int32_t> src_blocks, std::span<const int32_t> dst_blocks,
+                          Tensor* kv_pool) override {
+    return inner_->CopyBlocks(src_blocks, dst_blocks, kv_pool);
+  }
   absl::Status Attention(const AttentionBatch& batch, const Tensor& q, const Tensor& kv_pool,
                          Tensor* out) override {
     if (armed_.exchange(false)) return absl::InternalError("injected attention failure");

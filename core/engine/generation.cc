@@ -5,25 +5,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/engine/prefill_compression.h"
+#include "core/kv/kv_fork.h"
 #include "core/kv/sequence_kv.h"
 #include "core/sampling/sampler.h"
 #include "core/util/status_macros.h"
 
 namespace zigzag {
-
-const char* FinishReasonName(FinishReason reason) {
-  switch (reason) {
-    case FinishReason::kLength:
-      return "length";
-    case FinishReason::kStop:
-      return "stop";
-    case FinishReason::kEos:
-      return "eos";
-    case FinishReason::kAborted:
-      return "aborted";
-  }
-  return "?";
-}
 
 absl::Status ValidateGenerationRequest(const GenerationRequest& request,
                                        const ModelConfig& config) {
@@ -66,19 +53,63 @@ void Accept(ActiveSequence& seq, const SampledToken& sampled, const ModelConfig&
   seq.result->tokens.push_back(sampled.token);
   if (params.logprobs) seq.result->logprobs.push_back(sampled.logprob);
   seq.context.push_back(sampled.token);
-  if (std::find(params.stop_token_ids.begin(), params.stop_token_ids.end(), sampled.token) !=
-      params.stop_token_ids.end()) {
-    seq.result->finish_reason = FinishReason::kStop;
-    seq.done = true;
-  } else if (!params.ignore_eos &&
-             std::find(config.eos_token_ids.begin(), config.eos_token_ids.end(), sampled.token) !=
-                 config.eos_token_ids.end()) {
-    seq.result->finish_reason = FinishReason::kEos;
-    seq.done = true;
-  } else if (static_cast<int32_t>(seq.result->tokens.size()) >= params.max_tokens) {
-    seq.result->finish_reason = FinishReason::kLength;
+  const std::optional<FinishReason> reason =
+      StopReason(params, config.eos_token_ids, sampled.token,
+                 static_cast<int64_t>(seq.result->tokens.size()), seq.request->text_stop);
+  if (reason.has_value()) {
+    seq.result->finish_reason = *reason;
     seq.done = true;
   }
+}
+
+// Samples each sequence's first token from its row of the prefill logits, then decodes every
+// unfinished sequence by one token per step until all stop; blocks are released as each stops.
+absl::Status SampleFirstAndDecode(LlamaModel& model, KvCache& cache,
+                                  std::span<const float> prefill_logits,
+                                  std::vector<ActiveSequence>& active) {
+  const ModelConfig& config = model.config();
+  std::vector<ForwardSequence> batch;
+  std::vector<float> logits;
+  const size_t vocab = static_cast<size_t>(config.vocab_size);
+  for (size_t s = 0; s < active.size(); ++s) {
+    std::span<const float> row(prefill_logits.data() + s * vocab, vocab);
+    Accept(active[s], active[s].sampler.Sample(row, active[s].context), config);
+  }
+
+  // Decode: every unfinished sequence advances by one token per step.
+  std::vector<ActiveSequence*> running;
+  while (true) {
+    running.clear();
+    batch.clear();
+    for (ActiveSequence& seq : active) {
+      if (seq.done) {
+        if (seq.kv.blocks_held() > 0) {
+          // Finished: record what it held, then give the blocks back at once.
+          KvStats& stats = seq.result->kv_stats;
+          stats.appended_tokens = seq.kv.length(0) - stats.prompt_kept_per_layer[0];
+          FillKvMemoryStats(seq.kv, cache.layout(), &stats);
+          seq.kv.Release();
+        }
+        continue;
+      }
+      RETURN_IF_ERROR(seq.kv.AppendAllLayers(1));
+      running.push_back(&seq);
+    }
+    if (running.empty()) break;
+    for (ActiveSequence* seq : running) {
+      batch.push_back(ForwardSequence{.tokens = std::span<const int32_t>(&seq->context.back(), 1),
+                                      .first_position = seq->next_position,
+                                      .kv = &seq->kv});
+    }
+    ASSIGN_OR_RETURN(logits, model.Forward(batch, &cache));
+    for (size_t s = 0; s < running.size(); ++s) {
+      ActiveSequence& seq = *running[s];
+      ++seq.next_position;
+      std::span<const float> row(logits.data() + s * vocab, vocab);
+      Accept(seq, seq.sampler.Sample(row, seq.context), config);
+    }
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -128,45 +159,87 @@ absl::StatusOr<std::vector<GenerationResult>> GenerateBatch(
     if (seq.request->return_plan) seq.result->plan = std::move(plan);
     seq.compression.reset();
   }
-  const size_t vocab = static_cast<size_t>(config.vocab_size);
-  for (size_t s = 0; s < active.size(); ++s) {
-    std::span<const float> row(logits.data() + s * vocab, vocab);
-    Accept(active[s], active[s].sampler.Sample(row, active[s].context), config);
+  RETURN_IF_ERROR(SampleFirstAndDecode(model, cache, logits, active));
+  return results;
+}
+
+absl::StatusOr<std::vector<GenerationResult>> GenerateFromSharedPrefill(
+    LlamaModel& model, KvCache& cache, std::span<const GenerationRequest> requests) {
+  const ModelConfig& config = model.config();
+  std::vector<GenerationResult> results(requests.size());
+  if (requests.empty()) return results;
+  std::optional<int32_t> scoring_window;
+  for (size_t i = 0; i < requests.size(); ++i) {
+    absl::Status valid = ValidateGenerationRequest(requests[i], config);
+    if (valid.ok() && requests[i].prompt != requests[0].prompt) {
+      valid = absl::InvalidArgumentError("its prompt differs from request 0's");
+    }
+    const CompressionParams& params = requests[i].compression;
+    if (valid.ok() && PrefillCompression::NeedsWindowSummary(params, requests[i].prompt.size())) {
+      if (scoring_window.has_value() && *scoring_window != params.window) {
+        valid = absl::InvalidArgumentError(absl::StrCat("its compression window ", params.window,
+                                                        " differs from another's ", *scoring_window,
+                                                        "; one prefill measures one window"));
+      }
+      scoring_window = params.window;
+    }
+    if (!valid.ok()) {
+      return absl::Status(valid.code(), absl::StrCat("request ", i, ": ", valid.message()));
+    }
+  }
+  Backend& backend = *model.backend();
+  const std::vector<int32_t>& prompt = requests[0].prompt;
+  const int64_t prompt_tokens = static_cast<int64_t>(prompt.size());
+  const int num_layers = static_cast<int>(config.num_layers);
+
+  // One prefill, measuring the window summaries with the parameters of a policy that needs them.
+  CompressionParams measuring;
+  for (const GenerationRequest& request : requests) {
+    if (PrefillCompression::NeedsWindowSummary(request.compression, prompt_tokens)) {
+      measuring = request.compression;
+      break;
+    }
+  }
+  WindowSummary summary;
+  std::vector<float> logits;
+  SequenceKv prefilled(&cache.pool(), num_layers);
+  {
+    RETURN_IF_ERROR(prefilled.AppendAllLayers(prompt_tokens));
+    ASSIGN_OR_RETURN(PrefillCompression measured,
+                     PrefillCompression::Create(measuring, config, backend, prompt_tokens));
+    const ForwardSequence sequence{.tokens = prompt,
+                                   .first_position = 0,
+                                   .kv = &prefilled,
+                                   .window_mass = measured.window_mass(),
+                                   .window_begin = measured.window_begin()};
+    ASSIGN_OR_RETURN(logits, model.Forward({&sequence, 1}, &cache));
+    ASSIGN_OR_RETURN(summary, measured.ReadSummary(backend));
   }
 
-  // Decode: every unfinished sequence advances by one token per step.
-  std::vector<ActiveSequence*> running;
-  while (true) {
-    running.clear();
-    batch.clear();
-    for (ActiveSequence& seq : active) {
-      if (seq.done) {
-        if (seq.kv.blocks_held() > 0) {
-          // Finished: record what it held, then give the blocks back at once.
-          KvStats& stats = seq.result->kv_stats;
-          stats.appended_tokens = seq.kv.length(0) - stats.prompt_kept_per_layer[0];
-          FillKvMemoryStats(seq.kv, cache.layout(), &stats);
-          seq.kv.Release();
-        }
-        continue;
-      }
-      RETURN_IF_ERROR(seq.kv.AppendAllLayers(1));
-      running.push_back(&seq);
-    }
-    if (running.empty()) break;
-    for (ActiveSequence* seq : running) {
-      batch.push_back(ForwardSequence{.tokens = std::span<const int32_t>(&seq->context.back(), 1),
-                                      .first_position = seq->next_position,
-                                      .kv = &seq->kv});
-    }
-    ASSIGN_OR_RETURN(logits, model.Forward(batch, &cache));
-    for (size_t s = 0; s < running.size(); ++s) {
-      ActiveSequence& seq = *running[s];
-      ++seq.next_position;
-      std::span<const float> row(logits.data() + s * vocab, vocab);
-      Accept(seq, seq.sampler.Sample(row, seq.context), config);
-    }
+  // Each request gets a copy of the prefilled cache, compressed at once so that the pool only
+  // ever holds the prefill plus one uncompressed copy.
+  std::vector<ActiveSequence> active;
+  active.reserve(requests.size());
+  for (size_t i = 0; i < requests.size(); ++i) {
+    ASSIGN_OR_RETURN(SequenceKv kv, ForkSequenceKv(prefilled, backend, cache));
+    ASSIGN_OR_RETURN(
+        PrefillCompression compression,
+        PrefillCompression::Create(requests[i].compression, config, backend, prompt_tokens));
+    ASSIGN_OR_RETURN(CompressionPlan plan, compression.ApplyWithSummary(summary, backend, cache, kv,
+                                                                        &results[i].kv_stats));
+    if (requests[i].return_plan) results[i].plan = std::move(plan);
+    active.push_back(ActiveSequence{&requests[i], &results[i], std::move(kv),
+                                    Sampler(requests[i].sampling), prompt, prompt_tokens, false});
   }
+  prefilled.Release();
+
+  // Every request continues from the same last-position logits.
+  const size_t vocab = static_cast<size_t>(config.vocab_size);
+  std::vector<float> repeated(vocab * active.size());
+  for (size_t s = 0; s < active.size(); ++s) {
+    std::copy(logits.end() - vocab, logits.end(), repeated.begin() + s * vocab);
+  }
+  RETURN_IF_ERROR(SampleFirstAndDecode(model, cache, repeated, active));
   return results;
 }
 

@@ -10,6 +10,7 @@
 #include "absl/status/statusor.h"
 #include "core/compress/compression_params.h"
 #include "core/compress/policy.h"
+#include "core/engine/stop_conditions.h"
 #include "core/kv/kv_cache.h"
 #include "core/kv/kv_stats.h"
 #include "core/model/llama_model.h"
@@ -17,14 +18,12 @@
 
 namespace zigzag {
 
-enum class FinishReason { kLength, kStop, kEos, kAborted };
-const char* FinishReasonName(FinishReason reason);
-
 struct GenerationRequest {
   std::vector<int32_t> prompt;
   SamplingParams sampling;
   CompressionParams compression;  // applied once, at the end of the prompt's prefill
   bool return_plan = false;       // copy the compression plan (kept positions) into the result
+  TextStopCheck text_stop;        // optional: stop strings, checked by the caller's detokenizer
 };
 
 struct GenerationResult {
@@ -44,6 +43,15 @@ struct GenerationResult {
 absl::Status ValidateGenerationRequest(const GenerationRequest& request, const ModelConfig& config);
 
 absl::StatusOr<std::vector<GenerationResult>> GenerateBatch(
+    LlamaModel& model, KvCache& cache, std::span<const GenerationRequest> requests);
+
+// One prompt continued under several requests' sampling and compression, with its prefill
+// computed once: after the prefill the cache is forked for each request (Backend::CopyBlocks) and
+// compressed by that request's policy. The results equal GenerateBatch's on the same requests,
+// since the prefill's logits, KV and window summaries do not depend on the policy; it is only
+// cheaper (for policy comparisons such as needle-in-a-haystack grids). InvalidArgument also when
+// the prompts differ, or when policies that score tokens ask for different windows.
+absl::StatusOr<std::vector<GenerationResult>> GenerateFromSharedPrefill(
     LlamaModel& model, KvCache& cache, std::span<const GenerationRequest> requests);
 
 }  // namespace zigzag

@@ -32,10 +32,21 @@ class PrefillCompression {
   std::span<Tensor> window_mass() { return window_mass_; }
   int32_t window_begin() const { return window_begin_; }
 
+  // Whether a prompt of `prompt_tokens` under `params` needs window summaries measured during
+  // its prefill (policies that score tokens, when the prompt exceeds the budget).
+  static bool NeedsWindowSummary(const CompressionParams& params, int64_t prompt_tokens);
+
   // After the prompt's last prefill chunk: reads the summaries, plans, compacts the sequence's
   // cache and fills the policy part of `stats` (params, budget, per-layer kept tokens).
   absl::StatusOr<CompressionPlan> Apply(Backend& backend, KvCache& cache, SequenceKv& kv,
                                         KvStats* stats);
+
+  // The summaries measured so far, on the host (empty window_mass when none are measured).
+  absl::StatusOr<WindowSummary> ReadSummary(Backend& backend) const;
+  // Apply with summaries read earlier, possibly measured for another policy with the same
+  // window over the same prefill; ignored when this compression needs none.
+  absl::StatusOr<CompressionPlan> ApplyWithSummary(const WindowSummary& measured, Backend& backend,
+                                                   KvCache& cache, SequenceKv& kv, KvStats* stats);
 
  private:
   CompressionParams params_;

@@ -53,6 +53,9 @@ struct EngineRequest {
   SamplingParams sampling;
   CompressionParams compression;
   std::optional<SteadyTime> deadline;
+  // Optional: stop strings, checked over the detokenized text by the server (on the worker
+  // thread, once per generated token).
+  TextStopCheck text_stop;
   // Called on the worker thread; must be quick. They may call Scheduler::Abort, Load and Submit,
   // never Drain or Stop (see scheduler.h).
   std::function<void(const TokenDelta&)> on_tokens;  // optional (streaming)

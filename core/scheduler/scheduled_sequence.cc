@@ -66,15 +66,8 @@ std::optional<FinishReason> AcceptToken(ScheduledSequence& seq, const SampledTok
   seq.outcome.tokens.push_back(sampled.token);
   if (params.logprobs) seq.outcome.logprobs.push_back(sampled.logprob);
   seq.context.push_back(sampled.token);
-  const auto contains = [](const std::vector<int32_t>& ids, int32_t token) {
-    return std::find(ids.begin(), ids.end(), token) != ids.end();
-  };
-  if (contains(params.stop_token_ids, sampled.token)) return FinishReason::kStop;
-  if (!params.ignore_eos && contains(config.eos_token_ids, sampled.token)) {
-    return FinishReason::kEos;
-  }
-  if (seq.generated_tokens() >= params.max_tokens) return FinishReason::kLength;
-  return std::nullopt;
+  return StopReason(params, config.eos_token_ids, sampled.token, seq.generated_tokens(),
+                    seq.request.text_stop);
 }
 
 void FillFinalKvStats(ScheduledSequence& seq, const KvLayout& layout) {

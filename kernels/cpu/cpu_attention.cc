@@ -187,6 +187,21 @@ absl::Status WriteKv(const Tensor& k, const Tensor& v, std::span<const int32_t> 
   return absl::OkStatus();
 }
 
+absl::Status CopyBlocks(std::span<const int32_t> src_blocks, std::span<const int32_t> dst_blocks,
+                        Tensor* kv_pool) {
+  const char* op = "CopyBlocks";
+  if (kv_pool == nullptr) return ArgError(op, "kv_pool", "is null");
+  RETURN_IF_ERROR(CheckPool(op, *kv_pool));
+  RETURN_IF_ERROR(ValidateCopyBlocksArgs(src_blocks, dst_blocks, kv_pool->dim(0)));
+  const int64_t block_floats = 2 * kv_pool->dim(2) * kv_pool->dim(3) * kv_pool->dim(4);
+  float* pool = kv_pool->data_as<float>();
+  for (size_t i = 0; i < src_blocks.size(); ++i) {
+    std::memcpy(pool + dst_blocks[i] * block_floats, pool + src_blocks[i] * block_floats,
+                block_floats * sizeof(float));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status CompactKv(std::span<const int32_t> block_ids, std::span<const int32_t> kept,
                        int32_t budget, Tensor* kv_pool) {
   const char* op = "CompactKv";

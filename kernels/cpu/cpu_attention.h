@@ -17,6 +17,9 @@ namespace zigzag::cpu {
 absl::Status WriteKv(const Tensor& k, const Tensor& v, std::span<const int32_t> slots,
                      Tensor* kv_pool);
 
+// Backend::CopyBlocks.
+absl::Status CopyBlocks(std::span<const int32_t> src_blocks, std::span<const int32_t> dst_blocks,
+                        Tensor* kv_pool);
 absl::Status CompactKv(std::span<const int32_t> block_ids, std::span<const int32_t> kept,
                        int32_t budget, Tensor* kv_pool);
 

@@ -60,6 +60,10 @@ class CpuBackend final : public Backend {
                          int32_t budget, Tensor* kv_pool) override {
     return cpu::CompactKv(block_ids, kept, budget, kv_pool);
   }
+  absl::Status CopyBlocks(std::span<const int32_t> src_blocks, std::span<const int32_t> dst_blocks,
+                          Tensor* kv_pool) override {
+    return cpu::CopyBlocks(src_blocks, dst_blocks, kv_pool);
+  }
   absl::Status Attention(const AttentionBatch& batch, const Tensor& q, const Tensor& kv_pool,
                          Tensor* out) override {
     return cpu::Attention(pool_, batch, q, kv_pool, out);

@@ -280,4 +280,31 @@ absl::Status CudaBackend::CompactKv(std::span<const int32_t> block_ids,
   return absl::OkStatus();
 }
 
+absl::Status CudaBackend::CopyBlocks(std::span<const int32_t> src_blocks,
+                                     std::span<const int32_t> dst_blocks, Tensor* kv_pool) {
+  RETURN_IF_ERROR(CheckDeviceOutput("CopyBlocks", "kv_pool", kv_pool, dtype_, 5));
+  RETURN_IF_ERROR(CheckDim("CopyBlocks", "kv_pool", *kv_pool, 1, 2, "K and V"));
+  RETURN_IF_ERROR(ValidateCopyBlocksArgs(src_blocks, dst_blocks, kv_pool->dim(0)));
+  if (src_blocks.empty()) return absl::OkStatus();
+  RETURN_IF_ERROR(Activate());
+  const size_t block_bytes = static_cast<size_t>(2 * kv_pool->dim(2) * kv_pool->dim(3) *
+                                                 kv_pool->dim(4) * DTypeSize(dtype_));
+  char* pool = static_cast<char*>(kv_pool->data());
+  // Runs of consecutive source and destination ids (the common case: blocks allocated together)
+  // go in one copy each.
+  size_t i = 0;
+  while (i < src_blocks.size()) {
+    size_t run = 1;
+    while (i + run < src_blocks.size() && src_blocks[i + run] == src_blocks[i] + int32_t(run) &&
+           dst_blocks[i + run] == dst_blocks[i] + int32_t(run)) {
+      ++run;
+    }
+    CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(pool + dst_blocks[i] * block_bytes,
+                                         pool + src_blocks[i] * block_bytes, run * block_bytes,
+                                         cudaMemcpyDeviceToDevice, stream_));
+    i += run;
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace zigzag
