@@ -11,10 +11,15 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libprotobuf-dev protobuf-compiler libgrpc++-dev protobuf-compiler-grpc
   prometheus-cpp-dev python3-grpcio python3-protobuf
+  libicu-dev sentencepiece
+  python3-matplotlib python3-numpy python3-yaml yamllint
+  nodejs
   clang-format
 )
 
 missing=()
+# The image ships npm outside Debian's package; install Debian's only where there is none.
+if ! command -v npm >/dev/null 2>&1; then packages+=(npm); fi
 for p in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
     missing+=("$p")

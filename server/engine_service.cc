@@ -25,9 +25,6 @@ grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* context,
   return reactor;
 }
 
-constexpr const char* kNeedsTokenizer =
-    " needs a tokenizer; this server accepts token_ids (the tokenizer lands with issue 6)";
-
 }  // namespace
 
 EngineService::EngineService(EngineServiceOptions options)
@@ -66,19 +63,34 @@ grpc::Status EngineService::Admit(const grpc::CallbackServerContext& context, bo
 
 grpc::Status EngineService::PrepareRequest(const grpc::CallbackServerContext& context,
                                            const v1::GenerateRequest& request,
-                                           const EngineHandles** engine, EngineRequest* out) {
+                                           const EngineHandles** engine, ConvertedRequest* out) {
   grpc::Status status = Admit(context, /*for_generation=*/true, engine);
   if (!status.ok()) return status;
-  absl::StatusOr<EngineRequest> converted =
-      ToEngineRequest(request, options_.defaults, (*engine)->config);
+  absl::StatusOr<ConvertedRequest> converted =
+      ToEngineRequest(request, options_.defaults, (*engine)->config, (*engine)->tokenizer);
   if (!converted.ok()) {
     spdlog::debug("request {} refused: {}", request.request_id(),
                   std::string(converted.status().message()));
     return ToGrpcStatus(converted.status());
   }
   *out = std::move(*converted);
-  if (out->request_id.empty()) out->request_id = NewRequestId();
-  out->deadline = SchedulerDeadline(context);
+  if (out->request.request_id.empty()) out->request.request_id = NewRequestId();
+  out->request.deadline = SchedulerDeadline(context);
+  return grpc::Status::OK;
+}
+
+grpc::Status EngineService::AdmitWithTokenizer(const grpc::CallbackServerContext& context,
+                                               const char* rpc, const Tokenizer** tokenizer) const {
+  const EngineHandles* engine = nullptr;
+  grpc::Status status = Admit(context, /*for_generation=*/false, &engine);
+  if (!status.ok()) return status;
+  if (engine->tokenizer == nullptr) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        absl::StrCat(rpc,
+                                     " needs a tokenizer, and this model folder has none (no "
+                                     "tokenizer.json or tokenizer.model)"));
+  }
+  *tokenizer = engine->tokenizer;
   return grpc::Status::OK;
 }
 
@@ -86,22 +98,22 @@ grpc::ServerUnaryReactor* EngineService::Generate(grpc::CallbackServerContext* c
                                                   const v1::GenerateRequest* request,
                                                   v1::GenerateResponse* response) {
   const EngineHandles* engine = nullptr;
-  EngineRequest engine_request;
-  const grpc::Status status = PrepareRequest(*context, *request, &engine, &engine_request);
+  ConvertedRequest converted;
+  const grpc::Status status = PrepareRequest(*context, *request, &engine, &converted);
   if (!status.ok()) return FinishNow(context, status);
-  auto* reactor = new UnaryGenerateReactor(engine->scheduler, response);
-  reactor->Start(std::move(engine_request));
+  auto* reactor = new UnaryGenerateReactor(engine->scheduler, response, std::move(converted.text));
+  reactor->Start(std::move(converted.request));
   return reactor;
 }
 
 grpc::ServerWriteReactor<v1::GenerateStreamResponse>* EngineService::GenerateStream(
     grpc::CallbackServerContext* context, const v1::GenerateRequest* request) {
   const EngineHandles* engine = nullptr;
-  EngineRequest engine_request;
-  const grpc::Status status = PrepareRequest(*context, *request, &engine, &engine_request);
+  ConvertedRequest converted;
+  const grpc::Status status = PrepareRequest(*context, *request, &engine, &converted);
   if (!status.ok()) return new FailedStreamReactor(status);
-  auto* reactor = new StreamGenerateReactor(engine->scheduler);
-  reactor->Start(std::move(engine_request));
+  auto* reactor = new StreamGenerateReactor(engine->scheduler, std::move(converted.text));
+  reactor->Start(std::move(converted.request));
   return reactor;
 }
 
@@ -122,23 +134,36 @@ grpc::ServerUnaryReactor* EngineService::Abort(grpc::CallbackServerContext* cont
 grpc::ServerUnaryReactor* EngineService::Tokenize(grpc::CallbackServerContext* context,
                                                   const v1::TokenizeRequest* request,
                                                   v1::TokenizeResponse* response) {
-  (void)request;
-  (void)response;
-  const grpc::Status status = auth_.Check(*context);
+  const Tokenizer* tokenizer = nullptr;
+  const grpc::Status status = AdmitWithTokenizer(*context, "Tokenize", &tokenizer);
   if (!status.ok()) return FinishNow(context, status);
-  return FinishNow(context, grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
-                                         absl::StrCat("Tokenize", kNeedsTokenizer)));
+  absl::StatusOr<std::vector<int32_t>> ids =
+      tokenizer->Encode(request->text(), request->add_special_tokens());
+  if (!ids.ok()) {
+    return FinishNow(context, ToGrpcStatus(absl::Status(
+                                  ids.status().code(),
+                                  absl::StrCat("text: ", std::string(ids.status().message())))));
+  }
+  response->mutable_token_ids()->Add(ids->begin(), ids->end());
+  return FinishNow(context, grpc::Status::OK);
 }
 
 grpc::ServerUnaryReactor* EngineService::Detokenize(grpc::CallbackServerContext* context,
                                                     const v1::DetokenizeRequest* request,
                                                     v1::DetokenizeResponse* response) {
-  (void)request;
-  (void)response;
-  const grpc::Status status = auth_.Check(*context);
+  const Tokenizer* tokenizer = nullptr;
+  const grpc::Status status = AdmitWithTokenizer(*context, "Detokenize", &tokenizer);
   if (!status.ok()) return FinishNow(context, status);
-  return FinishNow(context, grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
-                                         absl::StrCat("Detokenize", kNeedsTokenizer)));
+  const std::vector<int32_t> ids(request->token_ids().begin(), request->token_ids().end());
+  absl::StatusOr<std::string> text = tokenizer->Decode(ids, request->skip_special_tokens());
+  if (!text.ok()) {
+    return FinishNow(context,
+                     ToGrpcStatus(absl::Status(
+                         text.status().code(),
+                         absl::StrCat("token_ids: ", std::string(text.status().message())))));
+  }
+  response->set_text(std::move(*text));
+  return FinishNow(context, grpc::Status::OK);
 }
 
 grpc::ServerUnaryReactor* EngineService::GetModelInfo(grpc::CallbackServerContext* context,
@@ -161,6 +186,7 @@ grpc::ServerUnaryReactor* EngineService::GetModelInfo(grpc::CallbackServerContex
   response->set_max_context(config.max_context());
   if (config.bos_token_id.has_value()) response->set_bos_token_id(*config.bos_token_id);
   response->mutable_eos_token_ids()->Add(config.eos_token_ids.begin(), config.eos_token_ids.end());
+  response->set_tokenizer(engine->tokenizer_file);
   response->set_backend(engine->backend_name);
   response->set_kv_dtype(DTypeName(engine->kv_layout.dtype));
   response->set_kv_block_size(static_cast<uint32_t>(engine->kv_layout.block_size));

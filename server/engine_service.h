@@ -12,7 +12,9 @@
 #include "core/kv/kv_cache.h"
 #include "core/model/model_config.h"
 #include "core/scheduler/scheduler.h"
+#include "core/tokenizer/tokenizer.h"
 #include "server/auth.h"
+#include "server/request_validation.h"
 #include "server/server_options.h"
 #include "zigzag/v1/engine.grpc.pb.h"
 
@@ -25,6 +27,8 @@ struct EngineHandles {
   KvLayout kv_layout;
   int32_t kv_num_blocks = 0;
   std::string backend_name;
+  const Tokenizer* tokenizer = nullptr;  // null when the model folder has none
+  std::string tokenizer_file;            // "tokenizer.json", "tokenizer.model" or ""
 };
 
 struct EngineServiceOptions {
@@ -73,7 +77,10 @@ class EngineService final : public v1::Engine::CallbackService {
   // The validated request with its id and deadline, or the status that refuses it.
   grpc::Status PrepareRequest(const grpc::CallbackServerContext& context,
                               const v1::GenerateRequest& request, const EngineHandles** engine,
-                              EngineRequest* out);
+                              ConvertedRequest* out);
+  // Admit (not for generation), then the engine's tokenizer or FAILED_PRECONDITION.
+  grpc::Status AdmitWithTokenizer(const grpc::CallbackServerContext& context, const char* rpc,
+                                  const Tokenizer** tokenizer) const;
   std::string NewRequestId();
 
   const EngineServiceOptions options_;

@@ -18,15 +18,18 @@ std::optional<SteadyTime> SchedulerDeadline(const grpc::CallbackServerContext& c
 }
 
 grpc::Status FinalStatus(const std::string& request_id, const RequestOutcome& outcome,
-                         bool cancelled_by_client, v1::GenerateResponse* response) {
+                         bool cancelled_by_client, TextOutput* text,
+                         v1::GenerateResponse* response) {
   if (outcome.status.ok()) {
     ToProtoResponse(request_id, outcome, response);
+    if (text != nullptr) response->set_text(text->Finish());
     return grpc::Status::OK;
   }
   // CANCELLED from the scheduler means Abort(): either ours after the client went away (nobody
   // is listening any more) or an Abort() RPC, which is a normal end with what was produced.
   if (outcome.status.code() == absl::StatusCode::kCancelled && !cancelled_by_client) {
     ToProtoResponse(request_id, outcome, response);
+    if (text != nullptr) response->set_text(text->Finish());
     response->set_finish_reason(v1::FINISH_REASON_ABORTED);
     return grpc::Status::OK;
   }
@@ -52,8 +55,9 @@ void LogFinishedRequest(const std::string& request_id, const RequestOutcome& out
 
 // UnaryGenerateReactor ---------------------------------------------------------------------------
 
-UnaryGenerateReactor::UnaryGenerateReactor(Scheduler* scheduler, v1::GenerateResponse* response)
-    : scheduler_(scheduler), response_(response) {}
+UnaryGenerateReactor::UnaryGenerateReactor(Scheduler* scheduler, v1::GenerateResponse* response,
+                                           std::shared_ptr<TextOutput> text)
+    : scheduler_(scheduler), response_(response), text_(std::move(text)) {}
 
 void UnaryGenerateReactor::Start(EngineRequest request) {
   request_id_ = request.request_id;
@@ -74,14 +78,16 @@ void UnaryGenerateReactor::OnCancel() {
 
 void UnaryGenerateReactor::OnFinished(RequestOutcome outcome) {
   finished_.store(true);
-  const grpc::Status status = FinalStatus(request_id_, outcome, cancelled_.load(), response_);
+  const grpc::Status status =
+      FinalStatus(request_id_, outcome, cancelled_.load(), text_.get(), response_);
   LogFinishedRequest(request_id_, outcome, status);
   Finish(status);  // may delete this
 }
 
 // StreamGenerateReactor --------------------------------------------------------------------------
 
-StreamGenerateReactor::StreamGenerateReactor(Scheduler* scheduler) : scheduler_(scheduler) {}
+StreamGenerateReactor::StreamGenerateReactor(Scheduler* scheduler, std::shared_ptr<TextOutput> text)
+    : scheduler_(scheduler), text_(std::move(text)) {}
 
 void StreamGenerateReactor::Start(EngineRequest request) {
   request_id_ = request.request_id;
@@ -115,16 +121,20 @@ void StreamGenerateReactor::OnTokens(const TokenDelta& delta) {
   if (broken_) return;
   pending_tokens_.insert(pending_tokens_.end(), delta.tokens.begin(), delta.tokens.end());
   pending_logprobs_.insert(pending_logprobs_.end(), delta.logprobs.begin(), delta.logprobs.end());
+  if (text_ != nullptr) pending_text_ += text_->TakeNewText();
   Pump(std::move(lock));
 }
 
 void StreamGenerateReactor::OnFinished(RequestOutcome outcome) {
   finished_.store(true);
   v1::GenerateStreamResponse complete;
-  const grpc::Status status =
-      FinalStatus(request_id_, outcome, cancelled_.load(), complete.mutable_complete());
+  const grpc::Status status = FinalStatus(request_id_, outcome, cancelled_.load(), text_.get(),
+                                          complete.mutable_complete());
   LogFinishedRequest(request_id_, outcome, status);
   std::unique_lock<std::mutex> lock(mu_);
+  // Text held back until the end (a possible stop-string prefix, an incomplete character) goes
+  // in one last chunk, so that the chunks' texts add up to the complete text.
+  if (text_ != nullptr && status.ok() && !broken_) pending_text_ += text_->TakeNewText();
   if (status.ok()) complete_ = std::move(complete);
   final_status_ = status;
   Pump(std::move(lock));
@@ -146,14 +156,16 @@ void StreamGenerateReactor::OnWriteDone(bool ok) {
 
 void StreamGenerateReactor::Pump(std::unique_lock<std::mutex> lock) {
   if (write_in_flight_ || finish_called_) return;
-  if (!broken_ && !pending_tokens_.empty()) {
+  if (!broken_ && (!pending_tokens_.empty() || !pending_text_.empty())) {
     in_flight_.Clear();
     v1::StreamChunk* chunk = in_flight_.mutable_chunk();
     chunk->set_request_id(request_id_);
     chunk->mutable_token_ids()->Add(pending_tokens_.begin(), pending_tokens_.end());
     chunk->mutable_logprobs()->Add(pending_logprobs_.begin(), pending_logprobs_.end());
+    chunk->set_text(std::move(pending_text_));
     pending_tokens_.clear();
     pending_logprobs_.clear();
+    pending_text_.clear();
     write_in_flight_ = true;
     lock.unlock();
     StartWrite(&in_flight_);

@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -14,6 +15,7 @@
 
 #include "core/scheduler/request.h"
 #include "core/scheduler/scheduler.h"
+#include "core/tokenizer/text_output.h"
 #include "grpcpp/server_context.h"
 #include "grpcpp/support/server_callback.h"
 #include "zigzag/v1/engine.pb.h"
@@ -25,8 +27,10 @@ std::optional<SteadyTime> SchedulerDeadline(const grpc::CallbackServerContext& c
 
 // The final status and response (when OK) for an outcome. `cancelled_by_client`: the call itself
 // was cancelled (client cancel or deadline), as opposed to an Abort() RPC.
+// `text` (may be null) gives the response its text.
 grpc::Status FinalStatus(const std::string& request_id, const RequestOutcome& outcome,
-                         bool cancelled_by_client, v1::GenerateResponse* response);
+                         bool cancelled_by_client, TextOutput* text,
+                         v1::GenerateResponse* response);
 
 // One log line per finished request: id, status, token counts, timings, policy, KV saved.
 void LogFinishedRequest(const std::string& request_id, const RequestOutcome& outcome,
@@ -34,7 +38,9 @@ void LogFinishedRequest(const std::string& request_id, const RequestOutcome& out
 
 class UnaryGenerateReactor final : public grpc::ServerUnaryReactor {
  public:
-  UnaryGenerateReactor(Scheduler* scheduler, v1::GenerateResponse* response);
+  // `text`: the request's text output, or null when the server has no tokenizer.
+  UnaryGenerateReactor(Scheduler* scheduler, v1::GenerateResponse* response,
+                       std::shared_ptr<TextOutput> text);
 
   // Submits the request (its callbacks are set here); on refusal the call ends at once with the
   // scheduler's status.
@@ -48,6 +54,7 @@ class UnaryGenerateReactor final : public grpc::ServerUnaryReactor {
 
   Scheduler* const scheduler_;
   v1::GenerateResponse* const response_;
+  const std::shared_ptr<TextOutput> text_;
   std::string request_id_;
   std::atomic<bool> submitted_{false};
   std::atomic<bool> finished_{false};
@@ -56,7 +63,7 @@ class UnaryGenerateReactor final : public grpc::ServerUnaryReactor {
 
 class StreamGenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateStreamResponse> {
  public:
-  explicit StreamGenerateReactor(Scheduler* scheduler);
+  StreamGenerateReactor(Scheduler* scheduler, std::shared_ptr<TextOutput> text);
 
   void Start(EngineRequest request);
 
@@ -72,6 +79,7 @@ class StreamGenerateReactor final : public grpc::ServerWriteReactor<v1::Generate
   void Pump(std::unique_lock<std::mutex> lock);
 
   Scheduler* const scheduler_;
+  const std::shared_ptr<TextOutput> text_;
   std::string request_id_;
   std::atomic<bool> submitted_{false};
   std::atomic<bool> finished_{false};
@@ -81,6 +89,7 @@ class StreamGenerateReactor final : public grpc::ServerWriteReactor<v1::Generate
   // Tokens not yet written; consecutive deltas are merged into one chunk while a write is busy.
   std::vector<int32_t> pending_tokens_;                 // guarded by mu_
   std::vector<float> pending_logprobs_;                 // guarded by mu_
+  std::string pending_text_;                            // guarded by mu_
   std::optional<v1::GenerateStreamResponse> complete_;  // guarded by mu_
   std::optional<grpc::Status> final_status_;            // guarded by mu_
   bool write_in_flight_ = false;                        // guarded by mu_

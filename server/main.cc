@@ -21,6 +21,9 @@
 #include "spdlog/spdlog.h"
 
 ABSL_FLAG(std::string, model, "", "Hugging Face model folder (config.json + *.safetensors)");
+ABSL_FLAG(std::string, tokenizer, "",
+          "Folder with tokenizer.json or tokenizer.model (default: --model; without one, only "
+          "token ids are served)");
 ABSL_FLAG(std::string, model_name, "",
           "Name in GetModelInfo and the metrics' `model` label; "
           "default: the model folder's name");
@@ -74,6 +77,7 @@ absl::StatusOr<zigzag::ServerOptions> OptionsFromFlags() {
   zigzag::ServerOptions o;
   o.model_dir = absl::GetFlag(FLAGS_model);
   o.model_name = absl::GetFlag(FLAGS_model_name);
+  o.tokenizer_dir = absl::GetFlag(FLAGS_tokenizer);
   o.backend = absl::GetFlag(FLAGS_backend);
   o.num_threads = absl::GetFlag(FLAGS_threads);
   o.host = absl::GetFlag(FLAGS_host);

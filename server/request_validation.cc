@@ -26,7 +26,29 @@ absl::StatusOr<int32_t> ToInt32(uint32_t value, const char* field) {
   return static_cast<int32_t>(value);
 }
 
-constexpr const char* kTokenizerLandsLater = "(the tokenizer lands with issue 6)";
+absl::Status NoTokenizer(const char* what) {
+  return absl::FailedPreconditionError(
+      absl::StrCat(what,
+                   " needs a tokenizer, and this model folder has none (no tokenizer.json or "
+                   "tokenizer.model): send token_ids and stop_token_ids"));
+}
+
+absl::Status ValidateStopStrings(const v1::SamplingParams& proto, const Tokenizer* tokenizer) {
+  if (proto.stop_size() == 0) return absl::OkStatus();
+  if (tokenizer == nullptr) return NoTokenizer("sampling_params.stop");
+  if (proto.stop_size() > kMaxStopStrings) {
+    return Invalid(absl::StrCat("sampling_params.stop has ", proto.stop_size(),
+                                " strings; at most ", kMaxStopStrings, " are accepted"));
+  }
+  for (int i = 0; i < proto.stop_size(); ++i) {
+    const size_t size = proto.stop(i).size();
+    if (size == 0 || size > kMaxStopStringBytes) {
+      return Invalid(absl::StrCat("sampling_params.stop[", i, "] is ", size,
+                                  " bytes long; each must be 1 to ", kMaxStopStringBytes));
+    }
+  }
+  return absl::OkStatus();
+}
 
 }  // namespace
 
@@ -115,11 +137,6 @@ absl::StatusOr<SamplingParams> ToSamplingParams(const v1::SamplingParams& proto,
     }
     params.max_tokens = static_cast<int32_t>(proto.max_tokens());
   }
-  if (proto.stop_size() > 0) {
-    return Invalid(
-        absl::StrCat("sampling_params.stop: stop strings need a tokenizer; use stop_token_ids ",
-                     kTokenizerLandsLater));
-  }
   params.stop_token_ids.assign(proto.stop_token_ids().begin(), proto.stop_token_ids().end());
   params.ignore_eos = proto.ignore_eos();
   params.logprobs = proto.logprobs();
@@ -127,46 +144,83 @@ absl::StatusOr<SamplingParams> ToSamplingParams(const v1::SamplingParams& proto,
   return params;
 }
 
-absl::StatusOr<EngineRequest> ToEngineRequest(const v1::GenerateRequest& request,
-                                              const RequestDefaults& defaults,
-                                              const ModelConfig& config) {
+absl::StatusOr<ConvertedRequest> ToEngineRequest(const v1::GenerateRequest& request,
+                                                 const RequestDefaults& defaults,
+                                                 const ModelConfig& config,
+                                                 const Tokenizer* tokenizer) {
   if (request.request_id().size() > kMaxRequestIdLength) {
     return Invalid(absl::StrCat("request_id is ", request.request_id().size(),
                                 " characters long; at most ", kMaxRequestIdLength,
                                 " are accepted"));
   }
-  EngineRequest engine_request;
+  ConvertedRequest converted;
+  EngineRequest& engine_request = converted.request;
   engine_request.request_id = request.request_id();
+  const char* input_name = "token_ids";
   switch (request.input_case()) {
-    case v1::GenerateRequest::kText:
-      return Invalid(absl::StrCat("text input needs a tokenizer; this server accepts token_ids ",
-                                  kTokenizerLandsLater));
-    case v1::GenerateRequest::INPUT_NOT_SET:
-      return Invalid("input is not set: send the prompt as token_ids");
-    case v1::GenerateRequest::kTokenIds:
+    case v1::GenerateRequest::kText: {
+      input_name = "text";
+      if (tokenizer == nullptr) return NoTokenizer("text input");
+      if (request.text().empty()) return Invalid("text is empty: the prompt needs some text");
+      const bool add_special_tokens =
+          !request.has_add_special_tokens() || request.add_special_tokens();
+      absl::StatusOr<std::vector<int32_t>> ids =
+          tokenizer->Encode(request.text(), add_special_tokens);
+      if (!ids.ok()) return Prefixed(ids.status(), "text: ");
+      if (ids->empty()) return Invalid("text encodes to no tokens");
+      for (size_t i = 0; i < ids->size(); ++i) {
+        if ((*ids)[i] >= config.vocab_size) {
+          return Invalid(absl::StrCat("text: token ", i, " has id ", (*ids)[i],
+                                      ", outside the model's vocabulary of ", config.vocab_size,
+                                      " (the tokenizer does not match the model)"));
+        }
+      }
+      engine_request.prompt = std::move(*ids);
       break;
-  }
-  const auto& ids = request.token_ids().ids();
-  if (ids.empty()) return Invalid("token_ids.ids is empty: the prompt needs at least one token");
-  for (int i = 0; i < ids.size(); ++i) {
-    if (ids[i] < 0 || ids[i] >= config.vocab_size) {
-      return Invalid(absl::StrCat("token_ids.ids[", i, "] = ", ids[i],
-                                  " is outside the vocabulary [0, ", config.vocab_size, ")"));
+    }
+    case v1::GenerateRequest::INPUT_NOT_SET:
+      return Invalid("input is not set: send the prompt as text or token_ids");
+    case v1::GenerateRequest::kTokenIds: {
+      const auto& ids = request.token_ids().ids();
+      if (ids.empty()) {
+        return Invalid("token_ids.ids is empty: the prompt needs at least one token");
+      }
+      for (int i = 0; i < ids.size(); ++i) {
+        if (ids[i] < 0 || ids[i] >= config.vocab_size) {
+          return Invalid(absl::StrCat("token_ids.ids[", i, "] = ", ids[i],
+                                      " is outside the vocabulary [0, ", config.vocab_size, ")"));
+        }
+      }
+      engine_request.prompt.assign(ids.begin(), ids.end());
+      break;
     }
   }
-  engine_request.prompt.assign(ids.begin(), ids.end());
   ASSIGN_OR_RETURN(engine_request.sampling,
                    ToSamplingParams(request.sampling_params(), defaults, config.vocab_size));
+  RETURN_IF_ERROR(ValidateStopStrings(request.sampling_params(), tokenizer));
   ASSIGN_OR_RETURN(engine_request.compression,
                    ToCompressionParams(request.kv_compression(), defaults.compression));
-  const int64_t needed = int64_t{ids.size()} + engine_request.sampling.max_tokens;
+  const int64_t prompt_tokens = static_cast<int64_t>(engine_request.prompt.size());
+  const int64_t needed = prompt_tokens + engine_request.sampling.max_tokens;
   if (needed > config.max_context()) {
     return Invalid(
-        absl::StrCat("token_ids (", ids.size(), " tokens) + sampling_params.max_tokens (",
+        absl::StrCat(input_name, " (", prompt_tokens, " tokens) + sampling_params.max_tokens (",
                      engine_request.sampling.max_tokens, ") = ", needed,
                      " exceeds the model's context of ", config.max_context(), " tokens"));
   }
-  return engine_request;
+  if (tokenizer != nullptr) {
+    const v1::SamplingParams& sampling = request.sampling_params();
+    converted.text = std::make_shared<TextOutput>(
+        *tokenizer, engine_request.prompt,
+        std::vector<std::string>(sampling.stop().begin(), sampling.stop().end()),
+        !sampling.has_skip_special_tokens() || sampling.skip_special_tokens());
+    // Every token goes through the text output (for the streamed text); it only ever says stop
+    // when the request has stop strings.
+    engine_request.text_stop = [text = converted.text](int32_t token) {
+      return text->OnToken(token);
+    };
+  }
+  return converted;
 }
 
 }  // namespace zigzag

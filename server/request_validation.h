@@ -4,12 +4,15 @@
 // a missing request_id are the caller's (the reactors').
 #pragma once
 
+#include <memory>
 #include <optional>
 
 #include "absl/status/statusor.h"
 #include "core/compress/compression_params.h"
 #include "core/model/model_config.h"
 #include "core/scheduler/request.h"
+#include "core/tokenizer/text_output.h"
+#include "core/tokenizer/tokenizer.h"
 #include "server/server_options.h"
 #include "zigzag/v1/engine.pb.h"
 
@@ -32,13 +35,26 @@ absl::StatusOr<SamplingParams> ToSamplingParams(const v1::SamplingParams& proto,
                                                 const RequestDefaults& defaults,
                                                 int64_t vocab_size);
 
-// Everything but request_id, deadline and callbacks. InvalidArgument naming the field for: no
-// input, text input (no tokenizer yet), an empty prompt, a token id outside the vocabulary, bad
-// sampling or compression fields, prompt + max_tokens beyond the model's context, an overlong
-// request_id.
-absl::StatusOr<EngineRequest> ToEngineRequest(const v1::GenerateRequest& request,
-                                              const RequestDefaults& defaults,
-                                              const ModelConfig& config);
+// Most stop strings a request may send, and the longest.
+inline constexpr int kMaxStopStrings = 16;
+inline constexpr size_t kMaxStopStringBytes = 256;
+
+// The scheduler's request and, when the server has a tokenizer, the request's text output (its
+// stop strings are wired into request.text_stop).
+struct ConvertedRequest {
+  EngineRequest request;
+  std::shared_ptr<TextOutput> text;  // null without a tokenizer
+};
+
+// Everything but request_id, deadline and the reactors' callbacks. `tokenizer` may be null.
+// InvalidArgument naming the field for: no input, empty or invalid text, an empty prompt, a
+// token id outside the vocabulary, bad sampling or compression fields, bad stop strings, prompt +
+// max_tokens beyond the model's context, an overlong request_id. FailedPrecondition for text
+// input or stop strings without a tokenizer.
+absl::StatusOr<ConvertedRequest> ToEngineRequest(const v1::GenerateRequest& request,
+                                                 const RequestDefaults& defaults,
+                                                 const ModelConfig& config,
+                                                 const Tokenizer* tokenizer);
 
 // A float from the wire as the decimal number it was written as: 0.1f becomes 0.1, not
 // 0.100000001490116, so that ratio * T rounds the way the client meant.

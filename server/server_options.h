@@ -25,6 +25,9 @@ struct ServerOptions {
   // Model.
   std::string model_dir;   // Hugging Face folder: config.json + *.safetensors
   std::string model_name;  // the `model` label and GetModelInfo; empty = the folder's name
+  // Folder with tokenizer.json or tokenizer.model; empty = model_dir, where none is fine (ids
+  // only).
+  std::string tokenizer_dir;
   std::string backend = "auto";
   int num_threads = 0;  // CPU backend threads; 0 = all cores
 

@@ -202,6 +202,26 @@ absl::Status ZigzagServer::LoadModel() {
       LlamaModel::LoadFromDir(options_.model_dir, backend_.get());
   if (!model.ok()) return model.status();
   model_ = std::move(*model);
+  // A model folder without a tokenizer is served with token ids only.
+  const std::string tokenizer_dir =
+      options_.tokenizer_dir.empty() ? options_.model_dir : options_.tokenizer_dir;
+  absl::StatusOr<std::unique_ptr<Tokenizer>> tokenizer = LoadTokenizer(tokenizer_dir);
+  std::string tokenizer_file;
+  if (tokenizer.ok()) {
+    tokenizer_ = std::move(*tokenizer);
+    tokenizer_file =
+        std::filesystem::exists(std::filesystem::path(tokenizer_dir) / "tokenizer.json")
+            ? "tokenizer.json"
+            : "tokenizer.model";
+    spdlog::info("tokenizer: {}/{} ({} tokens)", tokenizer_dir, tokenizer_file,
+                 tokenizer_->vocab_size());
+  } else if (tokenizer.status().code() == absl::StatusCode::kNotFound &&
+             options_.tokenizer_dir.empty()) {
+    spdlog::warn("no tokenizer in {}: requests must send token_ids, and responses carry no text",
+                 tokenizer_dir);
+  } else {
+    return tokenizer.status();
+  }
   absl::StatusOr<std::unique_ptr<KvCache>> cache = KvCache::CreateWithBytes(
       backend_.get(), model_->kv_layout(options_.block_size), options_.kv_memory_mb << 20);
   if (!cache.ok()) return cache.status();
@@ -225,6 +245,8 @@ absl::Status ZigzagServer::LoadModel() {
       .kv_layout = cache_->layout(),
       .kv_num_blocks = cache_->pool().num_blocks(),
       .backend_name = backend_->name(),
+      .tokenizer = tokenizer_.get(),
+      .tokenizer_file = tokenizer_file,
   };
   Scheduler* const scheduler_ptr = scheduler_.get();
   metrics_->SetLoadSource([scheduler_ptr] { return scheduler_ptr->Load(); });

@@ -15,6 +15,7 @@
 #include "core/kv/kv_cache.h"
 #include "core/model/llama_model.h"
 #include "core/scheduler/scheduler.h"
+#include "core/tokenizer/tokenizer.h"
 #include "grpcpp/server.h"
 #include "kernels/backend.h"
 #include "server/engine_service.h"
@@ -78,6 +79,7 @@ class ZigzagServer {
 
   std::unique_ptr<Backend> backend_;
   std::unique_ptr<LlamaModel> model_;
+  std::unique_ptr<Tokenizer> tokenizer_;
   std::unique_ptr<KvCache> cache_;
   std::unique_ptr<Scheduler> scheduler_;
   EngineHandles handles_;

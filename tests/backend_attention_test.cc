@@ -301,6 +301,29 @@ TEST_P(BackendAttentionTest, Llama8BShapedHeadsDecodeAndPrefill) {
   RunScenario(s, "head_dim 128");
 }
 
+// Decode-only batches (one query per sequence, no window mass) take the split-K kernel on CUDA:
+// long ragged caches give several splits per sequence, the 1- and 63-token caches a single one.
+TEST_P(BackendAttentionTest, DecodeOnlyBatchOverLongRaggedCaches) {
+  uint64_t seed = 4000;
+  for (int64_t head_dim : {64, 128}) {
+    for (int64_t group : {1, 4, 6}) {
+      for (int32_t bs : {1, 16}) {
+        const PagedLayout layout{
+            .kv_heads = 2, .group = group, .head_dim = head_dim, .block_size = bs};
+        const Scenario s =
+            MakeScenario(layout,
+                         {{.kv_len = 3001, .num_queries = 1},
+                          {.kv_len = 1, .num_queries = 1},
+                          {.kv_len = 700, .num_queries = 1},
+                          {.kv_len = 63, .num_queries = 1}},
+                         ++seed, act_, 1.0f / std::sqrt(static_cast<float>(head_dim)), 2.0f);
+        RunScenario(s, "decode-only head_dim " + std::to_string(head_dim) + " group " +
+                           std::to_string(group) + " block_size " + std::to_string(bs));
+      }
+    }
+  }
+}
+
 TEST_P(BackendAttentionTest, LargeLogitsDoNotOverflowTheSoftmax) {
   // Logits in the hundreds: exp() of them overflows float32 unless the maximum is subtracted.
   const PagedLayout layout{.kv_heads = 1, .group = 2, .head_dim = 64, .block_size = 4};

@@ -243,7 +243,7 @@ TEST_F(ServerGenerateTest, ModelAndServerInfo) {
   }
 }
 
-TEST_F(ServerGenerateTest, HealthIsServingAndTokenizerCallsAreUnimplemented) {
+TEST_F(ServerGenerateTest, HealthIsServingAndTokenizerCallsNeedATokenizer) {
   EXPECT_EQ(HealthCheck(server_->port(), "").value_or(-1), 1);
   EXPECT_EQ(HealthCheck(server_->port(), kEngineServiceName).value_or(-1), 1);
   EXPECT_EQ(HealthCheck(server_->port(), "no.such.Service").status().code(),
@@ -253,11 +253,14 @@ TEST_F(ServerGenerateTest, HealthIsServingAndTokenizerCallsAreUnimplemented) {
   grpc::ClientContext context;
   v1::TokenizeResponse tokens;
   const grpc::Status status = stub->Tokenize(&context, {}, &tokens);
-  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED);
-  EXPECT_THAT(status.error_message(), HasSubstr("needs a tokenizer"));
+  // The test model folder has no tokenizer.
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(status.error_message(), HasSubstr("Tokenize needs a tokenizer"));
   grpc::ClientContext context2;
   v1::DetokenizeResponse text;
-  EXPECT_EQ(stub->Detokenize(&context2, {}, &text).error_code(), grpc::StatusCode::UNIMPLEMENTED);
+  const grpc::Status detokenize = stub->Detokenize(&context2, {}, &text);
+  EXPECT_EQ(detokenize.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(detokenize.error_message(), HasSubstr("Detokenize needs a tokenizer"));
 }
 
 }  // namespace

@@ -232,14 +232,14 @@ EngineReference::EngineReference() {
 
 GenerationResult EngineReference::Generate(const v1::GenerateRequest& request) {
   // The same conversion as the server's, with the same defaults.
-  absl::StatusOr<EngineRequest> converted =
-      ToEngineRequest(request, TestServerOptions().defaults, model_->config());
+  absl::StatusOr<ConvertedRequest> converted = ToEngineRequest(
+      request, TestServerOptions().defaults, model_->config(), /*tokenizer=*/nullptr);
   EXPECT_TRUE(converted.ok()) << converted.status();
   if (!converted.ok()) return {};
   GenerationRequest alone;
-  alone.prompt = converted->prompt;
-  alone.sampling = converted->sampling;
-  alone.compression = converted->compression;
+  alone.prompt = converted->request.prompt;
+  alone.sampling = converted->request.sampling;
+  alone.compression = converted->request.compression;
   auto results = GenerateBatch(*model_, *cache_, {&alone, 1});
   EXPECT_TRUE(results.ok()) << results.status();
   EXPECT_EQ(cache_->pool().num_used(), 0);

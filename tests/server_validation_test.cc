@@ -38,8 +38,9 @@ void SetIds(v1::GenerateRequest* r, std::vector<int32_t> ids) {
 const BadInput kBadInputs[] = {
     {"NoInput", [](auto* r) { r->clear_input(); }, grpc::StatusCode::INVALID_ARGUMENT,
      "input is not set"},
-    {"TextInput", [](auto* r) { r->set_text("hello"); }, grpc::StatusCode::INVALID_ARGUMENT,
-     "text input needs a tokenizer; this server accepts token_ids"},
+    // The test model folder has no tokenizer.
+    {"TextInputWithoutTokenizer", [](auto* r) { r->set_text("hello"); },
+     grpc::StatusCode::FAILED_PRECONDITION, "text input needs a tokenizer"},
     {"EmptyTokenIds", [](auto* r) { SetIds(r, {}); }, grpc::StatusCode::INVALID_ARGUMENT,
      "token_ids.ids is empty"},
     {"TokenIdAboveVocab",
@@ -84,8 +85,8 @@ const BadInput kBadInputs[] = {
     {"StopTokenOutsideVocab",
      [](auto* r) { r->mutable_sampling_params()->add_stop_token_ids(1000); },
      grpc::StatusCode::INVALID_ARGUMENT, "sampling_params.stop_token_ids[0] = 1000"},
-    {"StopStrings", [](auto* r) { r->mutable_sampling_params()->add_stop("\n"); },
-     grpc::StatusCode::INVALID_ARGUMENT, "sampling_params.stop: stop strings need a tokenizer"},
+    {"StopStringsWithoutTokenizer", [](auto* r) { r->mutable_sampling_params()->add_stop("\n"); },
+     grpc::StatusCode::FAILED_PRECONDITION, "sampling_params.stop needs a tokenizer"},
     {"BudgetBelowWindow",
      [](auto* r) {
        r->mutable_kv_compression()->set_policy(v1::KV_POLICY_SNAPKV);
@@ -319,25 +320,28 @@ TEST(RequestConversionTest, UnsetFieldsTakeTheServerDefaults) {
 
   v1::GenerateRequest request;
   request.mutable_token_ids()->add_ids(3);
-  absl::StatusOr<EngineRequest> converted = ToEngineRequest(request, defaults, config);
+  absl::StatusOr<ConvertedRequest> converted =
+      ToEngineRequest(request, defaults, config, /*tokenizer=*/nullptr);
   ASSERT_TRUE(converted.ok()) << converted.status();
-  EXPECT_EQ(converted->sampling.max_tokens, 7);
-  EXPECT_EQ(converted->sampling.temperature, 1.0f);
-  EXPECT_FALSE(converted->sampling.seed.has_value());
-  EXPECT_EQ(converted->compression.policy, KvPolicy::kSnapKv);
-  EXPECT_EQ(converted->compression.ratio, 0.5);
-  EXPECT_EQ(converted->compression.window, 4);
+  EXPECT_EQ(converted->text, nullptr);
+  EXPECT_FALSE(static_cast<bool>(converted->request.text_stop));
+  EXPECT_EQ(converted->request.sampling.max_tokens, 7);
+  EXPECT_EQ(converted->request.sampling.temperature, 1.0f);
+  EXPECT_FALSE(converted->request.sampling.seed.has_value());
+  EXPECT_EQ(converted->request.compression.policy, KvPolicy::kSnapKv);
+  EXPECT_EQ(converted->request.compression.ratio, 0.5);
+  EXPECT_EQ(converted->request.compression.window, 4);
 
   // A request's own budget replaces the default one (tokens instead of a ratio).
   request.mutable_kv_compression()->set_policy(v1::KV_POLICY_ZIGZAG);
   request.mutable_kv_compression()->set_tokens_per_layer(20);
   request.mutable_sampling_params()->set_temperature(0.0f);
-  converted = ToEngineRequest(request, defaults, config);
+  converted = ToEngineRequest(request, defaults, config, /*tokenizer=*/nullptr);
   ASSERT_TRUE(converted.ok()) << converted.status();
-  EXPECT_EQ(converted->compression.policy, KvPolicy::kZigZag);
-  EXPECT_EQ(converted->compression.tokens_per_layer, 20);
-  EXPECT_FALSE(converted->compression.ratio.has_value());
-  EXPECT_EQ(converted->sampling.temperature, 0.0f);
+  EXPECT_EQ(converted->request.compression.policy, KvPolicy::kZigZag);
+  EXPECT_EQ(converted->request.compression.tokens_per_layer, 20);
+  EXPECT_FALSE(converted->request.compression.ratio.has_value());
+  EXPECT_EQ(converted->request.sampling.temperature, 0.0f);
 }
 
 TEST(RequestConversionTest, FloatRatiosKeepTheirDecimalValue) {

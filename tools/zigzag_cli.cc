@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <iostream>
 #include <limits>
 #include <memory>
 #include <optional>
@@ -18,6 +19,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/usage.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -36,7 +38,13 @@ ABSL_FLAG(std::string, tls_server_name, "", "Override the TLS server name (e.g. 
 ABSL_FLAG(absl::Duration, timeout, absl::ZeroDuration(), "Call deadline, e.g. 30s; 0 = none");
 ABSL_FLAG(std::string, request_id, "", "Request id (generate, stream, abort)");
 
+ABSL_FLAG(std::string, prompt, "", "Prompt text (the server tokenizes it)");
+ABSL_FLAG(std::string, prompt_file, "", "Read the prompt text from this file ('-' = stdin)");
 ABSL_FLAG(std::string, prompt_ids, "", "Prompt as comma-separated token ids, e.g. 1,2,3");
+ABSL_FLAG(std::string, stop, "",
+          "A stop string (C escapes such as \\n allowed); the text ends before it");
+ABSL_FLAG(std::string, text, "", "Text for the tokenize command");
+ABSL_FLAG(std::string, ids, "", "Comma-separated token ids for the detokenize command");
 // Sampling and KV fields are strings so that "unset" (empty: the server's default) differs
 // from any value, including invalid ones the server should answer with INVALID_ARGUMENT.
 ABSL_FLAG(std::string, max_tokens, "", "Maximum tokens to generate");
@@ -112,8 +120,29 @@ absl::StatusOr<v1::GenerateRequest> RequestFromFlags() {
   request.set_request_id(absl::GetFlag(FLAGS_request_id));
   ASSIGN_OR_RETURN(const std::vector<int32_t> prompt,
                    ParseIds(absl::GetFlag(FLAGS_prompt_ids), "prompt-ids"));
-  if (prompt.empty()) return UsageError("--prompt-ids is required (e.g. --prompt-ids 1,2,3)");
-  request.mutable_token_ids()->mutable_ids()->Add(prompt.begin(), prompt.end());
+  const std::string& text = absl::GetFlag(FLAGS_prompt);
+  const std::string& text_file = absl::GetFlag(FLAGS_prompt_file);
+  const int inputs = !prompt.empty() + !text.empty() + !text_file.empty();
+  if (inputs != 1) {
+    return UsageError(
+        "give exactly one of --prompt TEXT, --prompt-file FILE or --prompt-ids 1,2,3");
+  }
+  if (!prompt.empty()) {
+    request.mutable_token_ids()->mutable_ids()->Add(prompt.begin(), prompt.end());
+  } else if (!text.empty()) {
+    request.set_text(text);
+  } else {
+    std::ifstream file_in;
+    std::istream* in = &std::cin;
+    if (text_file != "-") {
+      file_in.open(text_file, std::ios::binary);
+      if (!file_in) return UsageError(absl::StrCat("--prompt-file: cannot read ", text_file));
+      in = &file_in;
+    }
+    std::ostringstream content;
+    content << in->rdbuf();
+    request.set_text(content.str());
+  }
 
   v1::SamplingParams* s = request.mutable_sampling_params();
   // A negative max_tokens wraps to a huge one, which the server refuses with a clear message.
@@ -135,6 +164,14 @@ absl::StatusOr<v1::GenerateRequest> RequestFromFlags() {
   ASSIGN_OR_RETURN(const std::vector<int32_t> stop,
                    ParseIds(absl::GetFlag(FLAGS_stop_token_ids), "stop-token-ids"));
   s->mutable_stop_token_ids()->Add(stop.begin(), stop.end());
+  if (!absl::GetFlag(FLAGS_stop).empty()) {
+    std::string unescaped;
+    std::string error;
+    if (!absl::CUnescape(absl::GetFlag(FLAGS_stop), &unescaped, &error)) {
+      return UsageError(absl::StrCat("--stop: ", error));
+    }
+    s->add_stop(unescaped);
+  }
   s->set_ignore_eos(absl::GetFlag(FLAGS_ignore_eos));
   s->set_logprobs(absl::GetFlag(FLAGS_logprobs));
 
@@ -240,6 +277,7 @@ void PrintKvStats(const v1::KvStats& kv) {
 void PrintResponse(const v1::GenerateResponse& response) {
   std::printf("request_id: %s\n", response.request_id().c_str());
   std::printf("tokens: %s\n", absl::StrJoin(response.token_ids(), ",").c_str());
+  std::printf("text: %s\n", absl::CEscape(response.text()).c_str());
   if (response.logprobs_size() > 0) {
     std::printf("logprobs: %s\n", absl::StrJoin(response.logprobs(), ",").c_str());
   }
@@ -280,7 +318,8 @@ int RunStream(v1::Engine::Stub& stub) {
   v1::GenerateStreamResponse message;
   while (reader->Read(&message)) {
     if (message.has_chunk()) {
-      std::printf("chunk: %s\n", absl::StrJoin(message.chunk().token_ids(), ",").c_str());
+      std::printf("chunk: %s text: %s\n", absl::StrJoin(message.chunk().token_ids(), ",").c_str(),
+                  absl::CEscape(message.chunk().text()).c_str());
       std::fflush(stdout);
     } else if (message.has_complete()) {
       PrintResponse(message.complete());
@@ -306,6 +345,34 @@ int RunInfo(v1::Engine::Stub& stub) {
   return 0;
 }
 
+int RunTokenize(v1::Engine::Stub& stub) {
+  v1::TokenizeRequest request;
+  request.set_text(absl::GetFlag(FLAGS_text));
+  request.set_add_special_tokens(true);
+  grpc::ClientContext context;
+  PrepareContext(&context);
+  v1::TokenizeResponse response;
+  const grpc::Status status = stub.Tokenize(&context, request, &response);
+  if (!status.ok()) return ReportError(status);
+  std::printf("tokens: %s\n", absl::StrJoin(response.token_ids(), ",").c_str());
+  return 0;
+}
+
+int RunDetokenize(v1::Engine::Stub& stub) {
+  const absl::StatusOr<std::vector<int32_t>> ids = ParseIds(absl::GetFlag(FLAGS_ids), "ids");
+  if (!ids.ok()) return ReportUsage(ids.status());
+  v1::DetokenizeRequest request;
+  request.mutable_token_ids()->Add(ids->begin(), ids->end());
+  request.set_skip_special_tokens(true);
+  grpc::ClientContext context;
+  PrepareContext(&context);
+  v1::DetokenizeResponse response;
+  const grpc::Status status = stub.Detokenize(&context, request, &response);
+  if (!status.ok()) return ReportError(status);
+  std::printf("text: %s\n", absl::CEscape(response.text()).c_str());
+  return 0;
+}
+
 int RunAbort(v1::Engine::Stub& stub) {
   v1::AbortRequest request;
   request.set_request_id(absl::GetFlag(FLAGS_request_id));
@@ -323,13 +390,17 @@ int RunAbort(v1::Engine::Stub& stub) {
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "A client of zigzag-server.\n"
-      "  zigzag-cli generate|stream --target HOST:PORT --prompt-ids 1,2,3 [--max-tokens N "
-      "--temperature T ... --kv-policy zigzag --kv-ratio 0.25]\n"
+      "  zigzag-cli generate|stream --target HOST:PORT --prompt TEXT | --prompt-file FILE | "
+      "--prompt-ids 1,2,3 [--max-tokens N --temperature T --stop S ... --kv-policy zigzag "
+      "--kv-ratio 0.25]\n"
+      "  zigzag-cli tokenize --text TEXT | detokenize --ids 1,2,3\n"
       "  zigzag-cli info --target HOST:PORT\n"
       "  zigzag-cli abort --target HOST:PORT --request-id ID");
   const std::vector<std::string> positional = zigzag::ParseCommandLineAcceptingDashes(argc, argv);
   if (positional.size() != 2) {
-    std::fprintf(stderr, "zigzag-cli: expected one command: generate, stream, info or abort\n");
+    std::fprintf(stderr,
+                 "zigzag-cli: expected one command: generate, stream, info, abort, tokenize or "
+                 "detokenize\n");
     return 2;
   }
   const std::string& command = positional[1];
@@ -340,7 +411,11 @@ int main(int argc, char** argv) {
   if (command == "stream") return RunStream(*stub);
   if (command == "info") return RunInfo(*stub);
   if (command == "abort") return RunAbort(*stub);
-  std::fprintf(stderr, "zigzag-cli: unknown command '%s' (generate, stream, info, abort)\n",
+  if (command == "tokenize") return RunTokenize(*stub);
+  if (command == "detokenize") return RunDetokenize(*stub);
+  std::fprintf(stderr,
+               "zigzag-cli: unknown command '%s' (generate, stream, info, abort, tokenize, "
+               "detokenize)\n",
                command.c_str());
   return 2;
 }

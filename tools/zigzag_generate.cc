@@ -2,24 +2,33 @@
 // the generated token ids. The offline path of the engine, without the server.
 #include <chrono>
 #include <cstdio>
+#include <fstream>
+#include <memory>
+#include <sstream>
 #include <string>
 #include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "core/engine/generation.h"
 #include "core/kv/kv_cache.h"
 #include "core/model/llama_model.h"
+#include "core/tokenizer/text_output.h"
+#include "core/tokenizer/tokenizer.h"
 #include "core/util/command_line.h"
 #include "kernels/backend_registry.h"
 #include "spdlog/spdlog.h"
 
 ABSL_FLAG(std::string, model, "", "Hugging Face model folder (config.json + *.safetensors)");
+ABSL_FLAG(std::string, prompt, "", "Prompt text (needs the model folder's tokenizer)");
+ABSL_FLAG(std::string, prompt_file, "", "Read the prompt text from this file");
 ABSL_FLAG(std::string, prompt_ids, "", "Prompt as comma-separated token ids, e.g. 1,2,3");
+ABSL_FLAG(std::string, stop, "", "A stop string (C escapes allowed); the text ends before it");
 ABSL_FLAG(int32_t, max_tokens, 16, "Maximum tokens to generate");
 ABSL_FLAG(float, temperature, 0.0f, "Sampling temperature; 0 = greedy");
 ABSL_FLAG(int32_t, top_k, 0, "Top-k; 0 = off");
@@ -105,9 +114,31 @@ int main(int argc, char** argv) {
   }
   zigzag::GenerationRequest request;
   if (!ParseIds(absl::GetFlag(FLAGS_prompt_ids), "prompt-ids", &request.prompt)) return 2;
-  if (request.prompt.empty()) {
-    std::fprintf(stderr, "zigzag-generate: --prompt-ids is required (e.g. --prompt-ids 1,2,3)\n");
+  std::string prompt_text = absl::GetFlag(FLAGS_prompt);
+  const std::string prompt_file = absl::GetFlag(FLAGS_prompt_file);
+  if (!request.prompt.empty() + !prompt_text.empty() + !prompt_file.empty() != 1) {
+    std::fprintf(stderr,
+                 "zigzag-generate: give exactly one of --prompt TEXT, --prompt-file FILE or "
+                 "--prompt-ids 1,2,3\n");
     return 2;
+  }
+  if (!prompt_file.empty()) {
+    std::ifstream in(prompt_file, std::ios::binary);
+    if (!in) {
+      std::fprintf(stderr, "zigzag-generate: --prompt-file: cannot read %s\n", prompt_file.c_str());
+      return 2;
+    }
+    std::ostringstream content;
+    content << in.rdbuf();
+    prompt_text = content.str();
+  }
+  std::string stop_string;
+  if (!absl::GetFlag(FLAGS_stop).empty()) {
+    std::string error;
+    if (!absl::CUnescape(absl::GetFlag(FLAGS_stop), &stop_string, &error)) {
+      std::fprintf(stderr, "zigzag-generate: --stop: %s\n", error.c_str());
+      return 2;
+    }
   }
   zigzag::SamplingParams& sampling = request.sampling;
   sampling.max_tokens = absl::GetFlag(FLAGS_max_tokens);
@@ -145,6 +176,27 @@ int main(int argc, char** argv) {
   if (!backend.ok()) return Fail("backend", backend.status());
   auto model = zigzag::LlamaModel::LoadFromDir(model_dir, backend->get());
   if (!model.ok()) return Fail("loading the model", model.status());
+  // The tokenizer is optional for id prompts; text prompts and stop strings need it.
+  std::unique_ptr<zigzag::Tokenizer> tokenizer;
+  if (auto loaded = zigzag::LoadTokenizer(model_dir); loaded.ok()) {
+    tokenizer = std::move(*loaded);
+  } else if (!prompt_text.empty() || !stop_string.empty() ||
+             loaded.status().code() != absl::StatusCode::kNotFound) {
+    return Fail("loading the tokenizer", loaded.status());
+  }
+  if (!prompt_text.empty()) {
+    auto ids = tokenizer->Encode(prompt_text, /*add_special_tokens=*/true);
+    if (!ids.ok()) return Fail("--prompt", ids.status());
+    request.prompt = std::move(*ids);
+  }
+  std::shared_ptr<zigzag::TextOutput> text_output;
+  if (tokenizer != nullptr) {
+    text_output = std::make_shared<zigzag::TextOutput>(
+        *tokenizer, request.prompt,
+        stop_string.empty() ? std::vector<std::string>{} : std::vector<std::string>{stop_string},
+        /*skip_special_tokens=*/true);
+    request.text_stop = [text_output](int32_t token) { return text_output->OnToken(token); };
+  }
   auto cache = zigzag::KvCache::CreateWithBytes(
       backend->get(), (*model)->kv_layout(absl::GetFlag(FLAGS_block_size)),
       absl::GetFlag(FLAGS_kv_memory_mb) << 20);
@@ -158,6 +210,9 @@ int main(int argc, char** argv) {
   const zigzag::GenerationResult& result = (*results)[0];
 
   std::printf("tokens: %s\n", absl::StrJoin(result.tokens, ",").c_str());
+  if (text_output != nullptr) {
+    std::printf("text: %s\n", absl::CEscape(text_output->Finish()).c_str());
+  }
   if (sampling.logprobs) std::printf("logprobs: %s\n", absl::StrJoin(result.logprobs, ",").c_str());
   std::printf("finish_reason: %s\n", zigzag::FinishReasonName(result.finish_reason));
   std::printf("prompt_tokens: %zu generated_tokens: %zu seconds: %.3f backend: %s\n",

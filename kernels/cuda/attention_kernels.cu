@@ -1,5 +1,6 @@
-// Causal attention over the paged KV pool, the first correct version (see README.md for the
-// tiled / split-K versions that should replace it for speed).
+// Causal attention over the paged KV pool, the first correct version. Since the split-K decode
+// and flash prefill kernels exist it only serves head dims that are not a multiple of 4 (see
+// cuda_attention.cc), and stays as the simplest statement of the semantics the others match.
 //
 // One CUDA block per (query row, head), kWarps warps. Warp w takes visible keys w, w + kWarps, ...
 // For each key the warp forms the logit s = scale * q.k (lanes split head_dim, a shuffle sum) and

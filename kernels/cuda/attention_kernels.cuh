@@ -1,7 +1,8 @@
-// Launcher for causal attention over the paged KV pool (declared here, kernel in
-// attention_kernels.cu). Plain host declarations, includable from .cc. The caller
-// (cuda_attention.cc) validates every index and uploads the descriptors below to device memory;
-// the kernel trusts them.
+// The descriptors every paged-attention kernel shares (sequences, work items, params) and the
+// launcher of the simple kernel, now only the fallback for head dims the tiled kernel cannot take
+// (kernel in attention_kernels.cu). Plain host declarations, includable from .cc. The caller
+// (cuda_attention.cc) validates every index and uploads the descriptors to device memory; the
+// kernels trust them.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -24,7 +25,8 @@ struct AttentionSeqDesc {
   int32_t unused = 0;
 };
 
-// One query row to compute: the r-th query (0-based) of sequence seq.
+// A work item: for the simple kernel the r-th query (0-based) of sequence seq, for the flash
+// kernel the tile of queries starting there.
 struct AttentionQueryItem {
   int32_t seq = 0;
   int32_t query = 0;
@@ -48,7 +50,8 @@ struct AttentionParams {
 
 inline constexpr int kMaxAttentionHeadDim = 256;
 
-// One CUDA block per (query item, head). cudaErrorInvalidValue for head_dim out of range.
+// One CUDA block per (query item, head), each item one query. cudaErrorInvalidValue for head_dim
+// out of range.
 cudaError_t LaunchAttention(const AttentionParams& params, cudaStream_t stream);
 
 }  // namespace zigzag::cuda

@@ -1,7 +1,10 @@
 // CudaBackend::Attention: checks the batch against the pool (every block id a kernel will read,
 // every window_mass row it will write), flattens the per-sequence block lists into one table,
-// uploads it with the sequence descriptors and query items in a single copy, and launches
-// attention_kernels.cu.
+// uploads it with the sequence descriptors and work items in a single copy, and launches one of
+// three kernels: split-K decode (decode_attention_kernels.cu) for batches of single queries
+// without window mass, the tiled flash kernel (flash_attention_kernels.cu) for everything else,
+// and the simple kernel (attention_kernels.cu) only for head dims the flash kernel cannot tile.
+#include <algorithm>
 #include <climits>
 #include <cstdint>
 #include <cstring>
@@ -12,6 +15,8 @@
 #include "kernels/cuda/attention_kernels.cuh"
 #include "kernels/cuda/cuda_backend_impl.h"
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/decode_attention_kernels.cuh"
+#include "kernels/cuda/flash_attention_kernels.cuh"
 #include "kernels/cuda/op_checks.h"
 
 namespace zigzag {
@@ -77,6 +82,55 @@ size_t AppendAligned(const std::vector<T>& values, std::vector<uint8_t>* bytes) 
   return offset;
 }
 
+// Decode split-K plan: which thread block reduces which keys of which sequence.
+struct DecodeWork {
+  std::vector<cuda::DecodeSplit> splits;
+  std::vector<cuda::DecodeCombine> combines;
+  int32_t num_partials = 0;
+};
+
+// Splits are sized so that the whole batch gives about kBlocksPerSm thread blocks per SM (enough
+// loads in flight to approach copy bandwidth even at batch 1), but never below kMinSplitKeys keys:
+// each split costs a (head_dim + 2)-float partial per head written and read back by the merge, so
+// shorter splits spend more on partials than on keys. Each sequence's keys are then cut into
+// equal splits (a sequence that gets one split needs no merge). At 8K keys, batch 1, 8 head tiles
+// (Llama-3-8B: 32 heads, 8 KV heads) and 132 SMs this gives 66 splits of 125 keys.
+DecodeWork PlanDecode(const std::vector<cuda::AttentionSeqDesc>& descs, const Layout& layout,
+                      int num_sms) {
+  constexpr int64_t kBlocksPerSm = 4;
+  constexpr int64_t kMinSplitKeys = 64;
+  const int64_t head_tiles =
+      layout.num_heads / cuda::DecodeHeadsPerBlock(static_cast<int>(layout.num_heads),
+                                                   static_cast<int>(layout.kv_heads));
+  int64_t total_keys = 0;
+  for (const cuda::AttentionSeqDesc& desc : descs) {
+    if (desc.num_queries == 1) total_keys += desc.kv_len;
+  }
+  const int64_t target_blocks = kBlocksPerSm * std::max(num_sms, 1);
+  const int64_t split_keys =
+      std::max(kMinSplitKeys, (total_keys * head_tiles + target_blocks - 1) / target_blocks);
+  DecodeWork work;
+  for (size_t i = 0; i < descs.size(); ++i) {
+    const int64_t kv_len = descs[i].kv_len;
+    if (descs[i].num_queries != 1) continue;  // 0 queries: nothing to compute
+    const int64_t count = (kv_len + split_keys - 1) / split_keys;
+    const int64_t keys_each = (kv_len + count - 1) / count;  // every split non-empty
+    const int32_t seq = static_cast<int32_t>(i);
+    if (count == 1) {
+      work.splits.push_back({seq, 0, static_cast<int32_t>(kv_len), -1});
+      continue;
+    }
+    const int32_t partial_begin = work.num_partials;
+    for (int64_t begin = 0; begin < kv_len; begin += keys_each) {
+      work.splits.push_back({seq, static_cast<int32_t>(begin),
+                             static_cast<int32_t>(std::min(kv_len, begin + keys_each)),
+                             work.num_partials++});
+    }
+    work.combines.push_back({seq, partial_begin, work.num_partials - partial_begin, 0});
+  }
+  return work;
+}
+
 }  // namespace
 
 absl::Status CudaBackend::Attention(const AttentionBatch& batch, const Tensor& q,
@@ -112,9 +166,12 @@ absl::Status CudaBackend::Attention(const AttentionBatch& batch, const Tensor& q
   }
 
   std::vector<cuda::AttentionSeqDesc> descs;
-  std::vector<cuda::AttentionQueryItem> items;
   std::vector<int32_t> block_table;
   descs.reserve(batch.sequences.size());
+  int64_t total_queries = 0;
+  // Split-K takes batches in which every sequence has at most one query and none adds window
+  // mass (the flash kernel's second pass does that; a decode step rarely needs it).
+  bool decode_only = true;
   for (size_t i = 0; i < batch.sequences.size(); ++i) {
     const AttentionSequence& seq = batch.sequences[i];
     RETURN_IF_ERROR(CheckSequence(seq, i, layout));
@@ -133,20 +190,73 @@ absl::Status CudaBackend::Attention(const AttentionBatch& batch, const Tensor& q
     descs.push_back(desc);
     block_table.insert(block_table.end(), seq.block_ids.begin(),
                        seq.block_ids.begin() + blocks_needed);
-    for (int32_t r = 0; r < seq.num_queries; ++r) {
+    total_queries += seq.num_queries;
+    if (seq.num_queries > 1 || (seq.num_queries == 1 && seq.window_mass != nullptr &&
+                                seq.kv_len - 1 >= seq.window_begin)) {
+      decode_only = false;
+    }
+  }
+  if (total_queries == 0 || layout.num_heads == 0) return absl::OkStatus();
+  if (total_queries > INT_MAX) {
+    return absl::InvalidArgumentError("Attention: more than 2^31 query rows");
+  }
+  RETURN_IF_ERROR(Activate());
+
+  const int head_dim = static_cast<int>(layout.head_dim);
+  const bool pool_aligned = reinterpret_cast<uintptr_t>(kv_pool.data()) % 16 == 0;
+  if (decode_only && cuda::DecodeAttentionSupports(head_dim) && pool_aligned) {
+    const DecodeWork work = PlanDecode(descs, layout, num_sms_);
+    std::vector<uint8_t> metadata;
+    const size_t descs_offset = AppendAligned(descs, &metadata);
+    const size_t splits_offset = AppendAligned(work.splits, &metadata);
+    const size_t combines_offset = AppendAligned(work.combines, &metadata);
+    const size_t table_offset = AppendAligned(block_table, &metadata);
+    ASSIGN_OR_RETURN(void* device_metadata, UploadMetadata(metadata.data(), metadata.size()));
+    const auto* base = static_cast<const uint8_t*>(device_metadata);
+
+    cuda::DecodeAttentionParams params;
+    if (work.num_partials > 0) {
+      // [num_partials, num_heads, head_dim] accumulators, then [num_partials, num_heads, 2] stats.
+      const size_t acc_floats = static_cast<size_t>(work.num_partials) * layout.num_heads *
+                                static_cast<size_t>(layout.head_dim);
+      const size_t stats_floats = static_cast<size_t>(work.num_partials) * layout.num_heads * 2;
+      ASSIGN_OR_RETURN(void* workspace, Workspace((acc_floats + stats_floats) * sizeof(float)));
+      params.partial_acc = static_cast<float*>(workspace);
+      params.partial_stats = params.partial_acc + acc_floats;
+    }
+    params.q = q.data();
+    params.kv_pool = kv_pool.data();
+    params.out = out->data();
+    params.seqs = reinterpret_cast<const cuda::AttentionSeqDesc*>(base + descs_offset);
+    params.splits = reinterpret_cast<const cuda::DecodeSplit*>(base + splits_offset);
+    params.combines = reinterpret_cast<const cuda::DecodeCombine*>(base + combines_offset);
+    params.block_table = reinterpret_cast<const int32_t*>(base + table_offset);
+    params.num_splits = static_cast<int32_t>(work.splits.size());
+    params.num_combines = static_cast<int32_t>(work.combines.size());
+    params.num_heads = static_cast<int32_t>(layout.num_heads);
+    params.kv_heads = static_cast<int32_t>(layout.kv_heads);
+    params.head_dim = head_dim;
+    params.block_size = static_cast<int32_t>(layout.block_size);
+    params.scale = batch.scale;
+    params.dtype = dtype_;
+    CUDA_RETURN_IF_ERROR(cuda::LaunchDecodeAttention(params, stream_));
+    return absl::OkStatus();
+  }
+
+  // Prefill chunks, mixed batches and window mass: the tiled kernel, one item per query tile.
+  // Head dims it cannot tile (not a multiple of 4) take the simple kernel, one item per query.
+  const bool flash = cuda::FlashAttentionSupports(head_dim);
+  const int32_t rows_per_item = flash ? cuda::FlashQueryTileRows(head_dim) : 1;
+  std::vector<cuda::AttentionQueryItem> items;
+  for (size_t i = 0; i < descs.size(); ++i) {
+    for (int32_t r = 0; r < descs[i].num_queries; r += rows_per_item) {
       items.push_back({static_cast<int32_t>(i), r});
     }
   }
-  if (items.empty() || layout.num_heads == 0) return absl::OkStatus();
-  if (items.size() > static_cast<size_t>(INT_MAX)) {
-    return absl::InvalidArgumentError("Attention: more than 2^31 query rows");
-  }
-
   std::vector<uint8_t> metadata;
   const size_t descs_offset = AppendAligned(descs, &metadata);
   const size_t items_offset = AppendAligned(items, &metadata);
   const size_t table_offset = AppendAligned(block_table, &metadata);
-  RETURN_IF_ERROR(Activate());
   ASSIGN_OR_RETURN(void* device_metadata, UploadMetadata(metadata.data(), metadata.size()));
   const auto* base = static_cast<const uint8_t*>(device_metadata);
 
@@ -160,11 +270,15 @@ absl::Status CudaBackend::Attention(const AttentionBatch& batch, const Tensor& q
   params.num_items = static_cast<int32_t>(items.size());
   params.num_heads = static_cast<int32_t>(layout.num_heads);
   params.kv_heads = static_cast<int32_t>(layout.kv_heads);
-  params.head_dim = static_cast<int32_t>(layout.head_dim);
+  params.head_dim = head_dim;
   params.block_size = static_cast<int32_t>(layout.block_size);
   params.scale = batch.scale;
   params.dtype = dtype_;
-  CUDA_RETURN_IF_ERROR(cuda::LaunchAttention(params, stream_));
+  if (flash) {
+    CUDA_RETURN_IF_ERROR(cuda::LaunchFlashAttention(params, stream_));
+  } else {
+    CUDA_RETURN_IF_ERROR(cuda::LaunchAttention(params, stream_));
+  }
   return absl::OkStatus();
 }
 

@@ -81,6 +81,8 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(int device, boo
                      ") cannot run this build's kernels: ", cudaGetErrorName(probe),
                      "; rebuild with -DZIGZAG_CUDA_ARCHITECTURES=", props.major, props.minor));
   }
+  CUDA_RETURN_IF_ERROR(
+      cudaDeviceGetAttribute(&backend->num_sms_, cudaDevAttrMultiProcessorCount, device));
   CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&backend->stream_, cudaStreamNonBlocking));
   CUBLAS_RETURN_IF_ERROR(cublasCreate(&backend->cublas_));
   CUBLAS_RETURN_IF_ERROR(cublasSetStream(backend->cublas_, backend->stream_));
@@ -97,6 +99,7 @@ CudaBackend::~CudaBackend() {
   if (!Activate().ok()) return;  // no usable device: nothing was created on it
   if (stream_ != nullptr) (void)cudaStreamSynchronize(stream_);
   if (scratch_ != nullptr) (void)cudaFree(scratch_);
+  if (workspace_ != nullptr) (void)cudaFree(workspace_);
   if (cublas_ != nullptr) (void)cublasDestroy(cublas_);
   if (stream_ != nullptr) (void)cudaStreamDestroy(stream_);
   (void)cudaGetLastError();
@@ -126,6 +129,21 @@ absl::StatusOr<void*> CudaBackend::UploadMetadata(const void* host, size_t bytes
     CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(scratch_, host, bytes, cudaMemcpyHostToDevice, stream_));
   }
   return scratch_;
+}
+
+absl::StatusOr<void*> CudaBackend::Workspace(size_t bytes) {
+  if (bytes > workspace_bytes_) {
+    const size_t capacity = std::max({bytes, 2 * workspace_bytes_, size_t{1} << 20});
+    if (workspace_ != nullptr) {
+      CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));  // earlier ops may still use it
+      CUDA_RETURN_IF_ERROR(cudaFree(workspace_));
+      workspace_ = nullptr;
+      workspace_bytes_ = 0;
+    }
+    CUDA_RETURN_IF_ERROR(cudaMalloc(&workspace_, capacity));
+    workspace_bytes_ = capacity;
+  }
+  return workspace_;
 }
 
 absl::StatusOr<Tensor> CudaBackend::Allocate(DType dtype, const Shape& shape) {

@@ -66,6 +66,11 @@ class CudaBackend final : public Backend {
   // on demand and is valid until the next UploadMetadata call.
   absl::StatusOr<void*> UploadMetadata(const void* host, size_t bytes);
 
+  // At least `bytes` of device memory that kernels use as scratch within one op (the split-K
+  // partial results of decode attention). Grows like the metadata buffer and is reused the same
+  // stream-ordered way; valid until the next Workspace call, contents undefined.
+  absl::StatusOr<void*> Workspace(size_t bytes);
+
   // cublasGemmEx for y = x w^T (row-major), no bias. Shapes already checked.
   absl::Status Gemm(const Tensor& x, const Tensor& w, Tensor* y);
 
@@ -78,6 +83,9 @@ class CudaBackend final : public Backend {
   cublasHandle_t cublas_ = nullptr;
   void* scratch_ = nullptr;
   size_t scratch_bytes_ = 0;
+  void* workspace_ = nullptr;
+  size_t workspace_bytes_ = 0;
+  int num_sms_ = 1;  // streaming multiprocessors, for sizing split-K decode attention
 };
 
 }  // namespace zigzag

@@ -70,7 +70,13 @@ def _ids(text):
 
 def build_request(pb2, args):
     request = pb2.GenerateRequest(request_id=args.request_id or "")
-    request.token_ids.ids.extend(_ids(args.prompt_ids))
+    if args.prompt is not None:
+        request.text = args.prompt
+    elif args.prompt_file:
+        with open(args.prompt_file, encoding="utf-8") as f:
+            request.text = f.read()
+    else:
+        request.token_ids.ids.extend(_ids(args.prompt_ids))
     s = request.sampling_params
     for field in ("max_tokens", "temperature", "top_k", "top_p", "min_p", "repetition_penalty",
                   "seed"):
@@ -78,6 +84,7 @@ def build_request(pb2, args):
         if value is not None:
             setattr(s, field, value)
     s.stop_token_ids.extend(_ids(args.stop_token_ids))
+    s.stop.extend(args.stop or [])
     s.ignore_eos = args.ignore_eos
     s.logprobs = args.logprobs
     kv = request.kv_compression
@@ -97,6 +104,7 @@ def build_request(pb2, args):
 def print_response(pb2, response):
     print("request_id:", response.request_id)
     print("tokens:", ",".join(str(t) for t in response.token_ids))
+    print("text:", repr(response.text))
     if response.logprobs:
         print("logprobs:", ",".join(f"{p:.4f}" for p in response.logprobs))
     print("finish_reason:", pb2.FinishReason.Name(response.finish_reason))
@@ -136,7 +144,10 @@ def main(argv=None):
     parser.add_argument("--timeout", type=float, default=None, help="seconds")
     parser.add_argument("--proto-root", default=None)
     parser.add_argument("--request-id", default="")
+    parser.add_argument("--prompt", default=None, help="prompt text")
+    parser.add_argument("--prompt-file", default="", help="read the prompt text from a file")
     parser.add_argument("--prompt-ids", default="")
+    parser.add_argument("--stop", action="append", help="a stop string (repeatable)")
     parser.add_argument("--max-tokens", type=int)
     parser.add_argument("--temperature", type=float)
     parser.add_argument("--top-k", type=int)
@@ -167,7 +178,8 @@ def main(argv=None):
         elif args.command == "stream":
             for message in stub.GenerateStream(build_request(pb2, args), **call):
                 if message.HasField("chunk"):
-                    print("chunk:", ",".join(str(t) for t in message.chunk.token_ids), flush=True)
+                    print("chunk:", ",".join(str(t) for t in message.chunk.token_ids),
+                          "text:", repr(message.chunk.text), flush=True)
                 else:
                     print_response(pb2, message.complete)
         elif args.command == "info":

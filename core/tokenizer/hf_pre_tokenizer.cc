@@ -1,0 +1,258 @@
+#include "core/tokenizer/hf_pre_tokenizer.h"
+
+#include <string_view>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "core/tokenizer/byte_level.h"
+#include "core/tokenizer/hf_normalizer.h"
+#include "core/tokenizer/icu_regex.h"
+#include "core/util/status_macros.h"
+#include "nlohmann/json.hpp"
+
+namespace zigzag {
+namespace {
+
+using nlohmann::json;
+
+// GPT-2's pre-tokenization regex, used by ByteLevel when use_regex is true.
+constexpr const char* kGpt2Pattern =
+    R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
+
+enum class SplitBehavior {
+  kRemoved,
+  kIsolated,
+  kMergedWithPrevious,
+  kMergedWithNext,
+  kContiguous,
+};
+
+absl::StatusOr<SplitBehavior> ParseBehavior(const std::string& name) {
+  if (name == "Removed") return SplitBehavior::kRemoved;
+  if (name == "Isolated") return SplitBehavior::kIsolated;
+  if (name == "MergedWithPrevious") return SplitBehavior::kMergedWithPrevious;
+  if (name == "MergedWithNext") return SplitBehavior::kMergedWithNext;
+  if (name == "Contiguous") return SplitBehavior::kContiguous;
+  return absl::InvalidArgumentError(absl::StrCat("unknown split behavior '", name, "'"));
+}
+
+// Splits `text` around the matches of `regex` (or around the non-matches when `invert`), as the
+// Rust tokenizers' NormalizedString::split does. Empty pieces are dropped.
+void SplitText(std::string_view text, const IcuRegex& regex, SplitBehavior behavior, bool invert,
+               std::vector<std::string>* out) {
+  struct Span {
+    size_t begin, end;
+    bool match;
+  };
+  std::vector<Span> spans;
+  size_t last = 0;
+  for (const auto& [begin, end] : regex.FindAll(text)) {
+    if (begin > last) spans.push_back({last, begin, invert});
+    spans.push_back({begin, end, !invert});
+    last = end;
+  }
+  if (last < text.size()) spans.push_back({last, text.size(), invert});
+
+  std::vector<std::pair<size_t, size_t>> pieces;
+  for (size_t i = 0; i < spans.size(); ++i) {
+    const Span& span = spans[i];
+    switch (behavior) {
+      case SplitBehavior::kRemoved:
+        if (!span.match) pieces.emplace_back(span.begin, span.end);
+        break;
+      case SplitBehavior::kIsolated:
+        pieces.emplace_back(span.begin, span.end);
+        break;
+      case SplitBehavior::kContiguous:
+        if (span.match && i > 0 && spans[i - 1].match) {
+          pieces.back().second = span.end;
+        } else {
+          pieces.emplace_back(span.begin, span.end);
+        }
+        break;
+      case SplitBehavior::kMergedWithPrevious:
+        if (span.match && i > 0 && !spans[i - 1].match) {
+          pieces.back().second = span.end;
+        } else {
+          pieces.emplace_back(span.begin, span.end);
+        }
+        break;
+      case SplitBehavior::kMergedWithNext:
+        if (i > 0 && spans[i - 1].match) {
+          pieces.back().second = span.end;
+        } else {
+          pieces.emplace_back(span.begin, span.end);
+        }
+        break;
+    }
+  }
+  for (const auto& [begin, end] : pieces) {
+    if (end > begin) out->emplace_back(text.substr(begin, end - begin));
+  }
+}
+
+class SplitPreTokenizer : public HfPreTokenizer {
+ public:
+  SplitPreTokenizer(IcuRegex regex, SplitBehavior behavior, bool invert)
+      : regex_(std::move(regex)), behavior_(behavior), invert_(invert) {}
+  void PreTokenize(std::vector<std::string>* pieces, bool /*first_section*/) const override {
+    std::vector<std::string> out;
+    for (const std::string& piece : *pieces) SplitText(piece, regex_, behavior_, invert_, &out);
+    *pieces = std::move(out);
+  }
+
+ private:
+  IcuRegex regex_;
+  SplitBehavior behavior_;
+  bool invert_;
+};
+
+class ByteLevelPreTokenizer : public HfPreTokenizer {
+ public:
+  ByteLevelPreTokenizer(bool add_prefix_space, std::optional<IcuRegex> regex)
+      : add_prefix_space_(add_prefix_space), regex_(std::move(regex)) {}
+  void PreTokenize(std::vector<std::string>* pieces, bool /*first_section*/) const override {
+    std::vector<std::string> split;
+    for (std::string& piece : *pieces) {
+      if (add_prefix_space_ && (piece.empty() || piece[0] != ' ')) piece.insert(0, " ");
+      if (regex_.has_value()) {
+        SplitText(piece, *regex_, SplitBehavior::kIsolated, false, &split);
+      } else {
+        split.push_back(std::move(piece));
+      }
+    }
+    pieces->clear();
+    for (const std::string& piece : split) {
+      std::string mapped;
+      AppendByteLevel(piece, &mapped);
+      pieces->push_back(std::move(mapped));
+    }
+  }
+
+ private:
+  bool add_prefix_space_;
+  std::optional<IcuRegex> regex_;
+};
+
+enum class PrependScheme { kAlways, kFirst, kNever };
+
+class MetaspacePreTokenizer : public HfPreTokenizer {
+ public:
+  MetaspacePreTokenizer(std::string replacement, PrependScheme scheme, bool split,
+                        IcuRegex replacement_regex)
+      : replacement_(std::move(replacement)),
+        scheme_(scheme),
+        split_(split),
+        replacement_regex_(std::move(replacement_regex)) {}
+  void PreTokenize(std::vector<std::string>* pieces, bool first_section) const override {
+    std::vector<std::string> out;
+    for (size_t i = 0; i < pieces->size(); ++i) {
+      std::string text;
+      for (char c : (*pieces)[i]) {
+        if (c == ' ') {
+          text.append(replacement_);
+        } else {
+          text.push_back(c);
+        }
+      }
+      const bool prepend = scheme_ == PrependScheme::kAlways ||
+                           (scheme_ == PrependScheme::kFirst && first_section && i == 0);
+      if (prepend && text.compare(0, replacement_.size(), replacement_) != 0) {
+        text.insert(0, replacement_);
+      }
+      if (split_) {
+        SplitText(text, replacement_regex_, SplitBehavior::kMergedWithNext, false, &out);
+      } else if (!text.empty()) {
+        out.push_back(std::move(text));
+      }
+    }
+    *pieces = std::move(out);
+  }
+
+ private:
+  std::string replacement_;
+  PrependScheme scheme_;
+  bool split_;
+  IcuRegex replacement_regex_;
+};
+
+class SequencePreTokenizer : public HfPreTokenizer {
+ public:
+  explicit SequencePreTokenizer(std::vector<std::unique_ptr<HfPreTokenizer>> parts)
+      : parts_(std::move(parts)) {}
+  void PreTokenize(std::vector<std::string>* pieces, bool first_section) const override {
+    for (const auto& part : parts_) part->PreTokenize(pieces, first_section);
+  }
+
+ private:
+  std::vector<std::unique_ptr<HfPreTokenizer>> parts_;
+};
+
+absl::StatusOr<std::unique_ptr<HfPreTokenizer>> MakeSplit(const std::string& regex,
+                                                          SplitBehavior behavior, bool invert) {
+  ASSIGN_OR_RETURN(IcuRegex compiled, IcuRegex::Compile(regex));
+  return std::make_unique<SplitPreTokenizer>(std::move(compiled), behavior, invert);
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<HfPreTokenizer>> ParseHfPreTokenizer(const json& config) {
+  if (config.is_null()) return nullptr;
+  if (!config.is_object() || !config.contains("type") || !config["type"].is_string()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("pre_tokenizer: expected an object with a \"type\", got ", config.dump()));
+  }
+  const std::string type = config["type"].get<std::string>();
+  if (type == "Split") {
+    ASSIGN_OR_RETURN(IcuRegex regex, ParseHfPattern(config.value("pattern", json())));
+    ASSIGN_OR_RETURN(SplitBehavior behavior,
+                     ParseBehavior(config.value("behavior", std::string("Isolated"))));
+    return std::make_unique<SplitPreTokenizer>(std::move(regex), behavior,
+                                               config.value("invert", false));
+  }
+  if (type == "ByteLevel") {
+    std::optional<IcuRegex> regex;
+    if (config.value("use_regex", true)) {
+      ASSIGN_OR_RETURN(regex, IcuRegex::Compile(kGpt2Pattern));
+    }
+    return std::make_unique<ByteLevelPreTokenizer>(config.value("add_prefix_space", true),
+                                                   std::move(regex));
+  }
+  if (type == "Metaspace") {
+    std::string replacement = config.value("replacement", std::string("\u2581"));
+    PrependScheme scheme = PrependScheme::kAlways;
+    if (config.contains("prepend_scheme") && config["prepend_scheme"].is_string()) {
+      const std::string name = config["prepend_scheme"].get<std::string>();
+      if (name == "first") {
+        scheme = PrependScheme::kFirst;
+      } else if (name == "never") {
+        scheme = PrependScheme::kNever;
+      } else if (name != "always") {
+        return absl::InvalidArgumentError(
+            absl::StrCat("Metaspace: unknown prepend_scheme '", name, "'"));
+      }
+    } else if (!config.value("add_prefix_space", true)) {
+      scheme = PrependScheme::kNever;
+    }
+    ASSIGN_OR_RETURN(IcuRegex replacement_regex, IcuRegex::Literal(replacement));
+    return std::make_unique<MetaspacePreTokenizer>(
+        std::move(replacement), scheme, config.value("split", true), std::move(replacement_regex));
+  }
+  if (type == "Digits") {
+    return MakeSplit(config.value("individual_digits", false) ? R"(\p{N})" : R"(\p{N}+)",
+                     SplitBehavior::kIsolated, false);
+  }
+  if (type == "Whitespace") return MakeSplit(R"(\w+|[^\w\s]+)", SplitBehavior::kRemoved, true);
+  if (type == "WhitespaceSplit") return MakeSplit(R"(\s+)", SplitBehavior::kRemoved, false);
+  if (type == "Sequence") {
+    std::vector<std::unique_ptr<HfPreTokenizer>> parts;
+    for (const json& part : config.value("pretokenizers", json::array())) {
+      ASSIGN_OR_RETURN(std::unique_ptr<HfPreTokenizer> parsed, ParseHfPreTokenizer(part));
+      if (parsed != nullptr) parts.push_back(std::move(parsed));
+    }
+    return std::make_unique<SequencePreTokenizer>(std::move(parts));
+  }
+  return absl::UnimplementedError(absl::StrCat("pre_tokenizer type '", type, "' is not supported"));
+}
+
+}  // namespace zigzag

@@ -1,0 +1,27 @@
+// HfPreTokenizer: the "pre_tokenizer" of a Hugging Face tokenizer.json (Split with a regex or
+// string and any split behaviour, ByteLevel, Metaspace, Digits, Whitespace, WhitespaceSplit,
+// Sequence): cuts one normalized text section into the pieces that BPE encodes independently.
+// Offsets are not tracked. Internal to core/tokenizer.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "nlohmann/json_fwd.hpp"
+
+namespace zigzag {
+
+class HfPreTokenizer {
+ public:
+  virtual ~HfPreTokenizer() = default;
+  // Replaces `pieces` by their sub-pieces. `first_section`: the pieces come from the first
+  // section of the input (Metaspace's prepend_scheme "first" only prefixes there).
+  virtual void PreTokenize(std::vector<std::string>* pieces, bool first_section) const = 0;
+};
+
+// nullptr for a JSON null. Unimplemented for types we do not support.
+absl::StatusOr<std::unique_ptr<HfPreTokenizer>> ParseHfPreTokenizer(const nlohmann::json& config);
+
+}  // namespace zigzag

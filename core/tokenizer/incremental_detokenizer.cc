@@ -1,0 +1,79 @@
+#include "core/tokenizer/incremental_detokenizer.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "absl/types/span.h"
+#include "core/tokenizer/utf8.h"
+#include "core/util/check.h"
+
+namespace zigzag {
+namespace {
+
+// How many prompt ids the first window reaches back (vLLM uses the same number): enough context
+// for leading-space rules, few enough to keep every Append cheap.
+constexpr size_t kInitialPrefixIds = 5;
+
+}  // namespace
+
+IncrementalDetokenizer::IncrementalDetokenizer(const Tokenizer& tokenizer,
+                                               std::vector<int32_t> prompt_ids,
+                                               bool skip_special_tokens)
+    : tokenizer_(tokenizer),
+      skip_special_tokens_(skip_special_tokens),
+      ids_(std::move(prompt_ids)) {
+  // Out-of-range prompt ids would make every window fail to decode; start past them.
+  size_t last_bad = 0;
+  for (size_t i = 0; i < ids_.size(); ++i) {
+    if (ids_[i] < 0 || ids_[i] >= tokenizer_.vocab_size()) last_bad = i + 1;
+  }
+  read_offset_ = ids_.size();
+  prefix_offset_ = std::max(last_bad, read_offset_ - std::min(read_offset_, kInitialPrefixIds));
+}
+
+std::string IncrementalDetokenizer::DecodeRange(size_t begin, size_t end) const {
+  absl::StatusOr<std::string> text = tokenizer_.Decode(
+      absl::MakeConstSpan(ids_).subspan(begin, end - begin), skip_special_tokens_);
+  ZZ_CHECK(text.ok()) << text.status().ToString();  // ids are checked when appended
+  return *std::move(text);
+}
+
+absl::StatusOr<std::string> IncrementalDetokenizer::Append(int32_t id) {
+  if (id < 0 || id >= tokenizer_.vocab_size()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "token id ", id, " is outside the vocabulary [0, ", tokenizer_.vocab_size(), ")"));
+  }
+  ids_.push_back(id);
+  const std::string prefix = DecodeRange(prefix_offset_, read_offset_);
+  const std::string full = DecodeRange(prefix_offset_, ids_.size());
+  // Hold back while the window ends in an incomplete character, or when the new ids changed the
+  // text of the prefix (then a later, longer window settles it).
+  if (full.size() <= prefix.size() || EndsWithReplacement(full) ||
+      full.compare(0, prefix.size(), prefix) != 0) {
+    return std::string();
+  }
+  std::string delta = full.substr(prefix.size());
+  prefix_offset_ = read_offset_;
+  read_offset_ = ids_.size();
+  text_.append(delta);
+  return delta;
+}
+
+std::string IncrementalDetokenizer::Flush() {
+  if (read_offset_ == ids_.size()) return std::string();
+  const std::string prefix = DecodeRange(prefix_offset_, read_offset_);
+  const std::string full = DecodeRange(prefix_offset_, ids_.size());
+  std::string delta;
+  if (full.compare(0, prefix.size(), prefix) == 0) {
+    delta = full.substr(prefix.size());
+  } else {
+    // The prefix's text changed; emit the pending ids decoded on their own.
+    delta = DecodeRange(read_offset_, ids_.size());
+  }
+  prefix_offset_ = read_offset_;
+  read_offset_ = ids_.size();
+  text_.append(delta);
+  return delta;
+}
+
+}  // namespace zigzag

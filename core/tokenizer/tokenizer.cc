@@ -1,0 +1,216 @@
+#include "core/tokenizer/tokenizer.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "core/tokenizer/hf_tokenizer.h"
+#include "core/tokenizer/sentencepiece_tokenizer.h"
+#include "core/util/status_macros.h"
+#include "nlohmann/json.hpp"
+
+namespace zigzag {
+namespace {
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+absl::StatusOr<std::string> ReadFile(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", path.string()));
+  std::ostringstream contents;
+  contents << in.rdbuf();
+  if (in.bad()) return absl::DataLossError(absl::StrCat("cannot read ", path.string()));
+  return contents.str();
+}
+
+// The parsed file, or a null json when it does not exist.
+absl::StatusOr<json> ReadOptionalJson(const fs::path& path) {
+  if (!fs::exists(path)) return json();
+  ASSIGN_OR_RETURN(std::string text, ReadFile(path));
+  json parsed = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (parsed.is_discarded() || !parsed.is_object()) {
+    return absl::InvalidArgumentError(absl::StrCat(path.string(), ": not a valid JSON object"));
+  }
+  return parsed;
+}
+
+// Resolves "bos_token" etc. of tokenizer_config.json: a string, an AddedToken object
+// ({"content": ...}) or null. nullopt when the field is absent; an engaged nullopt inside when it
+// is null (the model has no such token).
+absl::StatusOr<std::optional<std::optional<int32_t>>> ConfigToken(const Tokenizer& tokenizer,
+                                                                  const json& config,
+                                                                  const char* field,
+                                                                  const std::string& source) {
+  if (!config.is_object() || !config.contains(field)) return std::nullopt;
+  const json& value = config[field];
+  if (value.is_null()) return std::optional<std::optional<int32_t>>(std::optional<int32_t>());
+  std::string name;
+  if (value.is_string()) {
+    name = value.get<std::string>();
+  } else if (value.is_object() && value.contains("content") && value["content"].is_string()) {
+    name = value["content"].get<std::string>();
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": field '", field, "' must be a string, got ", value.dump()));
+  }
+  const std::optional<int32_t> id = tokenizer.TokenToId(name);
+  if (!id.has_value()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": ", field, " '", name, "' is not in the tokenizer's vocabulary"));
+  }
+  return std::optional<std::optional<int32_t>>(id);
+}
+
+// An "xxx_token_id" field that may be an int or a list of ints; appended to `ids`.
+absl::Status ConfigIds(const json& config, const char* field, const std::string& source,
+                       std::vector<int32_t>* ids) {
+  if (!config.is_object() || !config.contains(field) || config[field].is_null()) {
+    return absl::OkStatus();
+  }
+  const json& value = config[field];
+  const json list = value.is_array() ? value : json::array({value});
+  for (const json& item : list) {
+    if (!item.is_number_integer()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(source, ": field '", field,
+                       "' must be an integer or a list of integers, got ", value.dump()));
+    }
+    ids->push_back(item.get<int32_t>());
+  }
+  return absl::OkStatus();
+}
+
+void AppendUnique(int32_t id, std::vector<int32_t>* ids) {
+  if (std::find(ids->begin(), ids->end(), id) == ids->end()) ids->push_back(id);
+}
+
+// Defaults from the tokenizer file itself, before the config files are read.
+struct TokenizerDefaults {
+  std::optional<int32_t> bos, eos, pad;
+  bool add_bos = false, add_eos = false;
+};
+
+absl::StatusOr<SpecialTokens> ResolveSpecialTokens(const Tokenizer& tokenizer, const fs::path& dir,
+                                                   const TokenizerDefaults& defaults) {
+  const fs::path tokenizer_config_path = dir / "tokenizer_config.json";
+  const fs::path generation_config_path = dir / "generation_config.json";
+  const fs::path config_path = dir / "config.json";
+  ASSIGN_OR_RETURN(const json tokenizer_config, ReadOptionalJson(tokenizer_config_path));
+  ASSIGN_OR_RETURN(const json generation_config, ReadOptionalJson(generation_config_path));
+  ASSIGN_OR_RETURN(const json model_config, ReadOptionalJson(config_path));
+  const std::string tc_source = tokenizer_config_path.string();
+
+  SpecialTokens special;
+  // BOS and PAD: tokenizer_config.json, then generation_config.json, then config.json, then the
+  // tokenizer file's own default.
+  const auto resolve_single =
+      [&](const char* token_field, const char* id_field,
+          std::optional<int32_t> fallback) -> absl::StatusOr<std::optional<int32_t>> {
+    ASSIGN_OR_RETURN(auto from_tokenizer_config,
+                     ConfigToken(tokenizer, tokenizer_config, token_field, tc_source));
+    if (from_tokenizer_config.has_value()) return *from_tokenizer_config;
+    for (const auto& [config, path] : {std::pair(&generation_config, &generation_config_path),
+                                       std::pair(&model_config, &config_path)}) {
+      std::vector<int32_t> ids;
+      RETURN_IF_ERROR(ConfigIds(*config, id_field, path->string(), &ids));
+      if (!ids.empty()) return ids[0];
+    }
+    return fallback;
+  };
+  ASSIGN_OR_RETURN(special.bos_id, resolve_single("bos_token", "bos_token_id", defaults.bos));
+  ASSIGN_OR_RETURN(special.pad_id, resolve_single("pad_token", "pad_token_id", defaults.pad));
+
+  // EOS: the union, tokenizer_config.json's eos_token first.
+  ASSIGN_OR_RETURN(auto eos_token,
+                   ConfigToken(tokenizer, tokenizer_config, "eos_token", tc_source));
+  if (eos_token.has_value() && eos_token->has_value()) special.eos_ids.push_back(**eos_token);
+  std::vector<int32_t> config_eos;
+  RETURN_IF_ERROR(
+      ConfigIds(generation_config, "eos_token_id", generation_config_path.string(), &config_eos));
+  RETURN_IF_ERROR(ConfigIds(model_config, "eos_token_id", config_path.string(), &config_eos));
+  for (int32_t id : config_eos) AppendUnique(id, &special.eos_ids);
+  if (special.eos_ids.empty() && defaults.eos.has_value()) special.eos_ids.push_back(*defaults.eos);
+
+  special.add_bos = tokenizer_config.is_object() && tokenizer_config.contains("add_bos_token") &&
+                            tokenizer_config["add_bos_token"].is_boolean()
+                        ? tokenizer_config["add_bos_token"].get<bool>()
+                        : defaults.add_bos;
+  special.add_eos = tokenizer_config.is_object() && tokenizer_config.contains("add_eos_token") &&
+                            tokenizer_config["add_eos_token"].is_boolean()
+                        ? tokenizer_config["add_eos_token"].get<bool>()
+                        : defaults.add_eos;
+  if (!special.bos_id.has_value()) special.add_bos = false;
+  if (special.eos_ids.empty()) special.add_eos = false;
+
+  const auto check = [&](int32_t id, const char* what) -> absl::Status {
+    if (id < 0 || id >= tokenizer.vocab_size()) {
+      return absl::InvalidArgumentError(absl::StrCat(dir.string(), ": ", what, " id ", id,
+                                                     " is outside the vocabulary [0, ",
+                                                     tokenizer.vocab_size(), ")"));
+    }
+    return absl::OkStatus();
+  };
+  if (special.bos_id) RETURN_IF_ERROR(check(*special.bos_id, "BOS"));
+  if (special.pad_id) RETURN_IF_ERROR(check(*special.pad_id, "PAD"));
+  for (int32_t id : special.eos_ids) RETURN_IF_ERROR(check(id, "EOS"));
+  return special;
+}
+
+}  // namespace
+
+std::vector<int32_t> Tokenizer::AddSpecialTokens(std::vector<int32_t> ids) const {
+  if (special_tokens_.add_bos && special_tokens_.bos_id.has_value()) {
+    ids.insert(ids.begin(), *special_tokens_.bos_id);
+  }
+  if (special_tokens_.add_eos && !special_tokens_.eos_ids.empty()) {
+    ids.push_back(special_tokens_.eos_ids[0]);
+  }
+  return ids;
+}
+
+absl::Status Tokenizer::CheckIds(absl::Span<const int32_t> ids) const {
+  const int32_t size = vocab_size();
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (ids[i] < 0 || ids[i] >= size) {
+      return absl::InvalidArgumentError(absl::StrCat("token id ", ids[i], " at position ", i,
+                                                     " is outside the vocabulary [0, ", size, ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(const std::string& model_dir) {
+  const fs::path dir(model_dir);
+  const fs::path json_path = dir / "tokenizer.json";
+  const fs::path model_path = dir / "tokenizer.model";
+  std::unique_ptr<Tokenizer> tokenizer;
+  TokenizerDefaults defaults;
+  if (fs::exists(json_path)) {
+    ASSIGN_OR_RETURN(std::string text, ReadFile(json_path));
+    ASSIGN_OR_RETURN(std::unique_ptr<HfTokenizer> hf, HfTokenizer::Parse(text, json_path.string()));
+    defaults.bos = hf->template_bos();
+    defaults.eos = hf->template_eos();
+    defaults.add_bos = defaults.bos.has_value();
+    defaults.add_eos = defaults.eos.has_value();
+    tokenizer = std::move(hf);
+  } else if (fs::exists(model_path)) {
+    ASSIGN_OR_RETURN(std::unique_ptr<SentencePieceTokenizer> sp,
+                     SentencePieceTokenizer::Load(model_path.string()));
+    defaults.bos = sp->model_bos_id();
+    defaults.eos = sp->model_eos_id();
+    defaults.pad = sp->model_pad_id();
+    defaults.add_bos = defaults.bos.has_value();  // as Hugging Face's LlamaTokenizer
+    tokenizer = std::move(sp);
+  } else {
+    return absl::NotFoundError(
+        absl::StrCat(model_dir, " has neither tokenizer.json nor tokenizer.model"));
+  }
+  ASSIGN_OR_RETURN(SpecialTokens special, ResolveSpecialTokens(*tokenizer, dir, defaults));
+  tokenizer->set_special_tokens(std::move(special));
+  return tokenizer;
+}
+
+}  // namespace zigzag

@@ -1,0 +1,266 @@
+#!/usr/bin/python3
+"""Train zigzag-serve's embedded default model: a tiny Llama that retrieves a 5-digit passkey from a long
+haystack (needle-in-a-haystack). CPU, Debian python3-torch 1.13, 2 threads.
+
+Curriculum: stages of growing total length (prompt + answer). Each stage is "LEN:BATCH:STEPS:LR[:FAR]"; a
+step samples one length (75%: in [LEN/2, LEN], 25%: in [128, LEN/2]) and a batch of examples at that length;
+with probability FAR (default 0) a step is instead a "far needle" step: length in [3/4 LEN, LEN], depth in
+[0, 0.3].
+After every stage: checkpoint to --work and export the Hugging Face folder to --out.
+
+  /usr/bin/python3 tools/train_model/train.py                 # fresh run (defaults below)
+  /usr/bin/python3 tools/train_model/train.py --resume        # continue from --work/ckpt.pt
+  /usr/bin/python3 tools/train_model/train.py --resume --stages "<old stages>,4096:1:200:5e-4"  # train more
+"""
+import argparse
+import json
+import math
+import os
+import random
+import sys
+import time
+
+# Under CPU contention (others compile on the same 2 cores) spinning OpenMP workers slow us down a lot.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import niah_data as nd  # noqa: E402
+import tinyllama as tl  # noqa: E402
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+DEFAULT_STAGES = ("64:32:500:2e-3,128:16:250:2e-3,256:16:200:2e-3,512:8:200:1.5e-3,1024:4:200:1.5e-3,"
+                  "2048:2:200:1e-3,4096:1:300:7e-4")
+
+
+def parse_stages(s):
+    out = []
+    for part in s.split(","):
+        f = part.split(":")
+        out.append({"len": int(f[0]), "batch": int(f[1]), "steps": int(f[2]), "lr": float(f[3]),
+                    "far": float(f[4]) if len(f) > 4 else 0.0})
+    return out
+
+
+def lr_at(stage, step, warmup):
+    base = stage["lr"]
+    if step < warmup:
+        return base * (step + 1) / warmup
+    p = (step - warmup) / max(1, stage["steps"] - warmup)
+    return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, p))))
+
+
+def sample_len(rng, L):
+    if L <= 256:
+        return rng.randint(max(36, L // 2), L)
+    if rng.random() < 0.25:
+        return rng.randint(128, L // 2)
+    return rng.randint(L // 2, L)
+
+
+def sample_depth(rng):
+    r = rng.random()
+    if r < 0.1:
+        return 0.0
+    if r < 0.2:
+        return 1.0
+    return rng.random()
+
+
+@torch.no_grad()
+def quick_eval(model, maker, L, trials, seed):
+    model.eval()
+    rng = random.Random(seed)
+    ok = 0
+    for t in range(trials):
+        depth = t / max(1, trials - 1)
+        ids, n, pk, _ = maker.make(rng, L, depth)
+        _, _, _, c = batch_loss_padded(model, [(ids, n, len(ids), "key")], rng, lm_positions=1)
+        ok += c
+    model.train()
+    return ok / trials
+
+
+def save_ckpt(path, model, opt, state):
+    tmp = path + ".tmp"
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "state": state}, tmp)
+    os.replace(tmp, path)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--work", default="/work/train-work")
+    ap.add_argument("--out", default=os.path.join(REPO, "models", "zigzag-tiny"))
+    ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--stages", default=DEFAULT_STAGES)
+    ap.add_argument("--vocab", type=int, default=4096)
+    ap.add_argument("--hidden", type=int, default=128)
+    ap.add_argument("--ffn", type=int, default=256)
+    ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--lm-weight", type=float, default=0.1)
+    ap.add_argument("--warmup", type=int, default=100, help="warm-up steps of the first stage (later: 20)")
+    ap.add_argument("--save-every", type=int, default=50)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--aux-frac", type=float, default=0.25, help="share of each batch that is the copy task")
+    ap.add_argument("--aux-max-len", type=int, default=256, help="copy task only in stages up to this length")
+    ap.add_argument("--early-acc", type=float, default=0.97,
+                    help="short stages end early once a 10-step window reaches this training accuracy")
+    ap.add_argument("--early-max-len", type=int, default=512)
+    ap.add_argument("--start-stage", type=int, default=-1,
+                    help="with --resume: keep weights and optimizer, restart the schedule at this stage, step 0")
+    args = ap.parse_args()
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    os.makedirs(args.work, exist_ok=True)
+    stages = parse_stages(args.stages)
+
+    import sentencepiece as spm
+    tok_prefix = os.path.join(args.work, "tokenizer")
+    train_files, held_files = nd.corpus_files()
+    if not os.path.exists(tok_prefix + ".model"):
+        nd.train_tokenizer(train_files, tok_prefix, args.vocab)
+    sp = spm.SentencePieceProcessor(model_file=tok_prefix + ".model")
+    maker = nd.ExampleMaker(sp, nd.load_words(train_files))
+    held = nd.ExampleMaker(sp, nd.load_words(held_files))
+    print(f"corpus: {len(train_files)} train files, {maker.cum[-1]} tokens; {len(held_files)} held-out files, "
+          f"{held.cum[-1]} tokens; vocab {sp.get_piece_size()}", flush=True)
+
+    cfg = tl.Config(vocab_size=sp.get_piece_size(), hidden_size=args.hidden, intermediate_size=args.ffn,
+                    num_hidden_layers=args.layers, num_attention_heads=4, num_key_value_heads=2, head_dim=32,
+                    max_position_embeddings=4096)
+    model = tl.TinyLlama(cfg)
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}],
+                            lr=stages[0]["lr"], betas=(0.9, 0.95))
+    print(f"params: {sum(p.numel() for p in model.parameters())}", flush=True)
+
+    ckpt_path = os.path.join(args.work, "ckpt.pt")
+    state = {"stage": 0, "step": 0, "elapsed": 0.0, "history": []}
+    if args.resume and os.path.exists(ckpt_path):
+        ck = torch.load(ckpt_path)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["opt"])
+        state = ck["state"]
+        if args.start_stage >= 0:
+            state["stage"], state["step"] = args.start_stage, 0
+        print(f"resumed at stage {state['stage']} step {state['step']} ({state['elapsed']:.0f}s trained)", flush=True)
+
+    model.train()
+    while state["stage"] < len(stages):
+        si = state["stage"]
+        st = stages[si]
+        warm = args.warmup if si == 0 else 20
+        t_stage = time.time()
+        win = {"lm": 0.0, "ans": 0.0, "acc": 0, "n": 0, "t": time.time(), "tok": 0}
+        while state["step"] < st["steps"]:
+            step = state["step"]
+            rng = random.Random(f"{args.seed}-{si}-{step}")
+            L = sample_len(rng, st["len"])
+            far = st["far"] > 0 and rng.random() < st["far"]  # needle far from the question: long, early depth
+            if far:
+                L = rng.randint(st["len"] * 3 // 4, st["len"])
+            exs = []
+            n_aux = int(round(args.aux_frac * st["batch"])) if st["len"] <= args.aux_max_len else 0
+            for j in range(st["batch"]):
+                if j < n_aux:
+                    # auxiliary copy task (grows induction heads): BOS + S + S, scored on the second S
+                    m = (L - 1) // 2
+                    S = [rng.randrange(3, sp.get_piece_size()) for _ in range(m)]
+                    exs.append(([sp.bos_id()] + S + S, 2 + m, "aux"))
+                    continue
+                ids, n, _, _ = maker.make(rng, L, rng.uniform(0.0, 0.3) if far else sample_depth(rng))
+                exs.append((ids, n, "key"))
+            # examples may be a token or two shorter than L: right-pad with EOS; padding is never scored
+            # (causal attention: real positions never see it).
+            T = max(len(e[0]) for e in exs)
+            exs = [(e[0] + [sp.eos_id()] * (T - len(e[0])), e[1], len(e[0]), e[2]) for e in exs]
+            for g in opt.param_groups:
+                g["lr"] = lr_at(st, step, warm)
+            lm_loss, ans_loss, aux_loss, correct = batch_loss_padded(model, exs, rng)
+            loss = args.lm_weight * lm_loss + ans_loss + aux_loss
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            state["step"] += 1
+            win["lm"] += float(lm_loss)
+            win["ans"] += float(ans_loss)
+            win["acc"] += correct
+            win["n"] += len(exs) - n_aux
+            win["aux"] = win.get("aux", 0.0) + float(aux_loss)
+            win["tok"] += T * len(exs)
+            if state["step"] % 10 == 0 or state["step"] == st["steps"]:
+                dt = time.time() - win["t"]
+                k = 10 if state["step"] % 10 == 0 else max(1, state["step"] % 10)
+                state["elapsed"] += dt
+                print(f"stage {si} len {st['len']} step {state['step']}/{st['steps']} T~{T} lr {lr_at(st, step, warm):.2e} "
+                      f"lm {win['lm'] / k:.3f} ans {win['ans'] / k:.3f} acc {win['acc'] / max(1, win['n']):.2f} "
+                      f"aux {win.get('aux', 0.0) / max(1, k):.3f} {dt / k:.2f}s/step total {state['elapsed'] / 60:.1f}min", flush=True)
+                early = (st["len"] <= args.early_max_len and state["step"] >= 0.4 * st["steps"]
+                         and win["acc"] >= args.early_acc * win["n"])
+                win = {"lm": 0.0, "ans": 0.0, "acc": 0, "n": 0, "t": time.time(), "tok": 0}
+                if early:
+                    print(f"early end of stage {si}: window accuracy >= {args.early_acc}", flush=True)
+                    break
+            if state["step"] % args.save_every == 0:
+                save_ckpt(ckpt_path, model, opt, state)
+        # stage done: evaluate on held-out text at this length, checkpoint, export
+        acc = quick_eval(model, held, st["len"], 10, args.seed + 7 + si)
+        acc_short = quick_eval(model, held, 512, 10, args.seed + 99 + si)
+        rec = {"stage": si, **st, "minutes": (time.time() - t_stage) / 60, "heldout_acc_at_len": acc,
+               "heldout_acc_512": acc_short}
+        state["history"].append(rec)
+        print("STAGE DONE " + json.dumps(rec), flush=True)
+        state["stage"] += 1
+        state["step"] = 0
+        save_ckpt(ckpt_path, model, opt, state)
+        torch.save(model.state_dict(), os.path.join(args.work, f"model_stage{si}.pt"))
+        tl.export_hf(model, args.out, tok_prefix + ".model")
+        with open(os.path.join(args.work, "train_history.json"), "w") as f:
+            json.dump({"args": vars(args), "history": state["history"], "elapsed_s": state["elapsed"]}, f, indent=2)
+        print(f"exported {args.out}", flush=True)
+    print("training done", flush=True)
+
+
+def batch_loss_padded(model, exs, rng, lm_positions=256):
+    """exs: (ids padded to equal length, n_prompt, true_len, kind) with kind "key" (passkey example)
+    or "aux" (copy task). Returns (haystack lm loss, passkey answer loss, aux copy loss, n exact)."""
+    ids = torch.tensor([e[0] for e in exs])
+    h = model.hidden(ids[:, :-1])
+    tgt = ids[:, 1:]
+    sel = {"key": ([], []), "aux": ([], [])}
+    lr_, lc = [], []
+    spans = []
+    for b, (seq, n, ln, kind) in enumerate(exs):
+        a = list(range(n - 1, ln - 1))
+        rows, cols = sel[kind]
+        if kind == "key":
+            spans.append(len(cols))
+            pick = rng.sample(range(0, n - 1), min(lm_positions, n - 1))
+            lr_ += [b] * len(pick)
+            lc += pick
+        rows += [b] * len(a)
+        cols += a
+    losses = {}
+    correct = 0
+    for kind, (rows, cols) in sel.items():
+        if not rows:
+            losses[kind] = torch.zeros(())
+            continue
+        r, c = torch.tensor(rows), torch.tensor(cols)
+        lg = model.logits(h[r, c])
+        losses[kind] = F.cross_entropy(lg, tgt[r, c])
+        if kind == "key":
+            pred = (lg.argmax(-1) == tgt[r, c])
+            correct = sum(int(pred[s:s + 6].all()) for s in spans)
+    lr_, lc = torch.tensor(lr_), torch.tensor(lc)
+    lm_loss = F.cross_entropy(model.logits(h[lr_, lc]), tgt[lr_, lc])
+    return lm_loss, losses["key"], losses["aux"], correct
+
+if __name__ == "__main__":
+    main()
