@@ -8,7 +8,7 @@ with probability FAR (default 0) a step is instead a "far needle" step: length i
 [0, 0.3].
 After every stage: checkpoint to --work and export the Hugging Face folder to --out.
 
-  /usr/bin/python3 tools/train_model/train.py                 # fresh run (defaults below)
+  /usr/bin/python3 tools/train_model/train.py --work /work/train-work/run2   # the shipped model (defaults)
   /usr/bin/python3 tools/train_model/train.py --resume        # continue from --work/ckpt.pt
   /usr/bin/python3 tools/train_model/train.py --resume --stages "<old stages>,4096:1:200:5e-4"  # train more
 """
@@ -32,7 +32,7 @@ import tinyllama as tl  # noqa: E402
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 DEFAULT_STAGES = ("64:32:500:2e-3,128:16:250:2e-3,256:16:200:2e-3,512:8:200:1.5e-3,1024:4:200:1.5e-3,"
-                  "2048:2:200:1e-3,4096:1:300:7e-4")
+                  "2048:2:200:1e-3,4096:1:300:7e-4,4096:1:250:5e-4:0.4")
 
 
 def parse_stages(s):
@@ -104,7 +104,7 @@ def main():
     ap.add_argument("--save-every", type=int, default=50)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--resume", action="store_true")
-    ap.add_argument("--aux-frac", type=float, default=0.25, help="share of each batch that is the copy task")
+    ap.add_argument("--aux-frac", type=float, default=0.5, help="share of each batch that is the copy task")
     ap.add_argument("--aux-max-len", type=int, default=256, help="copy task only in stages up to this length")
     ap.add_argument("--early-acc", type=float, default=0.97,
                     help="short stages end early once a 10-step window reaches this training accuracy")
