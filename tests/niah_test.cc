@@ -120,16 +120,17 @@ TEST_F(EmbeddedModelTest, RetrievesUnseenPasskeysWithFullAndZigZagCaches) {
     ASSERT_TRUE(results.ok()) << results.status();
     const std::string full = *tokenizer_->Decode((*results)[0].tokens, true);
     const std::string zigzag = *tokenizer_->Decode((*results)[1].tokens, true);
+    EXPECT_TRUE(IsCorrectAnswer(full, passkey)) << passkey << " full: '" << full << "'";
+    EXPECT_TRUE(IsCorrectAnswer(zigzag, passkey)) << passkey << " zigzag: '" << zigzag << "'";
     correct_full += IsCorrectAnswer(full, passkey);
     correct_zigzag += IsCorrectAnswer(zigzag, passkey);
     ++total;
     EXPECT_TRUE((*results)[1].kv_stats.compressed);
     EXPECT_LT((*results)[1].kv_stats.retained_kv_bytes, (*results)[0].kv_stats.retained_kv_bytes);
-    SCOPED_TRACE(absl::StrCat("passkey ", passkey, " full '", full, "' zigzag '", zigzag, "'"));
   }
-  // The embedded model's card reports >= 95% at these lengths; allow one miss per policy.
-  EXPECT_GE(correct_full, total - 1);
-  EXPECT_GE(correct_zigzag, total - 1);
+  // Greedy decoding of fixed weights is deterministic: the model card reports 100% at 1K tokens.
+  EXPECT_EQ(correct_full, total);
+  EXPECT_EQ(correct_zigzag, total);
   EXPECT_EQ((*cache)->pool().num_used(), 0);
 }
 
