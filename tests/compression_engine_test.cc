@@ -17,6 +17,7 @@
 #include "kernels/backend_registry.h"
 #include "tests/reference_model.h"
 #include "tests/test_support.h"
+#include "tests/tiny_engine.h"
 
 namespace zigzag {
 namespace {
@@ -26,7 +27,6 @@ constexpr int32_t kBlockSize = 4;
 class CompressionEngineTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = testing::MakeTempDir("compression");
     RandomCheckpointSpec spec;
     spec.vocab_size = 97;
     spec.hidden_size = 48;
@@ -35,22 +35,12 @@ class CompressionEngineTest : public ::testing::Test {
     spec.num_heads = 4;
     spec.num_kv_heads = 2;
     spec.seed = 21;
-    ASSERT_TRUE(WriteRandomCheckpoint(dir_, spec).ok());
-    auto checkpoint = Checkpoint::Open(dir_);
-    ASSERT_TRUE(checkpoint.ok()) << checkpoint.status();
-    checkpoint_ = std::move(*checkpoint);
-    auto backend = CreateBackend("cpu");
-    ASSERT_TRUE(backend.ok()) << backend.status();
-    backend_ = std::move(*backend);
-    auto model = LlamaModel::Load(*checkpoint_, backend_.get());
-    ASSERT_TRUE(model.ok()) << model.status();
-    model_ = std::move(*model);
-    auto cache = KvCache::Create(backend_.get(), model_->kv_layout(kBlockSize), 400);
-    ASSERT_TRUE(cache.ok()) << cache.status();
-    cache_ = std::move(*cache);
+    auto engine = testing::MakeTinyEngine(spec, kBlockSize, 400, "compression");
+    ASSERT_TRUE(engine.ok()) << engine.status();
+    engine_ = std::move(*engine);
   }
 
-  const ModelConfig& config() const { return model_->config(); }
+  const ModelConfig& config() const { return engine_.model->config(); }
   int num_layers() const { return static_cast<int>(config().num_layers); }
 
   std::vector<int32_t> RandomTokens(size_t n, uint64_t seed) const {
@@ -65,15 +55,16 @@ class CompressionEngineTest : public ::testing::Test {
                                      const CompressionParams& params, SequenceKv& kv,
                                      KvStats* stats) {
     EXPECT_TRUE(kv.AppendAllLayers(static_cast<int64_t>(prompt.size())).ok());
-    auto compression = PrefillCompression::Create(params, config(), *backend_, prompt.size());
+    auto compression =
+        PrefillCompression::Create(params, config(), *engine_.backend, prompt.size());
     EXPECT_TRUE(compression.ok()) << compression.status();
     ForwardSequence seq{.tokens = prompt,
                         .first_position = 0,
                         .kv = &kv,
                         .window_mass = compression->window_mass(),
                         .window_begin = compression->window_begin()};
-    EXPECT_TRUE(model_->Forward({&seq, 1}, cache_.get()).ok());
-    auto plan = compression->Apply(*backend_, *cache_, kv, stats);
+    EXPECT_TRUE(engine_.model->Forward({&seq, 1}, engine_.cache.get()).ok());
+    auto plan = compression->Apply(*engine_.backend, *engine_.cache, kv, stats);
     EXPECT_TRUE(plan.ok()) << plan.status();
     return plan.ok() ? *plan : CompressionPlan();
   }
@@ -85,11 +76,7 @@ class CompressionEngineTest : public ::testing::Test {
     return blocks;
   }
 
-  std::filesystem::path dir_;
-  std::unique_ptr<Checkpoint> checkpoint_;
-  std::unique_ptr<Backend> backend_;
-  std::unique_ptr<LlamaModel> model_;
-  std::unique_ptr<KvCache> cache_;
+  testing::TinyEngine engine_;
 };
 
 CompressionParams Params(KvPolicy policy, int64_t tokens_per_layer) {
@@ -110,24 +97,25 @@ TEST_F(CompressionEngineTest, AttentionAfterCompactionSeesExactlyTheKeptPosition
   const std::vector<int32_t> prompt = RandomTokens(40, 1);
   for (KvPolicy policy : kAllPolicies) {
     SCOPED_TRACE(KvPolicyName(policy));
-    SequenceKv kv(&cache_->pool(), num_layers());
+    SequenceKv kv(&engine_.cache->pool(), num_layers());
     // The pool before compaction, and each layer's blocks, to read original K/V from.
     EXPECT_TRUE(kv.AppendAllLayers(static_cast<int64_t>(prompt.size())).ok());
-    auto compression = PrefillCompression::Create(Params(policy, 16), config(), *backend_, 40);
+    auto compression =
+        PrefillCompression::Create(Params(policy, 16), config(), *engine_.backend, 40);
     ASSERT_TRUE(compression.ok());
     ForwardSequence seq{.tokens = prompt,
                         .kv = &kv,
                         .window_mass = compression->window_mass(),
                         .window_begin = compression->window_begin()};
-    ASSERT_TRUE(model_->Forward({&seq, 1}, cache_.get()).ok());
-    std::vector<float> before(cache_->pool_tensor().numel());
-    ASSERT_TRUE(backend_->CopyToHost(cache_->pool_tensor(), before).ok());
+    ASSERT_TRUE(engine_.model->Forward({&seq, 1}, engine_.cache.get()).ok());
+    std::vector<float> before(engine_.cache->pool_tensor().numel());
+    ASSERT_TRUE(engine_.backend->CopyToHost(engine_.cache->pool_tensor(), before).ok());
     std::vector<std::vector<int32_t>> blocks_before;
     for (int l = 0; l < num_layers(); ++l) {
       blocks_before.emplace_back(kv.blocks(l).begin(), kv.blocks(l).end());
     }
     KvStats stats;
-    auto plan = compression->Apply(*backend_, *cache_, kv, &stats);
+    auto plan = compression->Apply(*engine_.backend, *engine_.cache, kv, &stats);
     ASSERT_TRUE(plan.ok()) << plan.status();
     EXPECT_EQ(plan->compressed, policy != KvPolicy::kFull);
     auto pool_at = [&](const std::vector<int32_t>& blocks, int64_t entry, int kv_index, int64_t g,
@@ -147,23 +135,23 @@ TEST_F(CompressionEngineTest, AttentionAfterCompactionSeesExactlyTheKeptPosition
       const std::vector<float> v_new = testing::RandomFloats(kv_heads * hd, 200 + l);
       const std::vector<float> q_new = testing::RandomFloats(heads * hd, 300 + l, -2, 2);
       auto upload = [&](const std::vector<float>& host, const Shape& shape) {
-        Tensor t = *backend_->Allocate(DType::kF32, shape);
-        EXPECT_TRUE(backend_->CopyToDevice(host.data(), DType::kF32, &t).ok());
+        Tensor t = *engine_.backend->Allocate(DType::kF32, shape);
+        EXPECT_TRUE(engine_.backend->CopyToDevice(host.data(), DType::kF32, &t).ok());
         return t;
       };
       Tensor k = upload(k_new, {1, kv_heads, hd}), v = upload(v_new, {1, kv_heads, hd});
       Tensor q = upload(q_new, {1, heads, hd});
-      Tensor out = *backend_->Allocate(DType::kF32, {1, heads, hd});
+      Tensor out = *engine_.backend->Allocate(DType::kF32, {1, heads, hd});
       const int32_t slot = kv.Slot(l, len - 1);
-      ASSERT_TRUE(backend_->WriteKv(k, v, {&slot, 1}, &cache_->pool_tensor()).ok());
+      ASSERT_TRUE(engine_.backend->WriteKv(k, v, {&slot, 1}, &engine_.cache->pool_tensor()).ok());
       AttentionSequence a{.query_begin = 0,
                           .num_queries = 1,
                           .kv_len = static_cast<int32_t>(len),
                           .block_ids = kv.blocks(l)};
       AttentionBatch batch{.sequences = {&a, 1}, .scale = 1.0f / std::sqrt(static_cast<float>(hd))};
-      ASSERT_TRUE(backend_->Attention(batch, q, cache_->pool_tensor(), &out).ok());
+      ASSERT_TRUE(engine_.backend->Attention(batch, q, engine_.cache->pool_tensor(), &out).ok());
       std::vector<float> got(heads * hd);
-      ASSERT_TRUE(backend_->CopyToHost(out, got).ok());
+      ASSERT_TRUE(engine_.backend->CopyToHost(out, got).ok());
 
       for (int64_t h = 0; h < heads; ++h) {
         const int64_t g = h / group;
@@ -198,7 +186,7 @@ TEST_F(CompressionEngineTest, AttentionAfterCompactionSeesExactlyTheKeptPosition
       }
     }
     kv.Release();
-    EXPECT_EQ(cache_->pool().num_used(), 0);
+    EXPECT_EQ(engine_.cache->pool().num_used(), 0);
   }
 }
 
@@ -209,7 +197,7 @@ TEST_F(CompressionEngineTest, FullAndBudgetsCoveringThePromptChangeNothing) {
   base.sampling.max_tokens = 20;
   base.sampling.ignore_eos = true;
   base.sampling.logprobs = true;
-  auto reference = GenerateBatch(*model_, *cache_, {&base, 1});
+  auto reference = GenerateBatch(*engine_.model, *engine_.cache, {&base, 1});
   ASSERT_TRUE(reference.ok()) << reference.status();
   std::vector<CompressionParams> variants = {
       Params(KvPolicy::kFull, 0), Params(KvPolicy::kZigZag, 30), Params(KvPolicy::kSnapKv, 64)};
@@ -220,7 +208,7 @@ TEST_F(CompressionEngineTest, FullAndBudgetsCoveringThePromptChangeNothing) {
   for (const CompressionParams& params : variants) {
     GenerationRequest request = base;
     request.compression = params;
-    auto result = GenerateBatch(*model_, *cache_, {&request, 1});
+    auto result = GenerateBatch(*engine_.model, *engine_.cache, {&request, 1});
     ASSERT_TRUE(result.ok()) << result.status();
     EXPECT_EQ((*result)[0].tokens, (*reference)[0].tokens) << KvPolicyName(params.policy);
     EXPECT_EQ((*result)[0].logprobs, (*reference)[0].logprobs) << KvPolicyName(params.policy);
@@ -230,7 +218,7 @@ TEST_F(CompressionEngineTest, FullAndBudgetsCoveringThePromptChangeNothing) {
 }
 
 TEST_F(CompressionEngineTest, GreedyDecodingWithCompressionFollowsNaiveKeptModel) {
-  testing::ReferenceModel reference(*checkpoint_);
+  testing::ReferenceModel reference(*engine_.checkpoint);
   const std::vector<int32_t> prompt = RandomTokens(48, 3);
   for (KvPolicy policy :
        {KvPolicy::kStreaming, KvPolicy::kSnapKv, KvPolicy::kPyramidKv, KvPolicy::kZigZag}) {
@@ -245,7 +233,7 @@ TEST_F(CompressionEngineTest, GreedyDecodingWithCompressionFollowsNaiveKeptModel
     request.compression.tokens_per_layer.reset();
     request.compression.ratio = 0.4;  // B_avg = 20 of 48
     request.return_plan = true;
-    auto result = GenerateBatch(*model_, *cache_, {&request, 1});
+    auto result = GenerateBatch(*engine_.model, *engine_.cache, {&request, 1});
     ASSERT_TRUE(result.ok()) << result.status();
     const GenerationResult& r = (*result)[0];
     ASSERT_TRUE(r.plan.compressed);
@@ -270,12 +258,12 @@ TEST_F(CompressionEngineTest, GreedyDecodingWithCompressionFollowsNaiveKeptModel
       EXPECT_GE(logits[r.tokens[i]], mx - 1e-4) << "step " << i;
       sequence.push_back(r.tokens[i]);
     }
-    EXPECT_EQ(cache_->pool().num_used(), 0);
+    EXPECT_EQ(engine_.cache->pool().num_used(), 0);
   }
 }
 
 TEST_F(CompressionEngineTest, BlockAccountingAndKvStatsFollowThePool) {
-  const int32_t total = cache_->pool().num_blocks();
+  const int32_t total = engine_.cache->pool().num_blocks();
   std::vector<std::unique_ptr<SequenceKv>> sequences;
   std::vector<std::vector<int32_t>> prompts = {RandomTokens(37, 4), RandomTokens(29, 5),
                                                RandomTokens(50, 6)};
@@ -289,15 +277,15 @@ TEST_F(CompressionEngineTest, BlockAccountingAndKvStatsFollowThePool) {
   params.tokens_per_layer.reset();
   params.ratio = 0.3;
   for (size_t s = 0; s < prompts.size(); ++s) {
-    sequences.push_back(std::make_unique<SequenceKv>(&cache_->pool(), num_layers()));
-    const int32_t free_before = cache_->pool().num_free();
+    sequences.push_back(std::make_unique<SequenceKv>(&engine_.cache->pool(), num_layers()));
+    const int32_t free_before = engine_.cache->pool().num_free();
     CompressionPlan plan = PrefillAndCompress(prompts[s], params, *sequences.back(), &stats[s]);
     ASSERT_TRUE(plan.compressed);
-    EXPECT_EQ(cache_->pool().num_used(), used_should_be());
+    EXPECT_EQ(engine_.cache->pool().num_used(), used_should_be());
     // Only the compressed layers' blocks stay taken.
     int64_t kept_blocks = 0;
     for (int64_t budget : plan.budgets) kept_blocks += (budget + kBlockSize - 1) / kBlockSize;
-    EXPECT_EQ(free_before - cache_->pool().num_free(), kept_blocks);
+    EXPECT_EQ(free_before - engine_.cache->pool().num_free(), kept_blocks);
   }
   // Decode 9 steps for every sequence, checking the invariant after each.
   std::vector<int64_t> positions;
@@ -310,35 +298,36 @@ TEST_F(CompressionEngineTest, BlockAccountingAndKvStatsFollowThePool) {
       batch.push_back(ForwardSequence{
           .tokens = {&token, 1}, .first_position = positions[s]++, .kv = sequences[s].get()});
     }
-    ASSERT_TRUE(model_->Forward(batch, cache_.get()).ok());
-    EXPECT_EQ(cache_->pool().num_used(), used_should_be()) << "step " << step;
+    ASSERT_TRUE(engine_.model->Forward(batch, engine_.cache.get()).ok());
+    EXPECT_EQ(engine_.cache->pool().num_used(), used_should_be()) << "step " << step;
   }
   // KvStats of each sequence agree with its blocks and the pool's bytes.
   int64_t retained_block_bytes = 0;
   for (size_t s = 0; s < sequences.size(); ++s) {
     stats[s].appended_tokens = 9;
-    FillKvMemoryStats(*sequences[s], cache_->layout(), &stats[s]);
+    FillKvMemoryStats(*sequences[s], engine_.cache->layout(), &stats[s]);
     EXPECT_EQ(stats[s].blocks_held, ExpectedBlocks(*sequences[s]));
     int64_t kept_tokens = 0;
     for (int64_t kept : stats[s].prompt_kept_per_layer) kept_tokens += kept + 9;
-    EXPECT_EQ(stats[s].retained_kv_bytes, kept_tokens * cache_->layout().bytes_per_token_layer());
+    EXPECT_EQ(stats[s].retained_kv_bytes,
+              kept_tokens * engine_.cache->layout().bytes_per_token_layer());
     EXPECT_EQ(stats[s].full_kv_bytes, num_layers() * (static_cast<int64_t>(prompts[s].size()) + 9) *
-                                          cache_->layout().bytes_per_token_layer());
+                                          engine_.cache->layout().bytes_per_token_layer());
     EXPECT_EQ(stats[s].saved_kv_bytes,
               stats[s].full_kv_block_bytes - stats[s].retained_kv_block_bytes);
     EXPECT_GT(stats[s].saved_kv_bytes, 0);
     retained_block_bytes += stats[s].retained_kv_block_bytes;
   }
-  EXPECT_EQ(retained_block_bytes, cache_->bytes_in_use());
+  EXPECT_EQ(retained_block_bytes, engine_.cache->bytes_in_use());
   // The blocks compression freed serve another sequence: it can take exactly all that are free.
-  SequenceKv other(&cache_->pool(), 1);
-  const int32_t free_now = cache_->pool().num_free();
+  SequenceKv other(&engine_.cache->pool(), 1);
+  const int32_t free_now = engine_.cache->pool().num_free();
   ASSERT_TRUE(other.Append(0, int64_t{free_now} * kBlockSize).ok());
-  EXPECT_EQ(cache_->pool().num_free(), 0);
+  EXPECT_EQ(engine_.cache->pool().num_free(), 0);
   EXPECT_EQ(other.Append(0, 1).code(), absl::StatusCode::kResourceExhausted);
   other.Release();
   for (auto& kv : sequences) kv->Release();
-  EXPECT_EQ(cache_->pool().num_free(), total);
+  EXPECT_EQ(engine_.cache->pool().num_free(), total);
 }
 
 TEST_F(CompressionEngineTest, GenerationReportsStatsFromTheBlocksItHeld) {
@@ -348,7 +337,7 @@ TEST_F(CompressionEngineTest, GenerationReportsStatsFromTheBlocksItHeld) {
   request.sampling.max_tokens = 12;
   request.sampling.ignore_eos = true;
   request.compression = Params(KvPolicy::kPyramidKv, 24);
-  auto result = GenerateBatch(*model_, *cache_, {&request, 1});
+  auto result = GenerateBatch(*engine_.model, *engine_.cache, {&request, 1});
   ASSERT_TRUE(result.ok()) << result.status();
   const KvStats& stats = (*result)[0].kv_stats;
   ASSERT_TRUE(stats.compressed);
@@ -359,24 +348,24 @@ TEST_F(CompressionEngineTest, GenerationReportsStatsFromTheBlocksItHeld) {
     tokens += kept + 11;
   }
   EXPECT_EQ(stats.blocks_held, blocks);
-  EXPECT_EQ(stats.retained_kv_block_bytes, blocks * cache_->layout().bytes_per_block());
-  EXPECT_EQ(stats.retained_kv_bytes, tokens * cache_->layout().bytes_per_token_layer());
+  EXPECT_EQ(stats.retained_kv_block_bytes, blocks * engine_.cache->layout().bytes_per_block());
+  EXPECT_EQ(stats.retained_kv_bytes, tokens * engine_.cache->layout().bytes_per_token_layer());
   EXPECT_DOUBLE_EQ(stats.retained_ratio, static_cast<double>(tokens) / (3.0 * (61 + 11)));
-  EXPECT_EQ(cache_->pool().num_used(), 0);
+  EXPECT_EQ(engine_.cache->pool().num_used(), 0);
 }
 
 TEST_F(CompressionEngineTest, BadCompressionParametersAreRejectedBeforeAnyWork) {
   GenerationRequest request;
   request.prompt = RandomTokens(10, 8);
   request.compression = Params(KvPolicy::kZigZag, 2);  // below the window of 4
-  auto result = GenerateBatch(*model_, *cache_, {&request, 1});
+  auto result = GenerateBatch(*engine_.model, *engine_.cache, {&request, 1});
   EXPECT_EQ(result.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(result.status().message(), ::testing::HasSubstr("tokens_per_layer"));
   request.compression = Params(KvPolicy::kSnapKv, 8);
   request.compression.kernel = 4;
-  result = GenerateBatch(*model_, *cache_, {&request, 1});
+  result = GenerateBatch(*engine_.model, *engine_.cache, {&request, 1});
   EXPECT_THAT(result.status().message(), ::testing::HasSubstr("kernel"));
-  EXPECT_EQ(cache_->pool().num_used(), 0);
+  EXPECT_EQ(engine_.cache->pool().num_used(), 0);
 }
 
 }  // namespace

@@ -16,6 +16,7 @@
 #include "gtest/gtest.h"
 #include "kernels/backend_registry.h"
 #include "tests/test_support.h"
+#include "tests/tiny_engine.h"
 
 namespace zigzag {
 namespace {
@@ -39,30 +40,19 @@ class ProfileCaptureTest : public ::testing::Test {
     spec_.qkv_bias = true;
     spec_.rope_theta = 10000.0;
     spec_.seed = 21;
-    dir_ = testing::MakeTempDir("profile_capture");
-    ASSERT_TRUE(WriteRandomCheckpoint(dir_, spec_).ok());
-    auto checkpoint = Checkpoint::Open(dir_);
-    ASSERT_TRUE(checkpoint.ok()) << checkpoint.status();
-    checkpoint_ = std::move(*checkpoint);
-    auto backend = CreateBackend("cpu");
-    ASSERT_TRUE(backend.ok()) << backend.status();
-    backend_ = std::move(*backend);
-    auto model = LlamaModel::Load(*checkpoint_, backend_.get());
-    ASSERT_TRUE(model.ok()) << model.status();
-    model_ = std::move(*model);
-    auto cache = KvCache::Create(backend_.get(), model_->kv_layout(kBlockSize), 256);
-    ASSERT_TRUE(cache.ok()) << cache.status();
-    cache_ = std::move(*cache);
+    auto engine = testing::MakeTinyEngine(spec_, kBlockSize, 256, "profile_capture");
+    ASSERT_TRUE(engine.ok()) << engine.status();
+    engine_ = std::move(*engine);
     std::mt19937_64 rng(5);
     std::uniform_int_distribution<int32_t> id(0, static_cast<int32_t>(spec_.vocab_size - 1));
     for (int64_t i = 0; i < kTokens; ++i) tokens_.push_back(id(rng));
   }
 
-  const ModelConfig& config() const { return model_->config(); }
+  const ModelConfig& config() const { return engine_.model->config(); }
   int64_t QueryFloats() const { return config().num_heads * config().head_dim; }
 
   std::vector<double> Weight(const std::string& name, const Shape& shape) const {
-    auto view = checkpoint_->Get(name, shape);
+    auto view = engine_.checkpoint->Get(name, shape);
     EXPECT_TRUE(view.ok()) << view.status();
     EXPECT_EQ(view->dtype, DType::kF32);
     std::vector<float> floats(view->size_bytes / 4);
@@ -124,7 +114,7 @@ class ProfileCaptureTest : public ::testing::Test {
     EXPECT_TRUE(kv.AppendAllLayers(kTokens).ok());
     std::vector<Tensor> mass;
     for (int64_t l = 0; l < config().num_layers; ++l) {
-      mass.push_back(*backend_->AllocateZeros(DType::kF32, {config().num_heads, kTokens}));
+      mass.push_back(*engine_.backend->AllocateZeros(DType::kF32, {config().num_heads, kTokens}));
     }
     ForwardSequence seq{.tokens = tokens_,
                         .first_position = 0,
@@ -132,26 +122,22 @@ class ProfileCaptureTest : public ::testing::Test {
                         .window_mass = mass,
                         .window_begin = kWindowBegin,
                         .captured_window_queries = &out.captured};
-    auto logits = model_->Forward({&seq, 1}, cache_.get());
+    auto logits = engine_.model->Forward({&seq, 1}, engine_.cache.get());
     EXPECT_TRUE(logits.ok()) << logits.status();
     for (const Tensor& m : mass) {
       std::vector<float>& host = out.mass.emplace_back(m.numel());
-      EXPECT_TRUE(backend_->CopyToHost(m, host).ok());
+      EXPECT_TRUE(engine_.backend->CopyToHost(m, host).ok());
     }
     return out;
   }
 
   RandomCheckpointSpec spec_;
-  std::filesystem::path dir_;
-  std::unique_ptr<Checkpoint> checkpoint_;
-  std::unique_ptr<Backend> backend_;
-  std::unique_ptr<LlamaModel> model_;
-  std::unique_ptr<KvCache> cache_;
+  testing::TinyEngine engine_;
   std::vector<int32_t> tokens_;
 };
 
 TEST_F(ProfileCaptureTest, LayerZeroQueriesMatchFloat64FromTheWeights) {
-  SequenceKv kv(&cache_->pool(), static_cast<int>(config().num_layers));
+  SequenceKv kv(&engine_.cache->pool(), static_cast<int>(config().num_layers));
   const Prefill prefill = RunWholePrompt(kv);
   ASSERT_EQ(static_cast<int64_t>(prefill.captured.size()),
             config().num_layers * kWindow * QueryFloats());
@@ -166,10 +152,10 @@ TEST_F(ProfileCaptureTest, LayerZeroQueriesMatchFloat64FromTheWeights) {
 }
 
 TEST_F(ProfileCaptureTest, EveryLayersQueriesReproduceTheBackendsWindowMass) {
-  SequenceKv kv(&cache_->pool(), static_cast<int>(config().num_layers));
+  SequenceKv kv(&engine_.cache->pool(), static_cast<int>(config().num_layers));
   const Prefill prefill = RunWholePrompt(kv);
-  std::vector<float> pool(cache_->pool_tensor().numel());
-  ASSERT_TRUE(backend_->CopyToHost(cache_->pool_tensor(), pool).ok());
+  std::vector<float> pool(engine_.cache->pool_tensor().numel());
+  ASSERT_TRUE(engine_.backend->CopyToHost(engine_.cache->pool_tensor(), pool).ok());
   const int64_t heads = config().num_heads, d = config().head_dim;
   const int64_t group = heads / config().num_kv_heads;
   for (int layer = 0; layer < config().num_layers; ++layer) {
@@ -199,11 +185,11 @@ TEST_F(ProfileCaptureTest, EveryLayersQueriesReproduceTheBackendsWindowMass) {
 }
 
 TEST_F(ProfileCaptureTest, ChunkedPrefillCapturesOnlyItsWindowRows) {
-  SequenceKv whole_kv(&cache_->pool(), static_cast<int>(config().num_layers));
+  SequenceKv whole_kv(&engine_.cache->pool(), static_cast<int>(config().num_layers));
   const Prefill whole = RunWholePrompt(whole_kv);
   const int64_t layers = config().num_layers, row = QueryFloats();
 
-  SequenceKv kv(&cache_->pool(), static_cast<int>(layers));
+  SequenceKv kv(&engine_.cache->pool(), static_cast<int>(layers));
   std::vector<float> captured = {1.0f, 2.0f};  // replaced by every call
   size_t done = 0;
   for (size_t chunk : {size_t{6}, size_t{4}, size_t{3}}) {
@@ -213,7 +199,7 @@ TEST_F(ProfileCaptureTest, ChunkedPrefillCapturesOnlyItsWindowRows) {
                         .kv = &kv,
                         .window_begin = kWindowBegin,
                         .captured_window_queries = &captured};
-    ASSERT_TRUE(model_->Forward({&seq, 1}, cache_.get()).ok());
+    ASSERT_TRUE(engine_.model->Forward({&seq, 1}, engine_.cache.get()).ok());
     // Rows [max(done, 8), done + chunk) fall in the window: 0, then 2 (8, 9), then 3 (10..12).
     const int64_t first = std::max<int64_t>(done, kWindowBegin);
     const int64_t rows = std::max<int64_t>(0, static_cast<int64_t>(done + chunk) - first);
@@ -233,12 +219,12 @@ TEST_F(ProfileCaptureTest, ChunkedPrefillCapturesOnlyItsWindowRows) {
 }
 
 TEST_F(ProfileCaptureTest, RaggedBatchCapturesEachSequenceOwnRows) {
-  SequenceKv alone_kv(&cache_->pool(), static_cast<int>(config().num_layers));
+  SequenceKv alone_kv(&engine_.cache->pool(), static_cast<int>(config().num_layers));
   const Prefill alone = RunWholePrompt(alone_kv);
 
   const std::vector<int32_t> other = {3, 1, 4, 1, 5, 9, 2};
-  SequenceKv first_kv(&cache_->pool(), static_cast<int>(config().num_layers));
-  SequenceKv second_kv(&cache_->pool(), static_cast<int>(config().num_layers));
+  SequenceKv first_kv(&engine_.cache->pool(), static_cast<int>(config().num_layers));
+  SequenceKv second_kv(&engine_.cache->pool(), static_cast<int>(config().num_layers));
   ASSERT_TRUE(first_kv.AppendAllLayers(other.size()).ok());
   ASSERT_TRUE(second_kv.AppendAllLayers(kTokens).ok());
   std::vector<float> first_captured, second_captured;
@@ -251,7 +237,7 @@ TEST_F(ProfileCaptureTest, RaggedBatchCapturesEachSequenceOwnRows) {
                       .kv = &second_kv,
                       .window_begin = kWindowBegin,
                       .captured_window_queries = &second_captured}};
-  ASSERT_TRUE(model_->Forward(batch, cache_.get()).ok());
+  ASSERT_TRUE(engine_.model->Forward(batch, engine_.cache.get()).ok());
   EXPECT_EQ(static_cast<int64_t>(first_captured.size()), config().num_layers * 2 * QueryFloats());
   ASSERT_EQ(second_captured.size(), alone.captured.size());
   for (size_t k = 0; k < alone.captured.size(); ++k) {
@@ -260,7 +246,7 @@ TEST_F(ProfileCaptureTest, RaggedBatchCapturesEachSequenceOwnRows) {
 }
 
 TEST_F(ProfileCaptureTest, UnevenLayerLengthsAreRejected) {
-  SequenceKv kv(&cache_->pool(), static_cast<int>(config().num_layers));
+  SequenceKv kv(&engine_.cache->pool(), static_cast<int>(config().num_layers));
   ASSERT_TRUE(kv.AppendAllLayers(kTokens).ok());
   ASSERT_TRUE(kv.Append(1, 2).ok());  // layer 1 is longer, as after compression and decoding
   std::vector<float> captured;
@@ -268,7 +254,7 @@ TEST_F(ProfileCaptureTest, UnevenLayerLengthsAreRejected) {
                       .first_position = 0,
                       .kv = &kv,
                       .captured_window_queries = &captured};
-  auto logits = model_->Forward({&seq, 1}, cache_.get());
+  auto logits = engine_.model->Forward({&seq, 1}, engine_.cache.get());
   ASSERT_FALSE(logits.ok());
   EXPECT_EQ(logits.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(logits.status().message(), HasSubstr("captured_window_queries"));

@@ -13,6 +13,7 @@
 #include "gtest/gtest.h"
 #include "kernels/backend_registry.h"
 #include "tests/test_support.h"
+#include "tests/tiny_engine.h"
 
 namespace zigzag {
 namespace {
@@ -25,7 +26,6 @@ constexpr int32_t kPoolBlocks = 1500;
 class SharedPrefillTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = testing::MakeTempDir("shared_prefill");
     RandomCheckpointSpec spec;
     spec.vocab_size = 97;
     spec.hidden_size = 48;
@@ -34,39 +34,25 @@ class SharedPrefillTest : public ::testing::Test {
     spec.num_heads = 4;
     spec.num_kv_heads = 2;
     spec.seed = 5;
-    ASSERT_TRUE(WriteRandomCheckpoint(dir_, spec).ok());
-    auto checkpoint = Checkpoint::Open(dir_);
-    ASSERT_TRUE(checkpoint.ok()) << checkpoint.status();
-    checkpoint_ = std::move(*checkpoint);
-    auto backend = CreateBackend("cpu");
-    ASSERT_TRUE(backend.ok()) << backend.status();
-    backend_ = std::move(*backend);
-    auto model = LlamaModel::Load(*checkpoint_, backend_.get());
-    ASSERT_TRUE(model.ok()) << model.status();
-    model_ = std::move(*model);
-    auto cache = KvCache::Create(backend_.get(), model_->kv_layout(kBlockSize), kPoolBlocks);
-    ASSERT_TRUE(cache.ok()) << cache.status();
-    cache_ = std::move(*cache);
+    auto engine = testing::MakeTinyEngine(spec, kBlockSize, kPoolBlocks, "shared_prefill");
+    ASSERT_TRUE(engine.ok()) << engine.status();
+    engine_ = std::move(*engine);
   }
 
   std::vector<int32_t> RandomTokens(size_t n, uint64_t seed) const {
     std::mt19937_64 rng(seed);
     std::vector<int32_t> out(n);
-    for (auto& t : out) t = static_cast<int32_t>(rng() % model_->config().vocab_size);
+    for (auto& t : out) t = static_cast<int32_t>(rng() % engine_.model->config().vocab_size);
     return out;
   }
 
   std::vector<float> PoolContents() {
-    std::vector<float> host(cache_->pool_tensor().numel());
-    EXPECT_TRUE(backend_->CopyToHost(cache_->pool_tensor(), host).ok());
+    std::vector<float> host(engine_.cache->pool_tensor().numel());
+    EXPECT_TRUE(engine_.backend->CopyToHost(engine_.cache->pool_tensor(), host).ok());
     return host;
   }
 
-  std::filesystem::path dir_;
-  std::unique_ptr<Checkpoint> checkpoint_;
-  std::unique_ptr<Backend> backend_;
-  std::unique_ptr<LlamaModel> model_;
-  std::unique_ptr<KvCache> cache_;
+  testing::TinyEngine engine_;
 };
 
 GenerationRequest Request(std::vector<int32_t> prompt, KvPolicy policy, double ratio,
@@ -100,12 +86,12 @@ TEST_F(SharedPrefillTest, EveryPolicyEqualsItsOwnPrefill) {
   // A budget above the prompt: nothing to compress, no summaries needed.
   requests.push_back(Request(prompt, KvPolicy::kSnapKv, 1.0, 5));
 
-  auto shared = GenerateFromSharedPrefill(*model_, *cache_, requests);
+  auto shared = GenerateFromSharedPrefill(*engine_.model, *engine_.cache, requests);
   ASSERT_TRUE(shared.ok()) << shared.status();
-  EXPECT_EQ(cache_->pool().num_free(), kPoolBlocks);
+  EXPECT_EQ(engine_.cache->pool().num_free(), kPoolBlocks);
   ASSERT_EQ(shared->size(), requests.size());
   for (size_t i = 0; i < requests.size(); ++i) {
-    auto alone = GenerateBatch(*model_, *cache_, {&requests[i], 1});
+    auto alone = GenerateBatch(*engine_.model, *engine_.cache, {&requests[i], 1});
     ASSERT_TRUE(alone.ok()) << alone.status();
     const GenerationResult& a = (*alone)[0];
     const GenerationResult& s = (*shared)[i];
@@ -126,22 +112,24 @@ TEST_F(SharedPrefillTest, EveryPolicyEqualsItsOwnPrefill) {
   }
   // The policies do differ, so the comparison above is not between identical copies.
   EXPECT_NE((*shared)[2].plan.kept, (*shared)[1].plan.kept);
-  EXPECT_EQ(cache_->pool().num_free(), kPoolBlocks);
+  EXPECT_EQ(engine_.cache->pool().num_free(), kPoolBlocks);
 }
 
 TEST_F(SharedPrefillTest, ForkCopiesEveryLayerIntoItsOwnBlocks) {
-  SequenceKv source(&cache_->pool(), 3);
+  SequenceKv source(&engine_.cache->pool(), 3);
   ASSERT_TRUE(source.AppendAllLayers(10).ok());
   ASSERT_TRUE(source.Append(1, 7).ok());  // layers of different lengths
-  std::vector<float> initial = testing::RandomFloats(cache_->pool_tensor().numel(), 3);
-  ASSERT_TRUE(backend_->CopyToDevice(initial.data(), DType::kF32, &cache_->pool_tensor()).ok());
-  const int32_t free_before = cache_->pool().num_free();
+  std::vector<float> initial = testing::RandomFloats(engine_.cache->pool_tensor().numel(), 3);
+  ASSERT_TRUE(
+      engine_.backend->CopyToDevice(initial.data(), DType::kF32, &engine_.cache->pool_tensor())
+          .ok());
+  const int32_t free_before = engine_.cache->pool().num_free();
 
-  auto fork = ForkSequenceKv(source, *backend_, *cache_);
+  auto fork = ForkSequenceKv(source, *engine_.backend, *engine_.cache);
   ASSERT_TRUE(fork.ok()) << fork.status();
-  EXPECT_EQ(cache_->pool().num_free(), free_before - source.blocks_held());
+  EXPECT_EQ(engine_.cache->pool().num_free(), free_before - source.blocks_held());
   const std::vector<float> after = PoolContents();
-  const KvLayout& layout = cache_->layout();
+  const KvLayout& layout = engine_.cache->layout();
   const size_t block_floats = 2 * kBlockSize * layout.num_kv_heads * layout.head_dim;
   for (int layer = 0; layer < 3; ++layer) {
     ASSERT_EQ(fork->length(layer), source.length(layer));
@@ -158,30 +146,30 @@ TEST_F(SharedPrefillTest, ForkCopiesEveryLayerIntoItsOwnBlocks) {
   }
   fork->Release();
   source.Release();
-  EXPECT_EQ(cache_->pool().num_free(), kPoolBlocks);
+  EXPECT_EQ(engine_.cache->pool().num_free(), kPoolBlocks);
 }
 
 TEST_F(SharedPrefillTest, ForkWithoutRoomFailsAndTakesNothing) {
-  SequenceKv source(&cache_->pool(), 3);
+  SequenceKv source(&engine_.cache->pool(), 3);
   ASSERT_TRUE(source.AppendAllLayers(kBlockSize * (kPoolBlocks / 3 - 10)).ok());
-  const int32_t free_before = cache_->pool().num_free();
-  auto fork = ForkSequenceKv(source, *backend_, *cache_);
+  const int32_t free_before = engine_.cache->pool().num_free();
+  auto fork = ForkSequenceKv(source, *engine_.backend, *engine_.cache);
   EXPECT_EQ(fork.status().code(), absl::StatusCode::kResourceExhausted) << fork.status();
-  EXPECT_EQ(cache_->pool().num_free(), free_before);
+  EXPECT_EQ(engine_.cache->pool().num_free(), free_before);
 }
 
 TEST_F(SharedPrefillTest, BadRequestsAreRefusedNamingTheRequest) {
   const std::vector<int32_t> prompt = RandomTokens(40, 2);
   std::vector<GenerationRequest> requests = {Request(prompt, KvPolicy::kSnapKv, 0.3, 4),
                                              Request(RandomTokens(40, 3), KvPolicy::kFull, 0, 4)};
-  auto different_prompts = GenerateFromSharedPrefill(*model_, *cache_, requests);
+  auto different_prompts = GenerateFromSharedPrefill(*engine_.model, *engine_.cache, requests);
   EXPECT_EQ(different_prompts.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(different_prompts.status().message(),
               HasSubstr("request 1: its prompt differs from request 0's"));
 
   requests[1] = Request(prompt, KvPolicy::kZigZag, 0.3, 4);
   requests[1].compression.window = 4;
-  auto different_windows = GenerateFromSharedPrefill(*model_, *cache_, requests);
+  auto different_windows = GenerateFromSharedPrefill(*engine_.model, *engine_.cache, requests);
   EXPECT_EQ(different_windows.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(different_windows.status().message(),
               HasSubstr("request 1: its compression window 4 differs from another's 8"));
@@ -189,22 +177,22 @@ TEST_F(SharedPrefillTest, BadRequestsAreRefusedNamingTheRequest) {
   requests[1] = Request(prompt, KvPolicy::kZigZag, 0.3, 4);
   requests[1].prompt[3] = 5000;
   requests[0].prompt[3] = 5000;
-  auto bad_token = GenerateFromSharedPrefill(*model_, *cache_, requests);
+  auto bad_token = GenerateFromSharedPrefill(*engine_.model, *engine_.cache, requests);
   EXPECT_EQ(bad_token.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(bad_token.status().message(), HasSubstr("request 0: prompt token 3 has id 5000"));
 
   // More continuations than the pool can hold: refused with every block returned.
   std::vector<GenerationRequest> many(12, Request(RandomTokens(600, 4), KvPolicy::kFull, 0, 4));
-  auto too_many = GenerateFromSharedPrefill(*model_, *cache_, many);
+  auto too_many = GenerateFromSharedPrefill(*engine_.model, *engine_.cache, many);
   EXPECT_EQ(too_many.status().code(), absl::StatusCode::kResourceExhausted) << too_many.status();
-  EXPECT_EQ(cache_->pool().num_free(), kPoolBlocks);
-  EXPECT_TRUE(GenerateFromSharedPrefill(*model_, *cache_, {}).ok());
+  EXPECT_EQ(engine_.cache->pool().num_free(), kPoolBlocks);
+  EXPECT_TRUE(GenerateFromSharedPrefill(*engine_.model, *engine_.cache, {}).ok());
 }
 
 TEST_F(SharedPrefillTest, TextStopCheckSeesEveryTokenAndStopsBothPaths) {
   const std::vector<int32_t> prompt = RandomTokens(30, 6);
   GenerationRequest request = Request(prompt, KvPolicy::kFull, 0, 20);
-  auto unstopped = GenerateBatch(*model_, *cache_, {&request, 1});
+  auto unstopped = GenerateBatch(*engine_.model, *engine_.cache, {&request, 1});
   ASSERT_TRUE(unstopped.ok()) << unstopped.status();
   ASSERT_EQ((*unstopped)[0].tokens.size(), 20u);
 
@@ -214,8 +202,8 @@ TEST_F(SharedPrefillTest, TextStopCheckSeesEveryTokenAndStopsBothPaths) {
       seen->push_back(token);
       return seen->size() == 6;
     };
-    auto result = shared ? GenerateFromSharedPrefill(*model_, *cache_, {&request, 1})
-                         : GenerateBatch(*model_, *cache_, {&request, 1});
+    auto result = shared ? GenerateFromSharedPrefill(*engine_.model, *engine_.cache, {&request, 1})
+                         : GenerateBatch(*engine_.model, *engine_.cache, {&request, 1});
     ASSERT_TRUE(result.ok()) << result.status();
     const std::vector<int32_t> expected((*unstopped)[0].tokens.begin(),
                                         (*unstopped)[0].tokens.begin() + 6);
@@ -223,7 +211,7 @@ TEST_F(SharedPrefillTest, TextStopCheckSeesEveryTokenAndStopsBothPaths) {
     EXPECT_EQ((*result)[0].finish_reason, FinishReason::kStop);
     EXPECT_EQ(*seen, expected);
   }
-  EXPECT_EQ(cache_->pool().num_free(), kPoolBlocks);
+  EXPECT_EQ(engine_.cache->pool().num_free(), kPoolBlocks);
 }
 
 TEST(StopReasonTest, OrderIsStopIdsEosTextThenLength) {

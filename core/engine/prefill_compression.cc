@@ -39,13 +39,18 @@ bool PrefillCompression::NeedsWindowSummary(const CompressionParams& params,
   return scores_tokens && prompt_tokens > AverageBudget(params, prompt_tokens);
 }
 
-absl::StatusOr<WindowSummary> PrefillCompression::ReadSummary(Backend& backend) const {
+WindowSummary PrefillCompression::SummaryShape() const {
   WindowSummary summary;
   summary.num_layers = num_layers_;
   summary.prompt_tokens = prompt_tokens_;
   summary.window = window_;
   summary.num_heads = num_heads_;
   summary.num_kv_heads = num_kv_heads_;
+  return summary;
+}
+
+absl::StatusOr<WindowSummary> PrefillCompression::ReadSummary(Backend& backend) const {
+  WindowSummary summary = SummaryShape();
   for (const Tensor& mass : window_mass_) {
     std::vector<float>& host = summary.window_mass.emplace_back(mass.numel());
     RETURN_IF_ERROR(backend.CopyToHost(mass, host));
@@ -64,12 +69,7 @@ absl::StatusOr<CompressionPlan> PrefillCompression::ApplyWithSummary(const Windo
                                                                      Backend& backend,
                                                                      KvCache& cache, SequenceKv& kv,
                                                                      KvStats* stats) {
-  WindowSummary summary;
-  summary.num_layers = num_layers_;
-  summary.prompt_tokens = prompt_tokens_;
-  summary.window = window_;
-  summary.num_heads = num_heads_;
-  summary.num_kv_heads = num_kv_heads_;
+  WindowSummary summary = SummaryShape();
   if (NeedsWindowSummary(params_, prompt_tokens_)) {
     if (measured.window != window_ || measured.prompt_tokens != prompt_tokens_ ||
         static_cast<int32_t>(measured.window_mass.size()) != num_layers_) {

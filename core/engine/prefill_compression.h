@@ -49,6 +49,9 @@ class PrefillCompression {
                                                    KvCache& cache, SequenceKv& kv, KvStats* stats);
 
  private:
+  // A summary with this compression's dimensions and no masses.
+  WindowSummary SummaryShape() const;
+
   CompressionParams params_;
   int32_t num_layers_ = 0;
   int32_t num_heads_ = 0;
