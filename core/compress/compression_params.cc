@@ -11,6 +11,7 @@ namespace {
 
 constexpr KvPolicy kAllPolicies[] = {KvPolicy::kFull, KvPolicy::kStreaming, KvPolicy::kSnapKv,
                                      KvPolicy::kPyramidKv, KvPolicy::kZigZag};
+constexpr HeadBudgets kAllHeadBudgets[] = {HeadBudgets::kUniform, HeadBudgets::kAdaptive};
 
 absl::Status Invalid(const std::string& message) {
   return absl::InvalidArgumentError(absl::StrCat("kv_compression.", message));
@@ -43,6 +44,25 @@ absl::StatusOr<KvPolicy> ParseKvPolicy(const std::string& name) {
   return Invalid(absl::StrCat("policy \"", name, "\" is unknown; accepted: ", accepted));
 }
 
+const char* HeadBudgetsName(HeadBudgets head_budgets) {
+  switch (head_budgets) {
+    case HeadBudgets::kUniform:
+      return "uniform";
+    case HeadBudgets::kAdaptive:
+      return "adaptive";
+  }
+  return "unknown";
+}
+
+absl::StatusOr<HeadBudgets> ParseHeadBudgets(const std::string& name) {
+  std::string accepted;
+  for (HeadBudgets head_budgets : kAllHeadBudgets) {
+    if (name == HeadBudgetsName(head_budgets)) return head_budgets;
+    absl::StrAppend(&accepted, accepted.empty() ? "" : ", ", HeadBudgetsName(head_budgets));
+  }
+  return Invalid(absl::StrCat("head_budgets \"", name, "\" is unknown; accepted: ", accepted));
+}
+
 absl::Status ValidateCompressionParams(const CompressionParams& params) {
   if (params.window < 1) {
     return Invalid(absl::StrCat("window must be >= 1, got ", params.window));
@@ -63,6 +83,15 @@ absl::Status ValidateCompressionParams(const CompressionParams& params) {
   }
   if (params.sink_tokens < 0) {
     return Invalid(absl::StrCat("sink_tokens must be >= 0, got ", params.sink_tokens));
+  }
+  // An enum is only as good as the integer it was cast from (a proto value, a flag).
+  if (params.head_budgets != HeadBudgets::kUniform &&
+      params.head_budgets != HeadBudgets::kAdaptive) {
+    return Invalid(absl::StrCat("head_budgets must be uniform or adaptive, got value ",
+                                static_cast<int>(params.head_budgets)));
+  }
+  if (!(params.alpha >= 0.0 && params.alpha <= 1.0)) {
+    return Invalid(absl::StrFormat("alpha must be in [0, 1], got %g", params.alpha));
   }
   // Full keeps everything: a budget, if one is sent, is ignored rather than judged.
   if (params.policy == KvPolicy::kFull) return absl::OkStatus();
@@ -92,6 +121,19 @@ absl::Status ValidateCompressionParams(const CompressionParams& params) {
     }
   }
   return absl::OkStatus();
+}
+
+HeadBudgets EffectiveHeadBudgets(const CompressionParams& params) {
+  switch (params.policy) {
+    case KvPolicy::kSnapKv:
+    case KvPolicy::kPyramidKv:
+    case KvPolicy::kZigZag:
+      return params.head_budgets;
+    case KvPolicy::kFull:
+    case KvPolicy::kStreaming:
+      break;
+  }
+  return HeadBudgets::kUniform;
 }
 
 int64_t AverageBudget(const CompressionParams& params, int64_t prompt_tokens) {
