@@ -8,6 +8,7 @@
 #include <numeric>
 
 #include "absl/strings/str_cat.h"
+#include "core/compress/head_split.h"
 #include "core/util/check.h"
 #include "core/util/status_macros.h"
 
@@ -356,6 +357,7 @@ absl::StatusOr<CompressionPlan> PlanCompression(const CompressionParams& params,
 
   CompressionPlan plan;
   plan.policy = params.policy;
+  plan.head_budgets = EffectiveHeadBudgets(params);
   plan.average_budget = AverageBudget(params, tokens);  // already >= w_eff (ours)
   // (ours) With T <= B_avg nothing would be evicted under any policy: keep the cache as it is.
   if (params.policy == KvPolicy::kFull || tokens <= plan.average_budget) {
@@ -395,12 +397,31 @@ absl::StatusOr<CompressionPlan> PlanCompression(const CompressionParams& params,
     const std::vector<std::vector<float>> scores =
         TokenScores(summary.window_mass[l], summary.num_heads, summary.num_kv_heads, tokens, window,
                     params.kernel);
+    if (plan.head_budgets == HeadBudgets::kAdaptive) {
+      plan.kept[l] = AdaptiveHeadPositions(scores, tokens, window, plan.budgets[l], params.alpha);
+      continue;
+    }
     plan.kept[l].reserve(summary.num_kv_heads);
     for (const std::vector<float>& head_scores : scores) {
       plan.kept[l].push_back(SelectPositions(head_scores, tokens, window, plan.budgets[l]));
     }
   }
+  plan.head_counts.resize(num_layers);
+  for (int64_t l = 0; l < num_layers; ++l) {
+    for (const std::vector<int32_t>& head : plan.kept[l]) {
+      plan.head_counts[l].push_back(static_cast<int64_t>(head.size()));
+    }
+  }
   return plan;
+}
+
+bool CompressionPlan::HeadCountsUniform() const {
+  for (size_t l = 0; l < head_counts.size() && l < budgets.size(); ++l) {
+    for (int64_t count : head_counts[l]) {
+      if (count != budgets[l]) return false;
+    }
+  }
+  return true;
 }
 
 }  // namespace zigzag

@@ -1,6 +1,6 @@
 // The compression policies of ZIGZAG.md behind one function: window attention summaries of a
-// finished prefill in, per-layer budgets and per-(layer, KV head) kept positions out.
-// Pure host-side math on float32/float64; moving KV memory is core/kv's job.
+// finished prefill in, per-layer budgets and per-(layer, KV head) kept positions out. The adaptive
+// head split itself is head_split.h. Pure host-side math; moving KV memory is core/kv's job.
 #pragma once
 
 #include <cstdint>
@@ -28,15 +28,31 @@ struct WindowSummary {
 
 struct CompressionPlan {
   KvPolicy policy = KvPolicy::kFull;
-  int64_t average_budget = 0;    // B_avg
-  bool compressed = false;       // false when T <= B_avg or policy full
-  std::vector<int64_t> budgets;  // [L] kept tokens per layer (T when not compressed)
-  std::vector<double> lmba;      // [L] (zigzag when compressed; empty otherwise)
-  // [L][G] ascending kept positions, each of size budgets[l]; empty when not compressed.
+  // The split applied across KV heads: EffectiveHeadBudgets(params) (uniform for full/streaming).
+  HeadBudgets head_budgets = HeadBudgets::kUniform;
+  int64_t average_budget = 0;  // B_avg
+  bool compressed = false;     // false when T <= B_avg or policy full
+  // [L] the layer budget B_l: kept tokens of every KV head under uniform (T when not compressed);
+  // under adaptive the mean over the layer's KV heads (they keep G * B_l in all).
+  std::vector<int64_t> budgets;
+  std::vector<double> lmba;  // [L] (zigzag when compressed; empty otherwise)
+  // [L][G] ascending kept positions of every (layer, KV head); empty when not compressed. Under
+  // uniform every head of layer l keeps budgets[l]; under adaptive the sizes may differ.
   std::vector<std::vector<std::vector<int32_t>>> kept;
+  // [L][G] kept[l][g].size(): the count each (layer, KV head) keeps; empty when not compressed.
+  // TODO(issue 12): the KV cache cannot hold unequal counts yet. core/kv's CompactSequenceKv
+  // (kv_compaction.cc) compacts every head of layer l to budgets[l] and refuses, with
+  // InvalidArgument and the cache unchanged, a plan whose heads keep other counts; head-granular
+  // blocks will let it compact each head to head_counts[l][g].
+  std::vector<std::vector<int64_t>> head_counts;
+
+  // True when every head of every compressed layer keeps budgets[l] (always under uniform).
+  bool HeadCountsUniform() const;
 };
 
-// Validates the summary's shape against itself and runs the policy.
+// Validates the summary's shape against itself and runs the policy: per-layer budgets, then the
+// kept positions of every KV head, split uniformly (SelectPositions, sections 4-5) or adaptively
+// (AdaptiveHeadPositions, section 8) as EffectiveHeadBudgets(params) says.
 absl::StatusOr<CompressionPlan> PlanCompression(const CompressionParams& params,
                                                 const WindowSummary& summary);
 
