@@ -1,7 +1,6 @@
-// MetricsHttpServer: serves Prometheus scrapes with libmicrohttpd (GET and HEAD /metrics answer
-// with the text a callback renders; other methods 405, other paths 404), one thread per connection
-// so a slow client never delays a scrape or a stop. Knows nothing of metrics; ServerMetrics renders
-// them.
+// MetricsHttpServer: serves Prometheus scrapes with libmicrohttpd, a thread per connection, so a
+// slow client delays neither a scrape nor a stop; GET/HEAD /metrics get what a callback renders,
+// other methods 405, other paths 404. Knows nothing of metrics; ServerMetrics renders them.
 #pragma once
 
 #include <atomic>
@@ -23,7 +22,8 @@ struct MetricsHttpOptions {
   // An idle connection (no byte either way) is closed after this long.
   int connection_timeout_seconds = 5;
   // Open connections in all, and from one address: a client that dribbles bytes keeps its
-  // connection (and thread) alive, so one address may hold only a few.
+  // connection (and thread) alive, so one address may hold only a few. A connection over either
+  // limit is closed at once, unanswered.
   int connection_limit = 32;
   int per_ip_connection_limit = 8;
   // libmicrohttpd's per-connection memory (request line, headers and buffers): a request that does

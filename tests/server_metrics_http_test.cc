@@ -362,6 +362,23 @@ TEST_F(MetricsHttpTest, OversizeHeadersGetAnErrorOrCloseAndTheServerKeepsServing
   EXPECT_EQ(after.body, kMetricsText);
 }
 
+TEST_F(MetricsHttpTest, ConnectionOverThePerAddressLimitIsClosedUnanswered) {
+  Start({.per_ip_connection_limit = 2});
+  const int first = Connect(port());
+  const int second = Connect(port());
+  ASSERT_GE(first, 0);
+  ASSERT_GE(second, 0);
+  ASSERT_TRUE(WaitForOpenConnections(*server_, 2));
+  const Reply refused = Scrape(port());
+  EXPECT_FALSE(refused.timed_out);
+  EXPECT_EQ(refused.status, 0) << refused.headers;
+  close(first);
+  ASSERT_TRUE(WaitForOpenConnections(*server_, 1));
+  EXPECT_EQ(Scrape(port()).status, 200);
+  close(second);
+  EXPECT_EQ(renders_.load(), 1);
+}
+
 TEST_F(MetricsHttpTest, ManyConcurrentScrapesAllSucceed) {
   // Each client's second connection may open before the server has counted its first one closed,
   // so the limits leave room for two per client.
