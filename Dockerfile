@@ -42,7 +42,8 @@ RUN apt-get update -qq \
  && rm -rf /var/lib/apt/lists/*
 ENV PATH=/usr/local/cuda/bin:${PATH}
 WORKDIR /src
-# setup.sh first, alone, so the dependency layer is cached across source changes.
+# setup.sh first, alone, so the dependency layer is cached across source changes. It installs every
+# build dependency, libmicrohttpd-dev (the /metrics HTTP server) among them.
 COPY scripts/setup.sh scripts/setup.sh
 RUN bash scripts/setup.sh && rm -rf /var/lib/apt/lists/*
 COPY . .
@@ -72,11 +73,12 @@ RUN set -e; ldd /out/usr/local/bin/zigzag-server | tee /tmp/ldd.txt; \
 FROM ${DEBIAN_RUNTIME_IMAGE} AS runtime
 ENV DEBIAN_FRONTEND=noninteractive
 COPY --from=builder /out/cuda-keyring.deb /out/runtime-packages.txt /tmp/
-# python3-minimal runs the HEALTHCHECK script (standard library only).
+# python3-minimal runs the HEALTHCHECK script (standard library only). libmicrohttpd12 (serves
+# /metrics) is in runtime-packages.txt already; it is named as well so that the list cannot lose it.
 RUN dpkg -i /tmp/cuda-keyring.deb \
  && apt-get update -qq \
  && xargs -a /tmp/runtime-packages.txt apt-get install -y -qq --no-install-recommends \
-      ca-certificates python3-minimal \
+      ca-certificates python3-minimal libmicrohttpd12 \
  && rm -rf /var/lib/apt/lists/* /tmp/cuda-keyring.deb /tmp/runtime-packages.txt \
  && groupadd --system --gid 10001 zigzag \
  && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \

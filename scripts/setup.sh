@@ -10,7 +10,7 @@ packages=(
   libopenblas-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libprotobuf-dev protobuf-compiler libgrpc++-dev protobuf-compiler-grpc
-  prometheus-cpp-dev python3-grpcio python3-protobuf
+  prometheus-cpp-dev libmicrohttpd-dev python3-grpcio python3-protobuf
   libicu-dev sentencepiece
   python3-matplotlib python3-numpy python3-yaml yamllint
   nodejs

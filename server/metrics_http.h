@@ -1,42 +1,69 @@
-// MetricsHttpServer: a minimal HTTP/1.0 responder for Prometheus scrapes: GET /metrics answers
-// with the text a callback renders, anything else 404. One std::thread with a normal stack:
-// civetweb (prometheus-cpp's Exposer) creates 100 KiB thread stacks, which glibc refuses once
-// cuBLAS's ~110 KiB of static TLS is loaded, so it cannot serve in CUDA builds.
-// Knows nothing of metrics; ServerMetrics renders them.
+// MetricsHttpServer: serves Prometheus scrapes with libmicrohttpd, a thread per connection, so a
+// slow client delays neither a scrape nor a stop; GET/HEAD /metrics get what a callback renders,
+// other methods 405, other paths 404. Knows nothing of metrics; ServerMetrics renders them.
 #pragma once
 
 #include <atomic>
+#include <cstddef>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
-#include <thread>
 
 #include "absl/status/statusor.h"
 
+struct MHD_Daemon;
+
 namespace zigzag {
+
+// Bounds on what clients of /metrics may hold. Prometheus sends one small request per scrape
+// interval, so these are far above what it needs and far below what could hurt the server.
+struct MetricsHttpOptions {
+  // An idle connection (no byte either way) is closed after this long.
+  int connection_timeout_seconds = 5;
+  // Open connections in all, and from one address: a client that dribbles bytes keeps its
+  // connection (and thread) alive, so one address may hold only a few. A connection over either
+  // limit is closed at once, unanswered.
+  int connection_limit = 32;
+  int per_ip_connection_limit = 8;
+  // libmicrohttpd's per-connection memory (request line, headers and buffers): a request that does
+  // not fit gets 431 or 414 and the connection is closed. Prometheus's request is ~300 bytes.
+  size_t connection_memory_limit_bytes = 16 * 1024;
+};
 
 class MetricsHttpServer {
  public:
   // Binds host:port (an IPv4 or IPv6 literal, or a name; port 0 = any free port) and starts
-  // answering. Unavailable (naming the address and the reason) when it cannot bind.
+  // answering with `render`, which may be called from several threads at once. InvalidArgument
+  // naming the option or port when one is out of range; Unavailable naming the address and the
+  // reason when it cannot bind or start.
   static absl::StatusOr<std::unique_ptr<MetricsHttpServer>> Start(
-      const std::string& host, int port, std::function<std::string()> render);
-  ~MetricsHttpServer();  // stops and joins
+      const std::string& host, int port, std::function<std::string()> render,
+      const MetricsHttpOptions& options = {});
+  // Stops: closes the listener and every open connection (slow clients included) and joins the
+  // threads; a render in progress finishes first.
+  ~MetricsHttpServer();
   MetricsHttpServer(const MetricsHttpServer&) = delete;
   MetricsHttpServer& operator=(const MetricsHttpServer&) = delete;
 
   int port() const { return port_; }
+  // Connections accepted and not yet closed (slow or idle ones included).
+  int open_connections() const { return open_connections_.load(); }
 
  private:
-  MetricsHttpServer(int listen_fd, int port, std::function<std::string()> render);
-  void Serve();
-  void Answer(int client_fd) const;
+  explicit MetricsHttpServer(std::function<std::string()> render);
 
-  const int listen_fd_;
-  const int port_;
+  // libmicrohttpd's callbacks (their cls pointer is `this`), defined in the .cc file.
+  struct Callbacks;
+
   const std::function<std::string()> render_;
-  std::atomic<bool> stopping_{false};
-  std::thread thread_;
+  MHD_Daemon* daemon_ = nullptr;
+  int port_ = -1;
+  std::atomic<int> open_connections_{0};
+  // While Start() runs, libmicrohttpd's messages are kept here for the error it may return.
+  std::mutex log_mutex_;
+  bool starting_ = true;
+  std::string start_log_;
 };
 
 }  // namespace zigzag
