@@ -55,7 +55,9 @@ def load_words(files):
     return [w for w in words if w]
 
 
-def train_tokenizer(files, prefix, vocab_size=4096):
+def train_tokenizer(files, prefix, vocab_size=4096, extra_lines=None):
+    """extra_lines: more sentences for the tokenizer's text (the eval model's task templates); None
+    leaves the text, and so the tokenizer, exactly as for the shipped model."""
     import sentencepiece as spm
     tmp = prefix + ".corpus.txt"
     with open(tmp, "w") as f:
@@ -71,6 +73,9 @@ def train_tokenizer(files, prefix, vocab_size=4096):
         # make sure the needle/question words are in the training text
         for _ in range(50):
             f.write(NEEDLE.format(12345) + " " + QUESTION + ANSWER.format(67890) + "\n")
+        for _ in range(10 if extra_lines else 0):
+            for line in extra_lines:
+                f.write(line + "\n")
     spm.SentencePieceTrainer.train(
         input=tmp, model_prefix=prefix, model_type="bpe", vocab_size=vocab_size,
         character_coverage=1.0, split_digits=True, byte_fallback=True,
