@@ -96,7 +96,7 @@ def is_correct(generated, answer):
     if not core or not text.startswith(core):
         return False
     rest = text[len(core):]
-    return not rest or not rest[0].isalnum()
+    return not rest or not (rest[0].isascii() and rest[0].isalnum())  # ASCII, as the C++ grid
 
 
 def _only(matches, what):

@@ -166,6 +166,31 @@ class GeneratorTest(unittest.TestCase):
             tasks.parse_mixture("passkey:0")
 
 
+class EvalFileTest(unittest.TestCase):
+    """make_eval_tasks.records: the JSONL lines zigzag-niah --tasks_file reads."""
+
+    def test_records_hold_prompt_ids_answer_and_token_counts(self):
+        import json
+        import make_eval_tasks as me
+        maker = make_maker()
+        recs = list(me.records(maker, ["passkey", "vartrack"], [300, 700], [0.0, 1.0], 2, 77, True))
+        self.assertEqual(len(recs), 2 * 2 * 2 * 2)
+        self.assertEqual([(r["task"], r["length"], r["depth"], r["trial"]) for r in recs[:3]],
+                         [("passkey", 300, 0.0, 0), ("passkey", 300, 0.0, 1), ("passkey", 300, 1.0, 0)])
+        for r in recs:
+            self.assertEqual(r["prompt_ids"], [1] + maker.sp.encode(r["prompt"]))
+            self.assertEqual(r["prompt_tokens"], len(r["prompt_ids"]))
+            self.assertEqual(r["max_new_tokens"], len(maker.sp.encode(r["prompt"] + r["answer"])) + 2 -
+                             r["prompt_tokens"])  # answer tokens + EOS
+            self.assertLessEqual(r["prompt_tokens"] + r["max_new_tokens"], r["length"])
+            self.assertEqual(tasks.expected_answer(r["task"], r["prompt"]), r["answer"])
+            self.assertEqual(json.loads(json.dumps(r)), r)
+        again = list(me.records(maker, ["passkey", "vartrack"], [300, 700], [0.0, 1.0], 2, 77, True))
+        self.assertEqual(recs, again)
+        no_ids = next(me.records(maker, ["multikey"], [300], [0.5], 1, 77, False))
+        self.assertNotIn("prompt_ids", no_ids)
+
+
 class CheckerTest(unittest.TestCase):
     def test_vartrack_follows_the_chain_in_text_order(self):
         prompt = ("x VAR QQQQQ = 55555. y VAR AAAAA = 12345. VAR BBBBB = VAR AAAAA. z VAR RRRRR = VAR QQQQQ. "
