@@ -55,6 +55,7 @@ def main():
     ap.add_argument("--trials", type=int, default=4)
     ap.add_argument("--seed", type=int, default=31337)
     ap.add_argument("--no-ids", action="store_true", help="leave prompt_ids out (the grid tokenizes)")
+    ap.add_argument("--corpus-root", default="", help="as train.py's")
     args = ap.parse_args()
 
     task_names = [t for t, _ in tk.parse_mixture(args.tasks)]
@@ -64,7 +65,7 @@ def main():
         raise SystemExit("make_eval_tasks: need --trials >= 1, depths in [0, 1] and positive lengths")
     import sentencepiece as spm
     sp = spm.SentencePieceProcessor(model_file=args.tokenizer)
-    _, held = nd.corpus_files()
+    _, held = nd.corpus_files(args.corpus_root)
     if not held:
         raise SystemExit(f"make_eval_tasks: no held-out haystack files in {nd.RELNOTES_DIR}")
     maker = nd.ExampleMaker(sp, nd.load_words(held))

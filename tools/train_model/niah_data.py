@@ -34,15 +34,18 @@ def _read(path):
         return f.read().decode("utf-8", "replace")
 
 
-def corpus_files():
-    """(train_files, heldout_files), deterministic. Every 8th RelNotes file is held out for evaluation."""
+def corpus_files(root=""):
+    """(train_files, heldout_files), deterministic. Every 8th RelNotes file is held out for evaluation.
+    root: a folder holding a copy of the two directories at their paths (`cp -a` keeps the licenses'
+    relative symlinks, which the de-duplication below relies on), e.g. on a GPU machine without them."""
     lic, seen = [], set()
-    for p in sorted(glob.glob(os.path.join(LICENSE_DIR, "*"))):
+    for p in sorted(glob.glob(os.path.join(root + LICENSE_DIR, "*"))):
         real = os.path.realpath(p)
         if os.path.isfile(real) and real not in seen:
             seen.add(real)
             lic.append(real)
-    rel = sorted(glob.glob(os.path.join(RELNOTES_DIR, "*.txt")) + glob.glob(os.path.join(RELNOTES_DIR, "*.txt.gz")))
+    rel_dir = root + RELNOTES_DIR
+    rel = sorted(glob.glob(os.path.join(rel_dir, "*.txt")) + glob.glob(os.path.join(rel_dir, "*.txt.gz")))
     train = lic + [p for i, p in enumerate(rel) if i % 8 != 7]
     held = [p for i, p in enumerate(rel) if i % 8 == 7]
     return train, held

@@ -155,6 +155,10 @@ def main():
     ap.add_argument("--device", choices=["cpu", "cuda"], default=None)
     ap.add_argument("--tokenizer", default="",
                     help="reuse this tokenizer.model instead of training one into --work")
+    ap.add_argument("--corpus-root", default="",
+                    help="folder with a copy of usr/share/common-licenses and usr/share/doc/git/RelNotes")
+    ap.add_argument("--prepare-only", action="store_true",
+                    help="train the tokenizer into --work, print the corpus sizes and stop")
     ap.add_argument("--lm-weight", type=float, default=0.1)
     ap.add_argument("--warmup", type=int, default=100, help="warm-up steps of the first stage (later: 20)")
     ap.add_argument("--save-every", type=int, default=50)
@@ -188,7 +192,9 @@ def main():
 
     import sentencepiece as spm
     tok_prefix = os.path.join(args.work, "tokenizer")
-    train_files, held_files = nd.corpus_files()
+    train_files, held_files = nd.corpus_files(args.corpus_root)
+    if not train_files or not held_files:
+        raise SystemExit(f"no haystack corpus under '{args.corpus_root or '/'}' ({nd.LICENSE_DIR}, {nd.RELNOTES_DIR})")
     if args.tokenizer:
         if not os.path.exists(tok_prefix + ".model"):
             with open(args.tokenizer, "rb") as src, open(tok_prefix + ".model", "wb") as dst:
@@ -202,6 +208,9 @@ def main():
     held = nd.ExampleMaker(sp, nd.load_words(held_files))
     print(f"corpus: {len(train_files)} train files, {maker.cum[-1]} tokens; {len(held_files)} held-out files, "
           f"{held.cum[-1]} tokens; vocab {sp.get_piece_size()}", flush=True)
+    if args.prepare_only:
+        print(f"tokenizer: {tok_prefix}.model", flush=True)
+        return
 
     cfg = tl.Config(vocab_size=sp.get_piece_size(), hidden_size=args.hidden, intermediate_size=args.ffn,
                     num_hidden_layers=args.layers, num_attention_heads=args.heads,
