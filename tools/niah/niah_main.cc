@@ -1,6 +1,8 @@
 // zigzag-niah: needle-in-a-haystack over a grid of prompt lengths x needle depths x trials, every
-// KV policy and budget continued from one shared prefill per prompt (GenerateFromSharedPrefill).
-// Writes results.csv (one row per prompt and policy), summary.md and summary.json to --out.
+// KV policy, budget and kernel continued from one shared prefill per prompt
+// (GenerateFromSharedPrefill). Writes results.csv (one row per prompt and policy), summary.md and
+// summary.json to --out. With --tasks_file, the prompts are those of the file (the long-context
+// tasks of tools/train_model/make_eval_tasks.py) and task_grid.h runs them instead.
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -27,6 +29,8 @@
 #include "nlohmann/json.hpp"
 #include "spdlog/spdlog.h"
 #include "tools/niah/niah_prompt.h"
+#include "tools/niah/task_file.h"
+#include "tools/niah/task_grid.h"
 
 ABSL_FLAG(std::string, model, "", "Hugging Face model folder with a tokenizer");
 ABSL_FLAG(std::string, haystack, "/usr/share/doc/git/RelNotes",
@@ -42,10 +46,18 @@ ABSL_FLAG(std::string, policies, "full,streaming,snapkv,pyramidkv,zigzag", "KV p
 ABSL_FLAG(std::string, budgets, "0.05,0.1,0.2,0.4",
           "Average KV budgets as fractions of the prompt (for every policy but full)");
 ABSL_FLAG(int32_t, kv_window, 32, "Observation window");
-ABSL_FLAG(int32_t, kv_kernel, 7, "Max-pool kernel");
+ABSL_FLAG(int32_t, kv_kernel, 7, "Max-pool kernel (when --kv_kernels is empty)");
+ABSL_FLAG(std::string, kv_kernels, "",
+          "Comma-separated max-pool kernels, each a grid column for snapkv, pyramidkv and zigzag");
+ABSL_FLAG(std::string, tasks_file, "",
+          "JSONL of task prompts (tools/train_model/make_eval_tasks.py) to run instead of the "
+          "passkey grid; --lengths, --depths, --trials, --seed and --haystack* are then unused");
+ABSL_FLAG(int64_t, tasks_max_line_bytes, 1 << 20, "Longest line accepted in --tasks_file");
 ABSL_FLAG(double, kv_tau, 0.9, "ZigZag tau");
 ABSL_FLAG(double, kv_rho, 0.2, "ZigZag rho");
-ABSL_FLAG(int32_t, max_tokens, 8, "Tokens generated per answer (greedy)");
+ABSL_FLAG(int32_t, max_tokens, 8,
+          "Tokens generated per answer (greedy); with --tasks_file, for lines without "
+          "max_new_tokens");
 ABSL_FLAG(std::string, backend, "auto", "Backend: auto, cpu or cuda");
 ABSL_FLAG(int32_t, threads, 0, "CPU backend threads; 0 = all cores");
 ABSL_FLAG(int64_t, kv_memory_mb, 512, "KV cache memory in MiB");
@@ -96,11 +108,15 @@ std::string CsvQuote(const std::string& text) {
   return out + "\"";
 }
 
-struct Config {
-  zigzag::CompressionParams params;
-  std::string label;  // "full" or "zigzag@0.2"
-  double budget = 1.0;
-};
+using Config = zigzag::niah::GridConfig;
+
+// The kernel only matters to the policies that pool scores.
+std::string KernelColumn(const Config& config) {
+  const zigzag::KvPolicy policy = config.params.policy;
+  return policy == zigzag::KvPolicy::kFull || policy == zigzag::KvPolicy::kStreaming
+             ? "-"
+             : absl::StrCat(config.params.kernel);
+}
 
 struct Tally {
   int64_t correct = 0;
@@ -140,35 +156,33 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  std::vector<Config> configs;
-  for (absl::string_view name :
-       absl::StrSplit(absl::GetFlag(FLAGS_policies), ',', absl::SkipEmpty())) {
-    absl::StatusOr<zigzag::KvPolicy> policy = zigzag::ParseKvPolicy(std::string(name));
-    if (!policy.ok()) return Fail("--policies", policy.status());
-    zigzag::CompressionParams params;
-    params.policy = *policy;
-    params.window = absl::GetFlag(FLAGS_kv_window);
-    params.kernel = absl::GetFlag(FLAGS_kv_kernel);
-    params.tau = absl::GetFlag(FLAGS_kv_tau);
-    params.rho = absl::GetFlag(FLAGS_kv_rho);
-    if (*policy == zigzag::KvPolicy::kFull) {
-      configs.push_back({params, "full", 1.0});
-      continue;
-    }
-    for (double budget : budgets) {
-      params.ratio = budget;
-      if (absl::Status valid = zigzag::ValidateCompressionParams(params); !valid.ok()) {
-        return Fail(absl::StrCat("--budgets ", budget), valid);
-      }
-      configs.push_back({params, absl::StrCat(name, "@", budget), budget});
-    }
+  std::vector<int32_t> kernels;
+  if (absl::GetFlag(FLAGS_kv_kernels).empty()) {
+    kernels.push_back(absl::GetFlag(FLAGS_kv_kernel));
+  } else if (!ParseList(absl::GetFlag(FLAGS_kv_kernels), "kv_kernels", &kernels)) {
+    return 2;
   }
+  zigzag::CompressionParams base;
+  base.window = absl::GetFlag(FLAGS_kv_window);
+  base.kernel = kernels.front();
+  base.tau = absl::GetFlag(FLAGS_kv_tau);
+  base.rho = absl::GetFlag(FLAGS_kv_rho);
+  const std::vector<std::string> policies =
+      absl::StrSplit(absl::GetFlag(FLAGS_policies), ',', absl::SkipEmpty());
+  absl::StatusOr<std::vector<Config>> built =
+      zigzag::niah::BuildGridConfigs(policies, budgets, kernels, base);
+  if (!built.ok()) return Fail("--policies / --budgets / --kv_kernels", built.status());
+  const std::vector<Config> configs = std::move(*built);
+  const std::string tasks_file = absl::GetFlag(FLAGS_tasks_file);
 
-  std::vector<std::string> haystack_paths =
-      absl::StrSplit(absl::GetFlag(FLAGS_haystack), ',', absl::SkipEmpty());
-  absl::StatusOr<std::vector<std::string>> words = zigzag::niah::LoadHaystackWords(
-      haystack_paths, absl::GetFlag(FLAGS_haystack_stride), absl::GetFlag(FLAGS_haystack_offset));
-  if (!words.ok()) return Fail("--haystack", words.status());
+  absl::StatusOr<std::vector<std::string>> words = std::vector<std::string>{};
+  if (tasks_file.empty()) {
+    std::vector<std::string> haystack_paths =
+        absl::StrSplit(absl::GetFlag(FLAGS_haystack), ',', absl::SkipEmpty());
+    words = zigzag::niah::LoadHaystackWords(haystack_paths, absl::GetFlag(FLAGS_haystack_stride),
+                                            absl::GetFlag(FLAGS_haystack_offset));
+    if (!words.ok()) return Fail("--haystack", words.status());
+  }
 
   zigzag::BackendOptions backend_options;
   backend_options.num_threads = absl::GetFlag(FLAGS_threads);
@@ -182,6 +196,22 @@ int main(int argc, char** argv) {
                                                 absl::GetFlag(FLAGS_kv_memory_mb) << 20);
   if (!cache.ok()) return Fail("KV cache", cache.status());
   const int64_t max_tokens = absl::GetFlag(FLAGS_max_tokens);
+  if (!tasks_file.empty()) {
+    zigzag::niah::TaskFileLimits limits;
+    limits.max_line_bytes = absl::GetFlag(FLAGS_tasks_max_line_bytes);
+    limits.max_prompt_ids = (*model)->config().max_context();
+    limits.vocab_size = (*model)->config().vocab_size;
+    absl::StatusOr<std::vector<zigzag::niah::TaskPrompt>> prompts =
+        zigzag::niah::ReadTaskFile(tasks_file, limits);
+    if (!prompts.ok()) return Fail("--tasks_file", prompts.status());
+    zigzag::niah::TaskGridOptions options;
+    options.default_max_new_tokens = static_cast<int32_t>(max_tokens);
+    options.out_dir = out_dir;
+    absl::Status run =
+        zigzag::niah::RunTaskGrid(**model, **cache, **tokenizer, *prompts, configs, options);
+    if (!run.ok()) return Fail("task grid", run);
+    return 0;
+  }
   for (int64_t length : lengths) {
     if (length + max_tokens > (*model)->config().max_context()) {
       std::fprintf(stderr,
@@ -200,7 +230,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   csv << "length,prompt_tokens,depth,trial,passkey,policy,budget,correct,answer,"
-         "retained_fraction,kept_per_layer\n";
+         "retained_fraction,kept_per_layer,kernel\n";
 
   std::mt19937_64 rng(absl::GetFlag(FLAGS_seed));
   std::map<std::string, Tally> tallies;
@@ -241,8 +271,8 @@ int main(int argc, char** argv) {
           csv << length << ',' << prompt->ids.size() << ',' << depth << ',' << trial << ','
               << passkey << ',' << zigzag::KvPolicyName(configs[c].params.policy) << ','
               << configs[c].budget << ',' << (correct ? 1 : 0) << ',' << CsvQuote(*answer) << ','
-              << retained << ',' << absl::StrJoin(result.kv_stats.prompt_kept_per_layer, ";")
-              << '\n';
+              << retained << ',' << absl::StrJoin(result.kv_stats.prompt_kept_per_layer, ";") << ','
+              << KernelColumn(configs[c]) << '\n';
           Tally& tally = tallies[configs[c].label];
           tally.correct += correct;
           tally.total += 1;
@@ -266,9 +296,9 @@ int main(int argc, char** argv) {
 
   // Summary: accuracy and retained KV per configuration, accuracy per length.
   nlohmann::json json;
-  std::string md = "| policy | budget | accuracy | correct | mean retained KV |";
+  std::string md = "| policy | budget | kernel | accuracy | correct | mean retained KV |";
   for (int64_t length : lengths) absl::StrAppend(&md, " ", length, " |");
-  md += "\n|---|---|---|---|---|";
+  md += "\n|---|---|---|---|---|---|";
   for (size_t i = 0; i < lengths.size(); ++i) md += "---|";
   md += "\n";
   for (const Config& config : configs) {
@@ -278,8 +308,8 @@ int main(int argc, char** argv) {
     absl::StrAppend(
         &md, "| ", zigzag::KvPolicyName(config.params.policy), " | ",
         config.params.policy == zigzag::KvPolicy::kFull ? "-" : absl::StrCat(config.budget), " | ",
-        absl::StrFormat("%.1f%%", 100 * accuracy), " | ", tally.correct, "/", tally.total, " | ",
-        absl::StrFormat("%.3f", retained), " |");
+        KernelColumn(config), " | ", absl::StrFormat("%.1f%%", 100 * accuracy), " | ",
+        tally.correct, "/", tally.total, " | ", absl::StrFormat("%.3f", retained), " |");
     nlohmann::json by_length;
     for (int64_t length : lengths) {
       const auto [correct, total] = tally.by_length.at(length);
@@ -289,6 +319,7 @@ int main(int argc, char** argv) {
     md += "\n";
     json["configs"].push_back({{"policy", zigzag::KvPolicyName(config.params.policy)},
                                {"budget", config.budget},
+                               {"kernel", config.params.kernel},
                                {"accuracy", accuracy},
                                {"correct", tally.correct},
                                {"total", tally.total},

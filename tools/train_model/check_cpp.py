@@ -3,7 +3,12 @@
 log-probabilities as the torch reference model for passkey prompts built from held-out text.
 
   /usr/bin/python3 tools/train_model/check_cpp.py --model models/zigzag-tiny --lengths 200,3000
+  /usr/bin/python3 tools/train_model/check_cpp.py --model models/zigzag-eval --tasks-file tasks.jsonl --per-task 2
+
+With --tasks-file (make_eval_tasks.py's JSONL), the first --per-task prompts of every task in the file
+are checked instead of passkey prompts, each generating its answer's length (max_new_tokens).
 """
+import json
 import argparse
 import os
 import random
@@ -27,26 +32,44 @@ def main():
     ap.add_argument("--depth", type=float, default=0.4)
     ap.add_argument("--max-tokens", type=int, default=8)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--tasks-file", default="", help="check prompts of this JSONL instead")
+    ap.add_argument("--per-task", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(2)
 
     import sentencepiece as spm
     sp = spm.SentencePieceProcessor(model_file=os.path.join(args.model, "tokenizer.model"))
     model = tl.load_hf(args.model)
-    _, held = nd.corpus_files()
-    maker = nd.ExampleMaker(sp, nd.load_words(held))
+    cases = []  # (label, prompt ids, max tokens)
+    if args.tasks_file:
+        seen = {}
+        with open(args.tasks_file) as f:
+            for line in f:
+                if not line.strip():
+                    continue
+                rec = json.loads(line)
+                if seen.get(rec["task"], 0) >= args.per_task:
+                    continue
+                seen[rec["task"]] = seen.get(rec["task"], 0) + 1
+                ids = rec.get("prompt_ids") or [sp.bos_id()] + sp.encode(rec["prompt"])
+                cases.append((f"{rec['task']} answer '{rec['answer']}'", ids, rec.get("max_new_tokens", 8)))
+    else:
+        _, held = nd.corpus_files()
+        maker = nd.ExampleMaker(sp, nd.load_words(held))
+        for L in [int(x) for x in args.lengths.split(",")]:
+            rng = random.Random(f"{args.seed}-{L}")
+            ids, n, pk, text = maker.make(rng, L, args.depth)
+            assert ids[:n] == [sp.bos_id()] + sp.encode(text)
+            cases.append((f"passkey {pk}", ids[:n], args.max_tokens))
     all_ok = True
-    for L in [int(x) for x in args.lengths.split(",")]:
-        rng = random.Random(f"{args.seed}-{L}")
-        ids, n, pk, text = maker.make(rng, L, args.depth)
-        prompt = ids[:n]
-        assert prompt == [sp.bos_id()] + sp.encode(text)
-        ref = model.greedy(prompt, args.max_tokens, eos_id=sp.eos_id())
+    for label, prompt, max_tokens in cases:
+        n = len(prompt)
+        ref = model.greedy(prompt, max_tokens, eos_id=sp.eos_id())
         with torch.no_grad():
             lp = torch.log_softmax(model(torch.tensor([prompt + ref]))[0], -1)
         ref_lp = [lp[n - 1 + i, t].item() for i, t in enumerate(ref)]
         r = subprocess.run([args.generate, "--model", args.model, "--prompt_ids", ",".join(map(str, prompt)),
-                            "--max_tokens", str(args.max_tokens), "--backend", "cpu", "--logprobs"],
+                            "--max_tokens", str(max_tokens), "--backend", "cpu", "--logprobs"],
                            capture_output=True, text=True, check=True)
         cpp, cpp_lp = [], []
         for line in r.stdout.splitlines():
@@ -57,7 +80,7 @@ def main():
         same = cpp == ref
         diff = max((abs(a - b) for a, b in zip(ref_lp, cpp_lp)), default=float("nan"))
         all_ok &= same
-        print(f"prompt {n} tokens, passkey {pk}: torch {ref} '{sp.decode(ref)}' | C++ {cpp} '{sp.decode(cpp)}' | "
+        print(f"prompt {n} tokens, {label}: torch {ref} '{sp.decode(ref)}' | C++ {cpp} '{sp.decode(cpp)}' | "
               f"{'SAME' if same else 'DIFFERENT'}, max |logprob diff| {diff:.2e}")
     sys.exit(0 if all_ok else 1)
 

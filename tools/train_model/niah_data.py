@@ -34,15 +34,18 @@ def _read(path):
         return f.read().decode("utf-8", "replace")
 
 
-def corpus_files():
-    """(train_files, heldout_files), deterministic. Every 8th RelNotes file is held out for evaluation."""
+def corpus_files(root=""):
+    """(train_files, heldout_files), deterministic. Every 8th RelNotes file is held out for evaluation.
+    root: a folder holding a copy of the two directories at their paths (`cp -a` keeps the licenses'
+    relative symlinks, which the de-duplication below relies on), e.g. on a GPU machine without them."""
     lic, seen = [], set()
-    for p in sorted(glob.glob(os.path.join(LICENSE_DIR, "*"))):
+    for p in sorted(glob.glob(os.path.join(root + LICENSE_DIR, "*"))):
         real = os.path.realpath(p)
         if os.path.isfile(real) and real not in seen:
             seen.add(real)
             lic.append(real)
-    rel = sorted(glob.glob(os.path.join(RELNOTES_DIR, "*.txt")) + glob.glob(os.path.join(RELNOTES_DIR, "*.txt.gz")))
+    rel_dir = root + RELNOTES_DIR
+    rel = sorted(glob.glob(os.path.join(rel_dir, "*.txt")) + glob.glob(os.path.join(rel_dir, "*.txt.gz")))
     train = lic + [p for i, p in enumerate(rel) if i % 8 != 7]
     held = [p for i, p in enumerate(rel) if i % 8 == 7]
     return train, held
@@ -55,7 +58,9 @@ def load_words(files):
     return [w for w in words if w]
 
 
-def train_tokenizer(files, prefix, vocab_size=4096):
+def train_tokenizer(files, prefix, vocab_size=4096, extra_lines=None):
+    """extra_lines: more sentences for the tokenizer's text (the eval model's task templates); None
+    leaves the text, and so the tokenizer, exactly as for the shipped model."""
     import sentencepiece as spm
     tmp = prefix + ".corpus.txt"
     with open(tmp, "w") as f:
@@ -71,6 +76,9 @@ def train_tokenizer(files, prefix, vocab_size=4096):
         # make sure the needle/question words are in the training text
         for _ in range(50):
             f.write(NEEDLE.format(12345) + " " + QUESTION + ANSWER.format(67890) + "\n")
+        for _ in range(10 if extra_lines else 0):
+            for line in extra_lines:
+                f.write(line + "\n")
     spm.SentencePieceTrainer.train(
         input=tmp, model_prefix=prefix, model_type="bpe", vocab_size=vocab_size,
         character_coverage=1.0, split_digits=True, byte_fallback=True,

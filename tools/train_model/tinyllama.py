@@ -83,7 +83,8 @@ class RMSNorm(nn.Module):
 
 
 def rope_cos_sin(positions, head_dim, theta):
-    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.int64).float() / head_dim))
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.int64, device=positions.device).float()
+                                / head_dim))
     freqs = positions.float()[:, None] * inv_freq[None, :]
     emb = torch.cat([freqs, freqs], dim=-1)
     return emb.cos(), emb.sin()
@@ -116,7 +117,10 @@ class Attention(nn.Module):
             v = v[:, :, None].expand(b, self.g, rep, t, self.hd).reshape(b, self.h, t, self.hd)
         scale = 1.0 / math.sqrt(self.hd)
         C = ATTN_CHUNK
-        if t <= C:
+        if x.is_cuda and hasattr(F, "scaled_dot_product_attention"):
+            # GPU (torch >= 2.0): the fused kernel, same math (causal, scale 1/sqrt(head_dim)).
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        elif t <= C:
             scores = torch.matmul(q, k.transpose(-1, -2)) * scale + mask
             out = torch.matmul(torch.softmax(scores, dim=-1), v)
         else:
@@ -180,8 +184,8 @@ class TinyLlama(nn.Module):
         """Final-normed hidden states for ids [B, T] at positions 0..T-1."""
         b, t = ids.shape
         c = self.config
-        cos, sin = rope_cos_sin(torch.arange(t), c.head_dim, c.rope_theta)
-        mask = torch.full((t, t), float("-inf")).triu(1)
+        cos, sin = rope_cos_sin(torch.arange(t, device=ids.device), c.head_dim, c.rope_theta)
+        mask = torch.full((t, t), float("-inf"), device=ids.device).triu(1)
         x = self.embed_tokens(ids)
         for layer in self.layers:
             x = layer(x, cos, sin, mask)
@@ -211,7 +215,7 @@ class TinyLlama(nn.Module):
         """Tensors under Hugging Face LlamaForCausalLM names (tied: no lm_head.weight)."""
         d = {}
         for name, p in self.state_dict().items():
-            d["model." + name] = p.detach().float().contiguous()
+            d["model." + name] = p.detach().float().cpu().contiguous()
         if not self.config.tie_word_embeddings:
             d["lm_head.weight"] = d["model.embed_tokens.weight"]
         return d

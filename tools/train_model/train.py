@@ -11,6 +11,12 @@ After every stage: checkpoint to --work and export the Hugging Face folder to --
   /usr/bin/python3 tools/train_model/train.py --work /work/train-work/run2   # the shipped model (defaults)
   /usr/bin/python3 tools/train_model/train.py --resume        # continue from --work/ckpt.pt
   /usr/bin/python3 tools/train_model/train.py --resume --stages "<old stages>,4096:1:200:5e-4"  # train more
+  /usr/bin/python3 tools/train_model/train.py --preset eval --work /work/train-work/eval   # zigzag-eval
+  python3 tools/train_model/train.py --preset eval-gpu --work /tmp/eval-gpu              # one GPU call
+
+Presets (--preset) set the model shape, the stages, the task mixture, --out and the device; any of
+those flags given explicitly wins. `tiny` (the default) is the shipped zigzag-tiny recipe: with it and
+no --tasks, every random draw is the one the shipped model was trained with.
 """
 import argparse
 import json
@@ -28,17 +34,36 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import niah_data as nd  # noqa: E402
+import tasks as tk  # noqa: E402
 import tinyllama as tl  # noqa: E402
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 DEFAULT_STAGES = ("64:32:500:2e-3,128:16:250:2e-3,256:16:200:2e-3,512:8:200:1.5e-3,1024:4:200:1.5e-3,"
                   "2048:2:200:1e-3,4096:1:300:7e-4,4096:1:250:5e-4:0.4")
+ALL_TASKS = "passkey:1,multikey:1,multivalue:1,vartrack:1,multiquery:1"
+# zigzag-eval on 2 CPU cores, about 140 minutes (README: "The evaluation model"): the tiny schedule's
+# shape with more steps; 8 layers cost about 2.1x a tiny step.
+EVAL_STAGES = ("64:32:300:2e-3,128:16:400:2e-3,256:16:300:2e-3,512:8:300:1.5e-3,1024:4:300:1.5e-3,"
+               "2048:2:300:1e-3,4096:1:350:7e-4,4096:1:250:5e-4:0.4")
+# The same curriculum in one GPU call: 8x the examples per step, fewer steps.
+EVAL_GPU_STAGES = ("64:256:200:2e-3,128:128:200:2e-3,256:128:200:2e-3,512:64:200:1.5e-3,"
+                   "1024:32:200:1.5e-3,2048:16:200:1e-3,4096:8:300:7e-4,4096:8:200:5e-4:0.4")
+PRESETS = {
+    "tiny": dict(layers=4, hidden=128, ffn=256, heads=4, kv_heads=2, head_dim=32, stages=DEFAULT_STAGES,
+                 tasks="", out=os.path.join(REPO, "models", "zigzag-tiny"), device="cpu"),
+    "eval": dict(layers=8, hidden=128, ffn=256, heads=4, kv_heads=4, head_dim=32, stages=EVAL_STAGES,
+                 tasks=ALL_TASKS, out=os.path.join(REPO, "models", "zigzag-eval"), device="cpu"),
+    "eval-gpu": dict(layers=12, hidden=256, ffn=768, heads=8, kv_heads=4, head_dim=32, stages=EVAL_GPU_STAGES,
+                     tasks=ALL_TASKS, out=os.path.join(REPO, "models", "zigzag-eval"), device="cuda"),
+}
 
 
 def parse_stages(s):
     out = []
     for part in s.split(","):
         f = part.split(":")
+        if len(f) not in (4, 5):
+            raise SystemExit(f"--stages: '{part}' is not LEN:BATCH:STEPS:LR[:FAR]")
         out.append({"len": int(f[0]), "batch": int(f[1]), "steps": int(f[2]), "lr": float(f[3]),
                     "far": float(f[4]) if len(f) > 4 else 0.0})
     return out
@@ -70,35 +95,70 @@ def sample_depth(rng):
 
 
 @torch.no_grad()
-def quick_eval(model, maker, L, trials, seed):
+def quick_eval(model, maker, L, trials, seed, task=None, device="cpu"):
+    """Share of `trials` prompts (depths spread over [0, 1]) whose answer is the teacher-forced argmax.
+    task None: the passkey prompts of the shipped recipe (same draws as before tasks existed)."""
     model.eval()
     rng = random.Random(seed)
     ok = 0
     for t in range(trials):
         depth = t / max(1, trials - 1)
-        ids, n, pk, _ = maker.make(rng, L, depth)
-        _, _, _, c = batch_loss_padded(model, [(ids, n, len(ids), "key")], rng, lm_positions=1)
+        if task is None:
+            ids, n, pk, _ = maker.make(rng, L, depth)
+            ex = (ids, n, len(ids), "key")
+        else:
+            e = tk.generate(task, maker, rng, L, depth)
+            ex = (e.ids, e.n_prompt, len(e.ids), "key", len(e.ids) - e.n_prompt - 1)
+        _, _, _, c = batch_loss_padded(model, [ex], rng, lm_positions=1, device=device)
         ok += c
     model.train()
     return ok / trials
 
 
+def make_task_example(rng, mixture, maker, L, depth):
+    """One example of a task drawn from the mixture; a task whose needles do not fit in L tokens
+    (under ~100) falls back to passkey. Returns (ids, n_prompt, score_len): the answer's tokens
+    (all but EOS) are what a correct example reproduces."""
+    task = rng.choices([t for t, _ in mixture], weights=[w for _, w in mixture])[0]
+    try:
+        e = tk.generate(task, maker, rng, L, depth)
+    except ValueError:
+        e = tk.generate("passkey", maker, rng, L, depth)
+    return e.ids, e.n_prompt, len(e.ids) - e.n_prompt - 1
+
+
 def save_ckpt(path, model, opt, state):
     tmp = path + ".tmp"
-    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "state": state}, tmp)
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "state": state,
+                "config": model.config.to_hf()}, tmp)
     os.replace(tmp, path)
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--work", default="/work/train-work")
-    ap.add_argument("--out", default=os.path.join(REPO, "models", "zigzag-tiny"))
+    ap.add_argument("--preset", choices=sorted(PRESETS), default="tiny",
+                    help="model shape, stages, tasks, --out and device (explicit flags win)")
+    ap.add_argument("--out", default=None, help="HF folder to export to (preset: models/zigzag-<name>)")
     ap.add_argument("--seed", type=int, default=1234)
-    ap.add_argument("--stages", default=DEFAULT_STAGES)
+    ap.add_argument("--stages", default=None, help="LEN:BATCH:STEPS:LR[:FAR],... (preset)")
+    ap.add_argument("--tasks", default=None,
+                    help="task mixture 'name:weight,...' of " + ",".join(tk.TASKS) +
+                         " for the non-copy examples; empty: passkey only, as the shipped model (preset)")
     ap.add_argument("--vocab", type=int, default=4096)
-    ap.add_argument("--hidden", type=int, default=128)
-    ap.add_argument("--ffn", type=int, default=256)
-    ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--hidden", type=int, default=None)
+    ap.add_argument("--ffn", type=int, default=None)
+    ap.add_argument("--layers", type=int, default=None)
+    ap.add_argument("--heads", type=int, default=None, help="query heads")
+    ap.add_argument("--kv-heads", type=int, default=None, help="KV heads (GQA: divides --heads)")
+    ap.add_argument("--head-dim", type=int, default=None)
+    ap.add_argument("--device", choices=["cpu", "cuda"], default=None)
+    ap.add_argument("--tokenizer", default="",
+                    help="reuse this tokenizer.model instead of training one into --work")
+    ap.add_argument("--corpus-root", default="",
+                    help="folder with a copy of usr/share/common-licenses and usr/share/doc/git/RelNotes")
+    ap.add_argument("--prepare-only", action="store_true",
+                    help="train the tokenizer into --work, print the corpus sizes and stop")
     ap.add_argument("--lm-weight", type=float, default=0.1)
     ap.add_argument("--warmup", type=int, default=100, help="warm-up steps of the first stage (later: 20)")
     ap.add_argument("--save-every", type=int, default=50)
@@ -112,6 +172,17 @@ def main():
     ap.add_argument("--start-stage", type=int, default=-1,
                     help="with --resume: keep weights and optimizer, restart the schedule at this stage, step 0")
     args = ap.parse_args()
+    for key, value in PRESETS[args.preset].items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    mixture = tk.parse_mixture(args.tasks) if args.tasks else None
+    if args.heads % args.kv_heads != 0:
+        raise SystemExit(f"--kv-heads {args.kv_heads} must divide --heads {args.heads}")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: torch sees no CUDA device")
+    dev = torch.device(args.device)
+    if args.device == "cuda":
+        torch.set_float32_matmul_precision("high")  # TF32 matmuls (fp32 storage and accumulation)
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -120,19 +191,30 @@ def main():
 
     import sentencepiece as spm
     tok_prefix = os.path.join(args.work, "tokenizer")
-    train_files, held_files = nd.corpus_files()
-    if not os.path.exists(tok_prefix + ".model"):
-        nd.train_tokenizer(train_files, tok_prefix, args.vocab)
+    train_files, held_files = nd.corpus_files(args.corpus_root)
+    if not train_files or not held_files:
+        raise SystemExit(f"no haystack corpus under '{args.corpus_root or '/'}' ({nd.LICENSE_DIR}, {nd.RELNOTES_DIR})")
+    if args.tokenizer:
+        if not os.path.exists(tok_prefix + ".model"):
+            with open(args.tokenizer, "rb") as src, open(tok_prefix + ".model", "wb") as dst:
+                dst.write(src.read())
+    elif not os.path.exists(tok_prefix + ".model"):
+        # the task templates' words go into the tokenizer's text only when tasks are trained
+        nd.train_tokenizer(train_files, tok_prefix, args.vocab,
+                           extra_lines=tk.tokenizer_lines() if mixture else None)
     sp = spm.SentencePieceProcessor(model_file=tok_prefix + ".model")
     maker = nd.ExampleMaker(sp, nd.load_words(train_files))
     held = nd.ExampleMaker(sp, nd.load_words(held_files))
     print(f"corpus: {len(train_files)} train files, {maker.cum[-1]} tokens; {len(held_files)} held-out files, "
           f"{held.cum[-1]} tokens; vocab {sp.get_piece_size()}", flush=True)
+    if args.prepare_only:
+        print(f"tokenizer: {tok_prefix}.model", flush=True)
+        return
 
     cfg = tl.Config(vocab_size=sp.get_piece_size(), hidden_size=args.hidden, intermediate_size=args.ffn,
-                    num_hidden_layers=args.layers, num_attention_heads=4, num_key_value_heads=2, head_dim=32,
-                    max_position_embeddings=4096)
-    model = tl.TinyLlama(cfg)
+                    num_hidden_layers=args.layers, num_attention_heads=args.heads,
+                    num_key_value_heads=args.kv_heads, head_dim=args.head_dim, max_position_embeddings=4096)
+    model = tl.TinyLlama(cfg).to(dev)  # initialised on the CPU generator: the same weights on any device
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}],
@@ -142,7 +224,10 @@ def main():
     ckpt_path = os.path.join(args.work, "ckpt.pt")
     state = {"stage": 0, "step": 0, "elapsed": 0.0, "history": []}
     if args.resume and os.path.exists(ckpt_path):
-        ck = torch.load(ckpt_path)
+        ck = torch.load(ckpt_path, map_location=dev)
+        if "config" in ck and ck["config"] != cfg.to_hf():
+            raise SystemExit(f"--resume: {ckpt_path} holds a model of another shape ({ck['config']}) than "
+                             f"the flags ask for ({cfg.to_hf()})")
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
         state = ck["state"]
@@ -173,15 +258,20 @@ def main():
                     S = [rng.randrange(3, sp.get_piece_size()) for _ in range(m)]
                     exs.append(([sp.bos_id()] + S + S, 2 + m, "aux"))
                     continue
-                ids, n, _, _ = maker.make(rng, L, rng.uniform(0.0, 0.3) if far else sample_depth(rng))
-                exs.append((ids, n, "key"))
+                depth = rng.uniform(0.0, 0.3) if far else sample_depth(rng)
+                if mixture is None:
+                    ids, n, _, _ = maker.make(rng, L, depth)
+                    exs.append((ids, n, "key", 6))
+                else:
+                    ids, n, score_len = make_task_example(rng, mixture, maker, L, depth)
+                    exs.append((ids, n, "key", score_len))
             # examples may be a token or two shorter than L: right-pad with EOS; padding is never scored
             # (causal attention: real positions never see it).
             T = max(len(e[0]) for e in exs)
-            exs = [(e[0] + [sp.eos_id()] * (T - len(e[0])), e[1], len(e[0]), e[2]) for e in exs]
+            exs = [(e[0] + [sp.eos_id()] * (T - len(e[0])), e[1], len(e[0]), *e[2:]) for e in exs]
             for g in opt.param_groups:
                 g["lr"] = lr_at(st, step, warm)
-            lm_loss, ans_loss, aux_loss, correct = batch_loss_padded(model, exs, rng)
+            lm_loss, ans_loss, aux_loss, correct = batch_loss_padded(model, exs, rng, device=dev)
             loss = args.lm_weight * lm_loss + ans_loss + aux_loss
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -210,16 +300,20 @@ def main():
             if state["step"] % args.save_every == 0:
                 save_ckpt(ckpt_path, model, opt, state)
         # stage done: evaluate on held-out text at this length, checkpoint, export
-        acc = quick_eval(model, held, st["len"], 10, args.seed + 7 + si)
-        acc_short = quick_eval(model, held, 512, 10, args.seed + 99 + si)
+        acc = quick_eval(model, held, st["len"], 10, args.seed + 7 + si, device=dev)
+        acc_short = quick_eval(model, held, 512, 10, args.seed + 99 + si, device=dev)
         rec = {"stage": si, **st, "minutes": (time.time() - t_stage) / 60, "heldout_acc_at_len": acc,
                "heldout_acc_512": acc_short}
+        if mixture is not None:  # per task, 6 prompts at the stage's length (passkey: above)
+            rec["heldout_task_acc_at_len"] = {
+                t: quick_eval(model, held, max(st["len"], 128), 6, args.seed + 7 + si, task=t, device=dev)
+                for t, _ in mixture if t != "passkey"}
         state["history"].append(rec)
         print("STAGE DONE " + json.dumps(rec), flush=True)
         state["stage"] += 1
         state["step"] = 0
         save_ckpt(ckpt_path, model, opt, state)
-        torch.save(model.state_dict(), os.path.join(args.work, f"model_stage{si}.pt"))
+        torch.save({k: v.cpu() for k, v in model.state_dict().items()}, os.path.join(args.work, f"model_stage{si}.pt"))
         tl.export_hf(model, args.out, tok_prefix + ".model")
         with open(os.path.join(args.work, "train_history.json"), "w") as f:
             json.dump({"args": vars(args), "history": state["history"], "elapsed_s": state["elapsed"]}, f, indent=2)
@@ -227,20 +321,22 @@ def main():
     print("training done", flush=True)
 
 
-def batch_loss_padded(model, exs, rng, lm_positions=256):
-    """exs: (ids padded to equal length, n_prompt, true_len, kind) with kind "key" (passkey example)
-    or "aux" (copy task). Returns (haystack lm loss, passkey answer loss, aux copy loss, n exact)."""
-    ids = torch.tensor([e[0] for e in exs])
+def batch_loss_padded(model, exs, rng, lm_positions=256, device="cpu"):
+    """exs: (ids padded to equal length, n_prompt, true_len, kind[, score_len]) with kind "key" (a
+    passkey or task example) or "aux" (copy task); a "key" example counts as exact when its first
+    score_len answer tokens (default 6: "▁" + 5 digits) are the argmax. Returns (haystack lm loss,
+    answer loss, aux copy loss, n exact)."""
+    ids = torch.tensor([e[0] for e in exs], device=device)
     h = model.hidden(ids[:, :-1])
     tgt = ids[:, 1:]
     sel = {"key": ([], []), "aux": ([], [])}
     lr_, lc = [], []
     spans = []
-    for b, (seq, n, ln, kind) in enumerate(exs):
+    for b, (seq, n, ln, kind, *score) in enumerate(exs):
         a = list(range(n - 1, ln - 1))
         rows, cols = sel[kind]
         if kind == "key":
-            spans.append(len(cols))
+            spans.append((len(cols), score[0] if score else 6))
             pick = rng.sample(range(0, n - 1), min(lm_positions, n - 1))
             lr_ += [b] * len(pick)
             lc += pick
@@ -250,15 +346,15 @@ def batch_loss_padded(model, exs, rng, lm_positions=256):
     correct = 0
     for kind, (rows, cols) in sel.items():
         if not rows:
-            losses[kind] = torch.zeros(())
+            losses[kind] = torch.zeros((), device=device)
             continue
-        r, c = torch.tensor(rows), torch.tensor(cols)
+        r, c = torch.tensor(rows, device=device), torch.tensor(cols, device=device)
         lg = model.logits(h[r, c])
         losses[kind] = F.cross_entropy(lg, tgt[r, c])
         if kind == "key":
-            pred = (lg.argmax(-1) == tgt[r, c])
-            correct = sum(int(pred[s:s + 6].all()) for s in spans)
-    lr_, lc = torch.tensor(lr_), torch.tensor(lc)
+            pred = (lg.argmax(-1) == tgt[r, c]).cpu()
+            correct = sum(int(pred[s:s + k].all()) for s, k in spans)
+    lr_, lc = torch.tensor(lr_, device=device), torch.tensor(lc, device=device)
     lm_loss = F.cross_entropy(model.logits(h[lr_, lc]), tgt[lr_, lc])
     return lm_loss, losses["key"], losses["aux"], correct
 

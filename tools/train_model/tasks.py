@@ -1,0 +1,352 @@
+"""Synthetic long-context tasks in the spirit of RULER, for training and evaluating `zigzag-eval`.
+
+What it owns: one generator per task (deterministic given a `random.Random`), the prompt texts, and an
+answer checker per task that recomputes the expected answer from the prompt text alone (regular
+expressions over the text: it never sees the generator's choices). What it does not own: the corpus,
+the tokenizer and the passkey format, which stay in niah_data.py (the `passkey` task below calls
+niah_data.ExampleMaker.make unchanged, so its prompts are byte-identical to the shipped model's).
+
+Conventions shared by every task (those of niah_data.py):
+- prompt = " ".join(non-empty parts): haystack words and needle sentences, then the question; the
+  question ends without a space and the answer text starts with one;
+- ids = [BOS] + encode(prompt + answer) + [EOS]; the prompt's ids are a prefix of those;
+- the answer is " " + core + "." (core: digits, or digits / names separated by ", ");
+- a generation is correct when, after leading spaces, it starts with the core and the next character
+  (if any) is neither a letter nor a digit (is_correct; tools/niah/task_file.cc scores the same way).
+
+Tasks (`TASKS`):
+  passkey     single needle: "The secret passkey is NNNNN. Remember it." (the shipped format)
+  multikey    4-8 needles "The special magic number for <key> is NNNNN." with distinct keys; one key
+              is asked for; the others are distractors
+  multivalue  4 needles "One of the special magic numbers for <key> is NNNNN." for the same key;
+              all values are asked for, in the order they appear
+  vartrack    variable tracking: a chain "VAR AAAAA = NNNNN." then "VAR BBBBB = VAR AAAAA." ... (4
+              variables) among a distractor chain; the question asks for every variable whose value
+              is NNNNN, in the order they are assigned
+  multiquery  4-8 "special magic number" needles as in multikey; two keys are asked for
+
+Short lengths hold fewer needles: multikey / multiquery drop distractors, multivalue drops values
+(down to 2), vartrack shortens the decoy chain, then the chain (down to 2 variables); below about 100
+tokens (zigzag-tiny's tokenizer) only passkey fits and the others raise ValueError.
+
+Depth: the position (share of the haystack tokens before it) of the first needle the answer needs;
+the other needles take seeded uniform depths (vartrack: the chain's later links come after it).
+"""
+import re
+
+import niah_data as nd
+
+# --- templates -------------------------------------------------------------------------------------
+
+MK_NEEDLE = "The special magic number for {} is {}."
+MK_QUESTION = "What is the special magic number for {}? The special magic number for {} is"
+MV_NEEDLE = "One of the special magic numbers for {} is {}."
+MV_QUESTION = "What are all the special magic numbers for {}? The special magic numbers for {} are"
+VT_FIRST = "VAR {} = {}."
+VT_LINK = "VAR {} = VAR {}."
+VT_QUESTION = ("Find all variables that are assigned the value {}. "
+               "The variables that are assigned the value {} are")
+MQ_QUESTION = ("What are the special magic numbers for {} and {}? "
+               "The special magic numbers for {} and {} are")
+
+# Keys are "<adjective> <noun>": 32 x 32 = 1024 keys of common words (few tokens each).
+ADJECTIVES = ("red blue green black white silver golden quiet loud small large tall short old young "
+              "bright dark warm cold soft hard fast slow happy brave calm wild gentle proud lucky "
+              "hidden frozen").split()
+NOUNS = ("apple river falcon garden window mountain lantern harbor forest candle engine island "
+         "pencil rocket violin castle meadow bridge dragon mirror planet shadow thunder tiger "
+         "wagon anchor basket cactus desert feather glacier hammer").split()
+assert len(ADJECTIVES) == 32 and len(NOUNS) == 32 and len(set(ADJECTIVES)) == 32 and len(set(NOUNS)) == 32
+
+MV_VALUES = 4
+VT_HOPS = 4
+TASKS = ("passkey", "multikey", "multivalue", "vartrack", "multiquery")
+
+
+def tokenizer_lines():
+    """Sentences that put every template word into the tokenizer's training text (train.py adds them
+    for the eval model only: the shipped tokenizer is trained without them)."""
+    lines = []
+    for i, adj in enumerate(ADJECTIVES):
+        key = f"{adj} {NOUNS[i]}"
+        lines.append(MK_NEEDLE.format(key, 12345) + " " + MK_QUESTION.format(key, key) + " 12345.")
+        lines.append(MV_NEEDLE.format(key, 23456) + " " + MV_QUESTION.format(key, key) + " 23456, 34567.")
+        lines.append(MQ_QUESTION.format(key, key, key, key) + " 45678, 56789.")
+    lines.append(VT_FIRST.format("ABCDE", 12345) + " " + VT_LINK.format("FGHIJ", "ABCDE") + " " +
+                 VT_QUESTION.format(12345, 12345) + " ABCDE, FGHIJ.")
+    return lines
+
+
+# --- answers and checking ---------------------------------------------------------------------------
+
+def answer_text(core):
+    return " " + core + "."
+
+
+def answer_core(answer):
+    """The part a generation must reproduce: answer without leading spaces and its final '.'."""
+    core = answer.lstrip(" ")
+    return core[:-1] if core.endswith(".") else core
+
+
+def is_correct(generated, answer):
+    """Scoring rule shared with the C++ grid (tools/niah/task_file.cc, IsCorrectTaskAnswer)."""
+    core = answer_core(answer)
+    text = generated.lstrip(" ")
+    if not core or not text.startswith(core):
+        return False
+    rest = text[len(core):]
+    return not rest or not (rest[0].isascii() and rest[0].isalnum())  # ASCII, as the C++ grid
+
+
+def _only(matches, what):
+    if len(matches) != 1:
+        raise ValueError(f"expected exactly one {what} in the prompt, found {len(matches)}")
+    return matches[0]
+
+
+def expected_answer(task, prompt):
+    """The answer recomputed from the prompt text alone. ValueError when the text does not hold
+    exactly what the task's question needs."""
+    if task == "passkey":
+        _only(re.findall(r"What is the secret passkey\? The secret passkey is$", prompt), "passkey question")
+        return answer_text(_only(re.findall(r"The secret passkey is (\d+)\. Remember it\.", prompt),
+                                 "passkey needle"))
+    if task == "multikey":
+        key = _only(re.findall(r"What is the special magic number for ([a-z]+ [a-z]+)\? "
+                               r"The special magic number for \1 is$", prompt), "multikey question")
+        return answer_text(_only(re.findall(r"The special magic number for " + re.escape(key) +
+                                            r" is (\d+)\.", prompt), f"needle for '{key}'"))
+    if task == "multivalue":
+        key = _only(re.findall(r"What are all the special magic numbers for ([a-z]+ [a-z]+)\? "
+                               r"The special magic numbers for \1 are$", prompt), "multivalue question")
+        values = re.findall(r"One of the special magic numbers for " + re.escape(key) + r" is (\d+)\.", prompt)
+        if not values:
+            raise ValueError(f"no value for '{key}' in the prompt")
+        return answer_text(", ".join(values))
+    if task == "vartrack":
+        value = _only(re.findall(r"Find all variables that are assigned the value (\d+)\. "
+                                 r"The variables that are assigned the value \1 are$", prompt),
+                      "vartrack question")
+        # Follow the assignments in text order: a variable holds `value` when it is assigned the
+        # number or a variable that already holds it.
+        holders = []
+        for name, rhs in re.findall(r"VAR ([A-Z]+) = (VAR [A-Z]+|\d+)\.", prompt):
+            if rhs == value or (rhs.startswith("VAR ") and rhs[4:] in holders):
+                if name in holders:
+                    raise ValueError(f"variable {name} is assigned twice")
+                holders.append(name)
+        if not holders:
+            raise ValueError(f"no variable is assigned {value}")
+        return answer_text(", ".join(holders))
+    if task == "multiquery":
+        m = _only(re.findall(r"What are the special magic numbers for ([a-z]+ [a-z]+) and ([a-z]+ [a-z]+)\? "
+                             r"The special magic numbers for \1 and \2 are$", prompt), "multiquery question")
+        values = [_only(re.findall(r"The special magic number for " + re.escape(k) + r" is (\d+)\.", prompt),
+                        f"needle for '{k}'") for k in m]
+        return answer_text(", ".join(values))
+    raise ValueError(f"unknown task '{task}' (known: {', '.join(TASKS)})")
+
+
+def check(task, prompt, generated):
+    """Whether `generated` answers the prompt, judged from the prompt text alone."""
+    return is_correct(generated, expected_answer(task, prompt))
+
+
+# --- generators -------------------------------------------------------------------------------------
+
+class Example:
+    """One prompt: ids = BOS + prompt + answer + EOS, n_prompt = ids before the answer."""
+
+    def __init__(self, task, ids, n_prompt, prompt, answer, depth):
+        self.task, self.ids, self.n_prompt = task, ids, n_prompt
+        self.prompt, self.answer, self.depth = prompt, answer, depth
+
+
+def _distinct_numbers(rng, k):
+    out = []
+    while len(out) < k:
+        v = nd.random_passkey(rng)
+        if v not in out:
+            out.append(v)
+    return out
+
+
+def _distinct_keys(rng, k):
+    picks = rng.sample(range(len(ADJECTIVES) * len(NOUNS)), k)
+    return [f"{ADJECTIVES[p // len(NOUNS)]} {NOUNS[p % len(NOUNS)]}" for p in picks]
+
+
+def _distinct_names(rng, k):
+    out = []
+    while len(out) < k:
+        v = "".join(chr(ord("A") + rng.randrange(26)) for _ in range(5))
+        if v not in out:
+            out.append(v)
+    return out
+
+
+def _assemble(maker, rng, total_len, needles, question, answer):
+    """needles: [(depth, sentence)] in any order (ties keep their order). Fills the token budget with
+    haystack words from a random start, places each needle after the haystack words holding `depth`
+    of the haystack tokens, and returns (ids, n_prompt, prompt)."""
+    sp = maker.sp
+    skeleton = " ".join([s for _, s in needles] + [question]) + answer
+    fixed = len(sp.encode(skeleton)) + 2  # BOS, EOS
+    if fixed > total_len:
+        raise ValueError(f"length {total_len} does not hold the needles, question and answer ({fixed} tokens)")
+    budget = total_len - fixed
+    n = len(maker.words)
+    start = rng.randrange(0, n - 1)
+    counts, used = [], 0
+    while True:
+        c = maker.counts[(start + len(counts)) % n]
+        if used + c > budget:
+            break
+        counts.append(c)
+        used += c
+    # word index before which each needle goes (the same rounding as niah_data.ExampleMaker.make)
+    cut_of = []
+    for depth, _ in needles:
+        if depth <= 0.0:
+            cut_of.append(0)
+            continue
+        if depth >= 1.0:
+            cut_of.append(len(counts))
+            continue
+        acc, k = 0, 0
+        while k < len(counts) and acc + counts[k] / 2 <= depth * used:
+            acc += counts[k]
+            k += 1
+        cut_of.append(k)
+    order = sorted(range(len(needles)), key=lambda i: (cut_of[i], i))
+    parts, w = [], 0
+    for i in order:
+        parts.extend(maker.words[(start + j) % n] for j in range(w, cut_of[i]))
+        w = cut_of[i]
+        parts.append(needles[i][1])
+    parts.extend(maker.words[(start + j) % n] for j in range(w, len(counts)))
+    parts.append(question)
+    prompt = " ".join(p for p in parts if p)
+    p_ids = [sp.bos_id()] + sp.encode(prompt)
+    full = [sp.bos_id()] + sp.encode(prompt + answer) + [sp.eos_id()]
+    assert full[:len(p_ids)] == p_ids, "prompt ids must be a prefix of prompt+answer ids"
+    assert len(full) <= total_len, (len(full), total_len)
+    return full, len(p_ids), prompt
+
+
+def _others(rng, k):
+    return [rng.random() for _ in range(k)]
+
+
+def gen_passkey(maker, rng, total_len, depth):
+    fixed = len(maker.sp.encode(nd.build_prompt([], [], "10000") + nd.ANSWER.format("10000"))) + 2
+    if fixed > total_len:  # (niah_data would fail an assertion)
+        raise ValueError(f"length {total_len} does not hold the needle, question and answer ({fixed} tokens)")
+    ids, n, pk, prompt = maker.make(rng, total_len, depth)
+    return Example("passkey", ids, n, prompt, nd.ANSWER.format(pk), depth)
+
+
+def _fits(maker, needles, question, answer, total_len):
+    skeleton = " ".join([s for _, s in needles] + [question]) + answer
+    return len(maker.sp.encode(skeleton)) + 2 <= total_len
+
+
+def gen_multikey(maker, rng, total_len, depth):
+    k = rng.randint(4, 8)
+    keys, values = _distinct_keys(rng, k), _distinct_numbers(rng, k)
+    depths = [depth] + _others(rng, k - 1)
+    needles = [(d, MK_NEEDLE.format(key, v)) for d, key, v in zip(depths, keys, values)]
+    answer, question = answer_text(values[0]), MK_QUESTION.format(keys[0], keys[0])
+    while len(needles) > 2 and not _fits(maker, needles, question, answer, total_len):
+        needles.pop()  # short lengths hold fewer distractors (down to one)
+    ids, n, prompt = _assemble(maker, rng, total_len, needles, question, answer)
+    return Example("multikey", ids, n, prompt, answer, depth)
+
+
+def gen_multivalue(maker, rng, total_len, depth):
+    key, values = _distinct_keys(rng, 1)[0], _distinct_numbers(rng, MV_VALUES)
+    # the first value sits at `depth`, the others after it, in order of appearance
+    depths = [depth] + sorted(depth + (1.0 - depth) * r for r in _others(rng, MV_VALUES - 1))
+    question = MV_QUESTION.format(key, key)
+    while True:  # short lengths hold fewer values (down to two)
+        needles = [(d, MV_NEEDLE.format(key, v)) for d, v in zip(depths, values)]
+        answer = answer_text(", ".join(values))
+        if len(values) == 2 or _fits(maker, needles, question, answer, total_len):
+            break
+        values, depths = values[:-1], depths[:-1]
+    ids, n, prompt = _assemble(maker, rng, total_len, needles, question, answer)
+    return Example("multivalue", ids, n, prompt, answer, depth)
+
+
+def gen_vartrack(maker, rng, total_len, depth):
+    names = _distinct_names(rng, 2 * VT_HOPS)
+    value, other = _distinct_numbers(rng, 2)
+    starts = (depth, rng.random())
+    links = [sorted(first + (1.0 - first) * r for r in _others(rng, VT_HOPS - 1)) for first in starts]
+    question = VT_QUESTION.format(value, value)
+
+    def build(hops, decoy_hops):
+        needles = []
+        for ch, val, first, later, h in ((names[:VT_HOPS], value, starts[0], links[0], hops),
+                                        (names[VT_HOPS:], other, starts[1], links[1], decoy_hops)):
+            if h == 0:
+                continue
+            needles.append((first, VT_FIRST.format(ch[0], val)))
+            needles += [(later[i - 1], VT_LINK.format(ch[i], ch[i - 1])) for i in range(1, h)]
+        return needles, answer_text(", ".join(names[:hops]))
+
+    # short lengths: the decoy chain shortens and goes first, then the chain itself (down to two)
+    for hops, decoy_hops in [(VT_HOPS, h) for h in range(VT_HOPS, -1, -1)] + \
+            [(h, 0) for h in range(VT_HOPS - 1, 1, -1)]:
+        needles, answer = build(hops, decoy_hops)
+        if _fits(maker, needles, question, answer, total_len):
+            break
+    ids, n, prompt = _assemble(maker, rng, total_len, needles, question, answer)
+    return Example("vartrack", ids, n, prompt, answer, depth)
+
+
+def gen_multiquery(maker, rng, total_len, depth):
+    k = rng.randint(4, 8)
+    keys, values = _distinct_keys(rng, k), _distinct_numbers(rng, k)
+    depths = [depth] + _others(rng, k - 1)
+    needles = [(d, MK_NEEDLE.format(key, v)) for d, key, v in zip(depths, keys, values)]
+    answer = answer_text(f"{values[0]}, {values[1]}")
+    question = MQ_QUESTION.format(keys[0], keys[1], keys[0], keys[1])
+    while len(needles) > 2 and not _fits(maker, needles, question, answer, total_len):
+        needles.pop()  # short lengths hold fewer distractors (down to none)
+    ids, n, prompt = _assemble(maker, rng, total_len, needles, question, answer)
+    return Example("multiquery", ids, n, prompt, answer, depth)
+
+
+GENERATORS = {"passkey": gen_passkey, "multikey": gen_multikey, "multivalue": gen_multivalue,
+              "vartrack": gen_vartrack, "multiquery": gen_multiquery}
+assert tuple(GENERATORS) == TASKS
+
+
+def generate(task, maker, rng, total_len, depth):
+    """One example of `task` with len(ids) <= total_len (prompt + answer + EOS), the answer's first
+    needle at `depth` in [0, 1]. `maker` is a niah_data.ExampleMaker (its tokenizer and words)."""
+    if task not in GENERATORS:
+        raise ValueError(f"unknown task '{task}' (known: {', '.join(TASKS)})")
+    if not 0.0 <= depth <= 1.0:
+        raise ValueError(f"depth {depth} is outside [0, 1]")
+    return GENERATORS[task](maker, rng, total_len, depth)
+
+
+def parse_mixture(text):
+    """"passkey:1,multikey:2" -> [("passkey", 1.0), ("multikey", 2.0)]; a bare name weighs 1."""
+    out = []
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        name, _, weight = part.strip().partition(":")
+        if name not in GENERATORS:
+            raise ValueError(f"task mixture: unknown task '{name}' (known: {', '.join(TASKS)})")
+        w = float(weight) if weight else 1.0
+        if not w > 0:
+            raise ValueError(f"task mixture: weight of '{name}' must be > 0, got {weight}")
+        out.append((name, w))
+    if not out:
+        raise ValueError("task mixture is empty")
+    return out
