@@ -1,10 +1,9 @@
 #include "core/model/checkpoint.h"
 
-#include <fstream>
-#include <sstream>
-
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "core/util/json_fields.h"
+#include "core/util/read_file.h"
 #include "core/util/status_macros.h"
 #include "nlohmann/json.hpp"
 
@@ -15,20 +14,23 @@ using nlohmann::json;
 
 constexpr const char* kSingleFile = "model.safetensors";
 constexpr const char* kIndexFile = "model.safetensors.index.json";
+// A real index names each tensor once: ~100 KB for a 70B model.
+constexpr size_t kMaxIndexBytes = size_t{64} << 20;
 
 // The shard file name -> tensor names it should hold, from the index's weight_map.
 using ShardMap = std::map<std::string, std::vector<std::string>>;
 
 absl::StatusOr<ShardMap> ReadIndex(const std::filesystem::path& index_path) {
   const std::string source = index_path.string();
-  std::ifstream in(index_path, std::ios::binary);
-  if (!in) return absl::UnavailableError(absl::StrCat("cannot open ", source));
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  const std::string text = buffer.str();
-  json index = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (index.is_discarded())
-    return absl::InvalidArgumentError(absl::StrCat(source, ": invalid JSON"));
+  absl::StatusOr<std::string> text = ReadFileToString(index_path, kMaxIndexBytes);
+  if (!text.ok()) {
+    // It was found a moment ago: failing to open it now is not "no index".
+    if (text.status().code() == absl::StatusCode::kNotFound) {
+      return absl::UnavailableError(text.status().message());
+    }
+    return text.status();
+  }
+  ASSIGN_OR_RETURN(const json index, ParseJson(*text, source, /*require_object=*/false));
   if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object()) {
     return absl::InvalidArgumentError(absl::StrCat(source, ": no 'weight_map' object"));
   }
@@ -38,9 +40,9 @@ absl::StatusOr<ShardMap> ReadIndex(const std::filesystem::path& index_path) {
   ShardMap shards;
   for (const auto& [tensor, shard] : index["weight_map"].items()) {
     if (!shard.is_string()) {
-      return absl::InvalidArgumentError(absl::StrCat(source, ": weight_map entry for tensor '",
-                                                     tensor,
-                                                     "' is not a file name: ", shard.dump()));
+      return absl::InvalidArgumentError(
+          absl::StrCat(source, ": weight_map entry for tensor '", tensor,
+                       "' is not a file name: ", DescribeJson(shard)));
     }
     const std::string shard_name = shard.get<std::string>();
     // Shards live beside the index; a path elsewhere is a malformed (or hostile) index.

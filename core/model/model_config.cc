@@ -1,12 +1,14 @@
 #include "core/model/model_config.h"
 
 #include <algorithm>
-#include <fstream>
+#include <cmath>
 #include <limits>
-#include <sstream>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "core/tokenizer/tokenizer_limits.h"
+#include "core/util/json_fields.h"
+#include "core/util/read_file.h"
 #include "core/util/status_macros.h"
 #include "nlohmann/json.hpp"
 
@@ -14,6 +16,18 @@ namespace zigzag {
 namespace {
 
 using nlohmann::json;
+
+// Bounds on the architecture numbers: far above any real model (Llama-3.1 405B: hidden 16384,
+// intermediate 53248, 126 layers, 128 heads), low enough that products of them (a weight's
+// element count, a KV cache size) cannot overflow int64.
+constexpr int64_t kMaxModelWidth = int64_t{1} << 20;
+constexpr int64_t kMaxLayers = 4096;
+constexpr int64_t kMaxHeads = 4096;
+constexpr int64_t kMaxHeadDim = 16384;
+constexpr int64_t kMaxPositions = int64_t{1} << 28;
+constexpr double kMaxRopeNumber = 1e12;
+constexpr size_t kMaxEosTokenIds = 1024;
+constexpr size_t kMaxConfigFileBytes = size_t{16} << 20;
 
 constexpr const char* kSupportedArchitectures =
     "LlamaForCausalLM, MistralForCausalLM or Qwen2ForCausalLM";
@@ -30,51 +44,67 @@ class FieldReader {
     return absl::InvalidArgumentError(absl::StrCat(source_, ": field '", field, "' ", problem));
   }
 
-  // An integer field that must be present and > 0.
-  absl::StatusOr<int64_t> RequiredPositiveInt(const char* field) const {
+  // An integer field that must be present and in [1, max].
+  absl::StatusOr<int64_t> RequiredPositiveInt(const char* field, int64_t max) const {
     if (!Has(field)) return Error(field, "is required but missing");
-    return PositiveInt(field);
+    return PositiveInt(field, max);
   }
 
-  // An integer field that is present (checked by the caller) and > 0.
-  absl::StatusOr<int64_t> PositiveInt(const char* field) const {
+  // An integer field that is present (checked by the caller) and in [1, max].
+  absl::StatusOr<int64_t> PositiveInt(const char* field, int64_t max) const {
     ASSIGN_OR_RETURN(int64_t value, Int(field));
     if (value <= 0) return Error(field, absl::StrCat("must be positive, got ", value));
+    if (value > max) return Error(field, absl::StrCat("must be at most ", max, ", got ", value));
     return value;
   }
 
   absl::StatusOr<int64_t> Int(const char* field) const {
     const json& value = object_[field];
     if (!value.is_number_integer()) {
-      return Error(field, absl::StrCat("must be an integer, got ", value.dump()));
+      return Error(field, absl::StrCat("must be an integer, got ", DescribeJson(value)));
     }
     if (value.is_number_unsigned() &&
         value.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
-      return Error(field, absl::StrCat("is out of range: ", value.dump()));
+      return Error(field, absl::StrCat("is out of range: ", DescribeJson(value)));
     }
     return value.get<int64_t>();
   }
 
+  // A finite number; `default_value` when absent or null.
   absl::StatusOr<double> Number(const char* field, double default_value) const {
     if (!Has(field)) return default_value;
     const json& value = object_[field];
-    if (!value.is_number())
-      return Error(field, absl::StrCat("must be a number, got ", value.dump()));
+    if (!value.is_number() || !std::isfinite(value.get<double>())) {
+      return Error(field, absl::StrCat("must be a number, got ", DescribeJson(value)));
+    }
     return value.get<double>();
   }
 
-  absl::StatusOr<double> PositiveNumber(const char* field, double default_value) const {
+  // A number in (0, max].
+  absl::StatusOr<double> PositiveNumber(const char* field, double default_value, double max) const {
     ASSIGN_OR_RETURN(double value, Number(field, default_value));
     if (!(value > 0.0)) return Error(field, absl::StrCat("must be positive, got ", value));
+    if (value > max) return Error(field, absl::StrCat("must be at most ", max, ", got ", value));
     return value;
   }
 
   absl::StatusOr<bool> Bool(const char* field, bool default_value) const {
     if (!Has(field)) return default_value;
     const json& value = object_[field];
-    if (!value.is_boolean())
-      return Error(field, absl::StrCat("must be true or false, got ", value.dump()));
+    if (!value.is_boolean()) {
+      return Error(field, absl::StrCat("must be true or false, got ", DescribeJson(value)));
+    }
     return value.get<bool>();
+  }
+
+  // A string; `default_value` when absent or null.
+  absl::StatusOr<std::string> String(const char* field, std::string default_value) const {
+    if (!Has(field)) return default_value;
+    const json& value = object_[field];
+    if (!value.is_string()) {
+      return Error(field, absl::StrCat("must be a string, got ", DescribeJson(value)));
+    }
+    return value.get<std::string>();
   }
 
   // A token id: absent/null gives nullopt.
@@ -89,6 +119,10 @@ class FieldReader {
     if (!Has(field)) return ids;
     const json& value = object_[field];
     if (value.is_array()) {
+      if (value.size() > kMaxEosTokenIds) {
+        return Error(field, absl::StrCat("has ", value.size(), " ids, more than the limit of ",
+                                         kMaxEosTokenIds));
+      }
       for (const json& item : value) {
         ASSIGN_OR_RETURN(int32_t id, TokenIdValue(field, item));
         ids.push_back(id);
@@ -102,10 +136,14 @@ class FieldReader {
 
  private:
   absl::StatusOr<int32_t> TokenIdValue(const char* field, const json& value) const {
-    if (!value.is_number_integer() || value.get<int64_t>() < 0 ||
-        value.get<int64_t>() > std::numeric_limits<int32_t>::max()) {
-      return Error(field,
-                   absl::StrCat("must be a non-negative 32-bit token id, got ", value.dump()));
+    const bool in_range = value.is_number_unsigned()
+                              ? value.get<uint64_t>() <= static_cast<uint64_t>(kMaxTokenId)
+                          : value.is_number_integer()
+                              ? value.get<int64_t>() >= 0 && value.get<int64_t>() <= kMaxTokenId
+                              : false;
+    if (!in_range) {
+      return Error(field, absl::StrCat("must be a token id in [0, ", kMaxTokenId, "], got ",
+                                       DescribeJson(value)));
     }
     return static_cast<int32_t>(value.get<int64_t>());
   }
@@ -115,14 +153,7 @@ class FieldReader {
 };
 
 absl::StatusOr<json> ParseJsonObject(std::string_view text, const std::string& source) {
-  json parsed = json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
-  if (parsed.is_discarded())
-    return absl::InvalidArgumentError(absl::StrCat(source, ": invalid JSON"));
-  if (!parsed.is_object()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(source, ": expected a JSON object at top level"));
-  }
-  return parsed;
+  return ParseJson(text, source, /*require_object=*/true);
 }
 
 absl::StatusOr<std::string> ReadArchitecture(const json& config, const std::string& source) {
@@ -149,7 +180,7 @@ absl::StatusOr<std::optional<RopeScaling>> ReadRopeScaling(const FieldReader& fi
   const json& scaling = config["rope_scaling"];
   if (!scaling.is_object()) {
     return fields.Error("rope_scaling",
-                        absl::StrCat("must be an object or null, got ", scaling.dump()));
+                        absl::StrCat("must be an object or null, got ", DescribeJson(scaling)));
   }
   // Newer transformers write "rope_type", older ones "type".
   const char* type_key = scaling.contains("rope_type") ? "rope_type" : "type";
@@ -173,11 +204,13 @@ absl::StatusOr<std::optional<RopeScaling>> ReadRopeScaling(const FieldReader& fi
       return scaling_fields.Error(required, "is required for llama3 rope scaling but missing");
     }
   }
-  ASSIGN_OR_RETURN(out.factor, scaling_fields.PositiveNumber("factor", 1.0));
-  ASSIGN_OR_RETURN(out.low_freq_factor, scaling_fields.PositiveNumber("low_freq_factor", 1.0));
-  ASSIGN_OR_RETURN(out.high_freq_factor, scaling_fields.PositiveNumber("high_freq_factor", 4.0));
+  ASSIGN_OR_RETURN(out.factor, scaling_fields.PositiveNumber("factor", 1.0, kMaxRopeNumber));
+  ASSIGN_OR_RETURN(out.low_freq_factor,
+                   scaling_fields.PositiveNumber("low_freq_factor", 1.0, kMaxRopeNumber));
+  ASSIGN_OR_RETURN(out.high_freq_factor,
+                   scaling_fields.PositiveNumber("high_freq_factor", 4.0, kMaxRopeNumber));
   ASSIGN_OR_RETURN(out.original_max_position_embeddings,
-                   scaling_fields.PositiveInt("original_max_position_embeddings"));
+                   scaling_fields.PositiveInt("original_max_position_embeddings", kMaxPositions));
   // The blend between the two wavelength bands divides by their difference.
   if (!(out.high_freq_factor > out.low_freq_factor)) {
     return scaling_fields.Error(
@@ -198,17 +231,12 @@ absl::StatusOr<std::optional<int64_t>> ReadSlidingWindow(const FieldReader& fiel
     enabled = false;  // Llama has no sliding window.
   }
   if (!enabled) return std::optional<int64_t>();
-  ASSIGN_OR_RETURN(int64_t window, fields.PositiveInt("sliding_window"));
+  ASSIGN_OR_RETURN(int64_t window, fields.PositiveInt("sliding_window", kMaxPositions));
   return std::optional<int64_t>(window);
 }
 
 absl::StatusOr<std::string> ReadFile(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::UnavailableError(absl::StrCat("cannot open ", path.string()));
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  if (in.bad()) return absl::DataLossError(absl::StrCat("error reading ", path.string()));
-  return buffer.str();
+  return ReadFileToString(path, kMaxConfigFileBytes);
 }
 
 void AppendUnique(std::vector<int32_t>& ids, int32_t id) {
@@ -232,21 +260,21 @@ absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view json_text,
 
   ModelConfig out;
   ASSIGN_OR_RETURN(out.architecture, ReadArchitecture(config, source));
-  if (config.contains("model_type") && config["model_type"].is_string()) {
-    out.model_type = config["model_type"].get<std::string>();
-  } else {
+  ASSIGN_OR_RETURN(out.model_type, fields.String("model_type", ""));
+  if (out.model_type.empty()) {
     out.model_type = out.architecture == "LlamaForCausalLM"     ? "llama"
                      : out.architecture == "MistralForCausalLM" ? "mistral"
                                                                 : "qwen2";
   }
 
-  ASSIGN_OR_RETURN(out.vocab_size, fields.RequiredPositiveInt("vocab_size"));
-  ASSIGN_OR_RETURN(out.hidden_size, fields.RequiredPositiveInt("hidden_size"));
-  ASSIGN_OR_RETURN(out.intermediate_size, fields.RequiredPositiveInt("intermediate_size"));
-  ASSIGN_OR_RETURN(out.num_layers, fields.RequiredPositiveInt("num_hidden_layers"));
-  ASSIGN_OR_RETURN(out.num_heads, fields.RequiredPositiveInt("num_attention_heads"));
+  ASSIGN_OR_RETURN(out.vocab_size, fields.RequiredPositiveInt("vocab_size", kMaxTokenId + 1));
+  ASSIGN_OR_RETURN(out.hidden_size, fields.RequiredPositiveInt("hidden_size", kMaxModelWidth));
+  ASSIGN_OR_RETURN(out.intermediate_size,
+                   fields.RequiredPositiveInt("intermediate_size", kMaxModelWidth));
+  ASSIGN_OR_RETURN(out.num_layers, fields.RequiredPositiveInt("num_hidden_layers", kMaxLayers));
+  ASSIGN_OR_RETURN(out.num_heads, fields.RequiredPositiveInt("num_attention_heads", kMaxHeads));
   if (fields.Has("num_key_value_heads")) {
-    ASSIGN_OR_RETURN(out.num_kv_heads, fields.PositiveInt("num_key_value_heads"));
+    ASSIGN_OR_RETURN(out.num_kv_heads, fields.PositiveInt("num_key_value_heads", kMaxHeads));
   } else {
     out.num_kv_heads = out.num_heads;
   }
@@ -256,7 +284,7 @@ absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view json_text,
                                      out.num_heads, ")"));
   }
   if (fields.Has("head_dim")) {
-    ASSIGN_OR_RETURN(out.head_dim, fields.PositiveInt("head_dim"));
+    ASSIGN_OR_RETURN(out.head_dim, fields.PositiveInt("head_dim", kMaxHeadDim));
   } else {
     if (out.hidden_size % out.num_heads != 0) {
       return fields.Error("hidden_size", absl::StrCat("(", out.hidden_size,
@@ -273,10 +301,11 @@ absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view json_text,
 
   out.max_position_embeddings = 2048;
   if (fields.Has("max_position_embeddings")) {
-    ASSIGN_OR_RETURN(out.max_position_embeddings, fields.PositiveInt("max_position_embeddings"));
+    ASSIGN_OR_RETURN(out.max_position_embeddings,
+                     fields.PositiveInt("max_position_embeddings", kMaxPositions));
   }
-  ASSIGN_OR_RETURN(out.rms_norm_eps, fields.PositiveNumber("rms_norm_eps", 1e-6));
-  ASSIGN_OR_RETURN(out.rope_theta, fields.PositiveNumber("rope_theta", 10000.0));
+  ASSIGN_OR_RETURN(out.rms_norm_eps, fields.PositiveNumber("rms_norm_eps", 1e-6, 1.0));
+  ASSIGN_OR_RETURN(out.rope_theta, fields.PositiveNumber("rope_theta", 10000.0, kMaxRopeNumber));
   ASSIGN_OR_RETURN(out.rope_scaling, ReadRopeScaling(fields, config, source));
   ASSIGN_OR_RETURN(out.tie_word_embeddings, fields.Bool("tie_word_embeddings", false));
   if (out.architecture == "Qwen2ForCausalLM") {
@@ -285,9 +314,7 @@ absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view json_text,
     ASSIGN_OR_RETURN(out.qkv_bias, fields.Bool("attention_bias", false));
   }
   ASSIGN_OR_RETURN(out.sliding_window, ReadSlidingWindow(fields, out.architecture));
-  if (config.contains("torch_dtype") && config["torch_dtype"].is_string()) {
-    out.torch_dtype = config["torch_dtype"].get<std::string>();
-  }
+  ASSIGN_OR_RETURN(out.torch_dtype, fields.String("torch_dtype", ""));
   ASSIGN_OR_RETURN(out.bos_token_id, fields.TokenId("bos_token_id"));
   ASSIGN_OR_RETURN(std::vector<int32_t> eos, fields.TokenIdList("eos_token_id"));
   for (int32_t id : eos) AppendUnique(out.eos_token_ids, id);

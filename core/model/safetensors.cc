@@ -5,12 +5,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <limits>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "core/util/json_fields.h"
 #include "core/util/status_macros.h"
 #include "nlohmann/json.hpp"
 
@@ -18,6 +20,10 @@ namespace zigzag {
 namespace {
 
 using nlohmann::json;
+
+// The largest header accepted (the reference implementation's limit) and tensor rank.
+constexpr uint64_t kMaxHeaderBytes = 100'000'000;
+constexpr size_t kMaxRank = 16;
 
 // Dtype names safetensors defines that we recognise but cannot serve.
 bool IsKnownUnsupportedDType(const std::string& name) {
@@ -69,24 +75,37 @@ absl::StatusOr<DType> ParseDType(const std::string& file, const std::string& ten
                        absl::StrCat("has unknown dtype '", name, "' (expected F32, BF16 or F16)"));
 }
 
-// A list of non-negative integers; the element count must fit in int64 (checked for overflow).
+// A list of at most kMaxRank non-negative integers; the byte count of the largest dtype must fit
+// in int64 (checked for overflow).
 absl::StatusOr<Shape> ParseShape(const std::string& file, const std::string& tensor,
                                  const json& entry) {
   if (!entry.contains("shape") || !entry["shape"].is_array()) {
     return InvalidTensor(file, tensor, "has no 'shape' list");
   }
+  const json& dims = entry["shape"];
+  if (dims.size() > kMaxRank) {
+    return InvalidTensor(file, tensor,
+                         absl::StrCat("has a shape of ", dims.size(),
+                                      " dimensions, more than the limit of ", kMaxRank));
+  }
   Shape shape;
   int64_t numel = 1;
-  for (const json& dim : entry["shape"]) {
-    if (!dim.is_number_integer() || dim.get<int64_t>() < 0) {
+  for (size_t i = 0; i < dims.size(); ++i) {
+    const json& dim = dims[i];
+    const bool valid =
+        dim.is_number_unsigned() &&
+        dim.get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
+    if (!valid) {
       return InvalidTensor(file, tensor,
-                           absl::StrCat("has a shape that is not a list of non-negative integers: ",
-                                        entry["shape"].dump()));
+                           absl::StrCat("has a shape that is not a list of non-negative integers: "
+                                        "'shape[",
+                                        i, "]' is ", DescribeJson(dim)));
     }
     const int64_t size = dim.get<int64_t>();
     if (size != 0 && numel > std::numeric_limits<int64_t>::max() / 8 / size) {
-      return InvalidTensor(file, tensor,
-                           absl::StrCat("has a shape too large: ", entry["shape"].dump()));
+      return InvalidTensor(
+          file, tensor,
+          absl::StrCat("has a shape too large: the element count overflows at 'shape[", i, "]'"));
     }
     numel *= size;
     shape.push_back(size);
@@ -107,7 +126,7 @@ absl::StatusOr<Offsets> ParseOffsets(const std::string& file, const std::string&
     return InvalidTensor(
         file, tensor,
         absl::StrCat("needs 'data_offsets' [begin, end] of non-negative integers, got ",
-                     entry.contains("data_offsets") ? entry["data_offsets"].dump()
+                     entry.contains("data_offsets") ? DescribeJson(entry["data_offsets"])
                                                     : std::string("nothing")));
   }
   Offsets offsets{entry["data_offsets"][0].get<uint64_t>(),
@@ -162,14 +181,30 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(
     return Invalid(file,
                    absl::StrCat("header length ", header_size, " exceeds file size ", file_size));
   }
+  if (header_size > kMaxHeaderBytes) {
+    return Invalid(file, absl::StrCat("header length ", header_size, " exceeds the limit of ",
+                                      kMaxHeaderBytes, " bytes"));
+  }
   const char* header_begin = reinterpret_cast<const char*>(bytes + 8);
-  json header = json::parse(header_begin, header_begin + header_size, nullptr,
-                            /*allow_exceptions=*/false);
-  if (header.is_discarded()) return Invalid(file, "header is not valid JSON");
+  JsonParseResult parsed =
+      ParseJsonText(std::string_view(header_begin, static_cast<size_t>(header_size)));
+  if (parsed.error == JsonParseResult::Error::kSyntax) {
+    return Invalid(file, absl::StrCat("header is not valid JSON: ", parsed.detail));
+  }
+  if (parsed.error == JsonParseResult::Error::kTooDeep) {
+    return Invalid(file, absl::StrCat("header field '", parsed.detail, "' is nested deeper than ",
+                                      kMaxJsonDepth, " levels of arrays and objects"));
+  }
+  const json header = std::move(parsed.value);
   if (!header.is_object()) return Invalid(file, "header is not a JSON object");
 
   const uint64_t data_begin = 8 + header_size;
   const uint64_t data_size = file_size - data_begin;
+  struct Extent {
+    uint64_t begin, end;
+    std::string name;
+  };
+  std::vector<Extent> extents;
   for (const auto& [name, entry] : header.items()) {
     if (name == "__metadata__") continue;
     if (!entry.is_object()) return InvalidTensor(file, name, "entry is not a JSON object");
@@ -196,6 +231,20 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(
     view.data = bytes + data_begin + offsets.begin;
     view.size_bytes = static_cast<size_t>(expected_bytes);
     out->tensors_.emplace(name, std::move(view));
+    if (offsets.end > offsets.begin) extents.push_back(Extent{offsets.begin, offsets.end, name});
+  }
+  // Tensors own disjoint bytes (as the format requires): a writer bug or a hostile file could
+  // otherwise alias one tensor's data with another's.
+  std::sort(extents.begin(), extents.end(),
+            [](const Extent& a, const Extent& b) { return a.begin < b.begin; });
+  for (size_t i = 1; i < extents.size(); ++i) {
+    if (extents[i].begin < extents[i - 1].end) {
+      return InvalidTensor(
+          file, extents[i].name,
+          absl::StrCat("has data_offsets [", extents[i].begin, ", ", extents[i].end,
+                       "] that overlap those of tensor '", extents[i - 1].name, "' [",
+                       extents[i - 1].begin, ", ", extents[i - 1].end, "]"));
+    }
   }
   return out;
 }

@@ -4,14 +4,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "core/tokenizer/tokenizer_limits.h"
 #include "core/tokenizer/utf8.h"
 #include "core/util/status_macros.h"
-#include "nlohmann/json.hpp"
 
 namespace zigzag {
 namespace {
-
-using nlohmann::json;
 
 uint64_t PairKey(int32_t left, int32_t right) {
   return (static_cast<uint64_t>(static_cast<uint32_t>(left)) << 32) | static_cast<uint32_t>(right);
@@ -19,18 +17,18 @@ uint64_t PairKey(int32_t left, int32_t right) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::Parse(const json& model) {
+absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::Parse(const JsonField& model) {
   std::unique_ptr<BpeModel> bpe(new BpeModel());
-  if (!model.contains("vocab") || !model["vocab"].is_object()) {
-    return absl::InvalidArgumentError("BPE model: \"vocab\" must be an object");
+  const JsonField vocab = model.Get("vocab");
+  RETURN_IF_ERROR(vocab.RequireObject());
+  if (vocab.json().size() > static_cast<size_t>(kMaxTokenId) + 1) {
+    return vocab.Error(absl::StrCat("has ", vocab.json().size(),
+                                    " entries, more than the limit of ", kMaxTokenId + 1));
   }
-  bpe->vocab_.reserve(model["vocab"].size());
-  for (const auto& [token, id] : model["vocab"].items()) {
-    if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() > INT32_MAX) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("BPE model: vocab entry '", token, "' has invalid id ", id.dump()));
-    }
-    bpe->vocab_[token] = id.get<int32_t>();
+  bpe->vocab_.reserve(vocab.json().size());
+  for (const auto& [token, id] : vocab.json().items()) {
+    ASSIGN_OR_RETURN(const int64_t value, vocab.Member(token, id).Int(0, kMaxTokenId));
+    bpe->vocab_[token] = static_cast<int32_t>(value);
   }
   const auto id_of = [&](const std::string& token) -> std::optional<int32_t> {
     auto it = bpe->vocab_.find(token);
@@ -38,56 +36,54 @@ absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::Parse(const json& model) {
     return it->second;
   };
 
-  const json& merges = model.contains("merges") ? model["merges"] : json::array();
-  if (!merges.is_array()) return absl::InvalidArgumentError("BPE model: \"merges\" must be a list");
+  ASSIGN_OR_RETURN(const std::vector<JsonField> merges,
+                   model.Get("merges").ElementsOr(static_cast<size_t>(kMaxTokenId) + 1));
   bpe->merges_.reserve(merges.size());
   for (size_t rank = 0; rank < merges.size(); ++rank) {
-    const json& merge = merges[rank];
+    const JsonField& merge = merges[rank];
     std::string left, right;
-    if (merge.is_string()) {
-      const std::string text = merge.get<std::string>();
+    if (merge.json().is_string()) {
+      const std::string& text = merge.json().get_ref<const std::string&>();
       const size_t space = text.find(' ');
       if (space == std::string::npos) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("BPE model: merge ", rank, " '", text, "' is not \"left right\""));
+        return merge.Error("must be \"left right\" (two tokens and a space)");
       }
       left = text.substr(0, space);
       right = text.substr(space + 1);
-    } else if (merge.is_array() && merge.size() == 2 && merge[0].is_string() &&
-               merge[1].is_string()) {
-      left = merge[0].get<std::string>();
-      right = merge[1].get<std::string>();
+    } else if (merge.json().is_array() && merge.json().size() == 2 && merge.json()[0].is_string() &&
+               merge.json()[1].is_string()) {
+      left = merge.json()[0].get<std::string>();
+      right = merge.json()[1].get<std::string>();
     } else {
-      return absl::InvalidArgumentError(
-          absl::StrCat("BPE model: merge ", rank, " is malformed: ", merge.dump()));
+      return merge.Error(absl::StrCat("must be \"left right\" or [\"left\", \"right\"], got ",
+                                      DescribeJson(merge.json())));
     }
     const std::optional<int32_t> left_id = id_of(left), right_id = id_of(right),
                                  merged_id = id_of(left + right);
     if (!left_id || !right_id || !merged_id) {
-      return absl::InvalidArgumentError(absl::StrCat("BPE model: merge ", rank, " ('", left, "', '",
-                                                     right, "') uses a token not in vocab"));
+      return merge.Error(
+          absl::StrCat("('", left, "', '", right, "') uses a token not in model.vocab"));
     }
     // The first (lowest-ranked) occurrence of a pair wins.
     bpe->merges_.try_emplace(PairKey(*left_id, *right_id),
                              Merge{static_cast<int32_t>(rank), *merged_id});
   }
 
-  if (model.contains("unk_token") && model["unk_token"].is_string()) {
-    bpe->unk_id_ = id_of(model["unk_token"].get<std::string>());
+  const JsonField unk_token = model.Get("unk_token");
+  if (unk_token.present()) {
+    ASSIGN_OR_RETURN(const std::string unk, unk_token.String());
+    bpe->unk_id_ = id_of(unk);
   }
-  bpe->fuse_unk_ = model.value("fuse_unk", false);
-  bpe->byte_fallback_ = model.value("byte_fallback", false);
-  bpe->ignore_merges_ = model.value("ignore_merges", false);
-  for (const char* field : {"continuing_subword_prefix", "end_of_word_suffix"}) {
-    if (model.contains(field) && model[field].is_string() &&
-        !model[field].get<std::string>().empty()) {
-      return absl::UnimplementedError(absl::StrCat("BPE model: ", field, " is not supported"));
-    }
+  ASSIGN_OR_RETURN(bpe->fuse_unk_, model.Get("fuse_unk").BoolOr(false));
+  ASSIGN_OR_RETURN(bpe->byte_fallback_, model.Get("byte_fallback").BoolOr(false));
+  ASSIGN_OR_RETURN(bpe->ignore_merges_, model.Get("ignore_merges").BoolOr(false));
+  for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"}) {
+    ASSIGN_OR_RETURN(const std::string affix, model.Get(key).StringOr(""));
+    if (!affix.empty()) return model.Get(key).Unsupported("is not supported");
   }
-  if (model.contains("dropout") && model["dropout"].is_number() &&
-      model["dropout"].get<double>() > 0.0) {
-    return absl::UnimplementedError("BPE model: dropout is not supported");
-  }
+  ASSIGN_OR_RETURN(const double dropout, model.Get("dropout").NumberOr(0.0, 0.0, 1.0));
+  if (dropout > 0.0)
+    return model.Get("dropout").Unsupported("is not supported (must be 0 or null)");
   for (int b = 0; b < 256; ++b) {
     bpe->byte_ids_[b] = id_of(absl::StrFormat("<0x%02X>", b)).value_or(-1);
   }

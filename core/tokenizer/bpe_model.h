@@ -15,14 +15,15 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
-#include "nlohmann/json_fwd.hpp"
+#include "core/util/json_fields.h"
 
 namespace zigzag {
 
 class BpeModel {
  public:
   // Parses the "model" object of tokenizer.json (merges as "a b" strings or ["a", "b"] pairs).
-  static absl::StatusOr<std::unique_ptr<BpeModel>> Parse(const nlohmann::json& model);
+  // Errors name the file and key path; ids must be in [0, kMaxTokenId] (tokenizer_limits.h).
+  static absl::StatusOr<std::unique_ptr<BpeModel>> Parse(const JsonField& model);
 
   // Appends the ids of `piece` (non-empty, valid UTF-8). InvalidArgument when a character has no
   // token and the model has neither byte fallback nor an unknown token.

@@ -1,5 +1,7 @@
 #include "core/tokenizer/hf_decoder.h"
 
+#include <cstdint>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -7,26 +9,45 @@
 #include "core/tokenizer/byte_level.h"
 #include "core/tokenizer/hf_normalizer.h"
 #include "core/tokenizer/icu_regex.h"
+#include "core/tokenizer/utf8.h"
 #include "core/util/status_macros.h"
-#include "nlohmann/json.hpp"
 
 namespace zigzag {
 namespace {
 
-using nlohmann::json;
+absl::Status TooLong(const char* what, size_t max_output_bytes) {
+  return absl::InvalidArgumentError(
+      absl::StrCat("the ", what, " decoder makes the text longer than the limit of ",
+                   max_output_bytes, " bytes"));
+}
+
+// `text` with `pattern` replaced, using at most what is left of `max_output_bytes` after `*used`
+// bytes of earlier pieces; adds the result's size to `*used`.
+absl::Status ReplaceWithin(const IcuRegex& pattern, std::string_view replacement, const char* what,
+                           size_t max_output_bytes, size_t* used, std::string* text) {
+  absl::StatusOr<std::string> out =
+      pattern.ReplaceAll(*text, replacement, max_output_bytes - *used);
+  if (out.status().code() == absl::StatusCode::kOutOfRange) return TooLong(what, max_output_bytes);
+  if (!out.ok()) return out.status();
+  *text = *std::move(out);
+  *used += text->size();
+  return absl::OkStatus();
+}
 
 // Concatenates the bytes each token spells; added tokens and tokens with characters outside the
-// byte table are taken as they are.
+// byte table are taken as they are. Never grows the text.
 class ByteLevelDecoder : public HfDecoder {
  public:
-  void Decode(std::vector<DecodePiece>* pieces) const override {
+  absl::Status Decode(std::vector<DecodePiece>* pieces, size_t max_output_bytes) const override {
     std::string bytes;
     for (const DecodePiece& piece : *pieces) {
       std::optional<std::string> decoded;
       if (!piece.added) decoded = ByteLevelToBytes(piece.text);
       bytes.append(decoded.has_value() ? *decoded : piece.text);
     }
+    if (bytes.size() > max_output_bytes) return TooLong("ByteLevel", max_output_bytes);
     pieces->assign(1, DecodePiece{std::move(bytes), false});
+    return absl::OkStatus();
   }
 };
 
@@ -34,8 +55,13 @@ class ReplaceDecoder : public HfDecoder {
  public:
   ReplaceDecoder(IcuRegex pattern, std::string content)
       : pattern_(std::move(pattern)), content_(std::move(content)) {}
-  void Decode(std::vector<DecodePiece>* pieces) const override {
-    for (DecodePiece& piece : *pieces) piece.text = pattern_.ReplaceAll(piece.text, content_);
+  absl::Status Decode(std::vector<DecodePiece>* pieces, size_t max_output_bytes) const override {
+    size_t used = 0;
+    for (DecodePiece& piece : *pieces) {
+      RETURN_IF_ERROR(
+          ReplaceWithin(pattern_, content_, "Replace", max_output_bytes, &used, &piece.text));
+    }
+    return absl::OkStatus();
   }
 
  private:
@@ -43,10 +69,11 @@ class ReplaceDecoder : public HfDecoder {
   std::string content_;
 };
 
-// "<0xNN>" tokens become the byte NN; runs of them become one piece.
+// "<0xNN>" tokens become the byte NN; runs of them become one piece. Never grows the text.
 class ByteFallbackDecoder : public HfDecoder {
  public:
-  void Decode(std::vector<DecodePiece>* pieces) const override {
+  absl::Status Decode(std::vector<DecodePiece>* pieces,
+                      size_t /*max_output_bytes*/) const override {
     std::vector<DecodePiece> out;
     bool in_bytes = false;
     for (DecodePiece& piece : *pieces) {
@@ -68,54 +95,65 @@ class ByteFallbackDecoder : public HfDecoder {
       }
     }
     *pieces = std::move(out);
+    return absl::OkStatus();
   }
 };
 
 class FuseDecoder : public HfDecoder {
  public:
-  void Decode(std::vector<DecodePiece>* pieces) const override {
+  absl::Status Decode(std::vector<DecodePiece>* pieces, size_t max_output_bytes) const override {
     std::string all;
     for (const DecodePiece& piece : *pieces) all.append(piece.text);
+    if (all.size() > max_output_bytes) return TooLong("Fuse", max_output_bytes);
     pieces->assign(1, DecodePiece{std::move(all), false});
+    return absl::OkStatus();
   }
 };
 
 class StripDecoder : public HfDecoder {
  public:
-  StripDecoder(std::string content, int start, int stop)
+  StripDecoder(std::string content, int64_t start, int64_t stop)
       : content_(std::move(content)), start_(start), stop_(stop) {}
-  void Decode(std::vector<DecodePiece>* pieces) const override {
-    if (content_.empty()) return;
+  absl::Status Decode(std::vector<DecodePiece>* pieces,
+                      size_t /*max_output_bytes*/) const override {
+    if (content_.empty()) return absl::OkStatus();
     for (DecodePiece& piece : *pieces) {
       std::string& text = piece.text;
       size_t begin = 0, end = text.size();
-      for (int i = 0; i < start_ && text.compare(begin, content_.size(), content_) == 0; ++i) {
+      for (int64_t i = 0; i < start_ && text.compare(begin, content_.size(), content_) == 0; ++i) {
         begin += content_.size();
       }
-      for (int i = 0; i < stop_ && end >= begin + content_.size() &&
-                      text.compare(end - content_.size(), content_.size(), content_) == 0;
+      for (int64_t i = 0; i < stop_ && end >= begin + content_.size() &&
+                          text.compare(end - content_.size(), content_.size(), content_) == 0;
            ++i) {
         end -= content_.size();
       }
       text = text.substr(begin, end - begin);
     }
+    return absl::OkStatus();
   }
 
  private:
   std::string content_;
-  int start_, stop_;
+  int64_t start_, stop_;
 };
 
 class MetaspaceDecoder : public HfDecoder {
  public:
   MetaspaceDecoder(IcuRegex replacement, bool strip_first)
       : replacement_(std::move(replacement)), strip_first_(strip_first) {}
-  void Decode(std::vector<DecodePiece>* pieces) const override {
+  absl::Status Decode(std::vector<DecodePiece>* pieces, size_t max_output_bytes) const override {
+    size_t used = 0;
     for (size_t i = 0; i < pieces->size(); ++i) {
       std::string& text = (*pieces)[i].text;
-      text = replacement_.ReplaceAll(text, " ");
-      if (i == 0 && strip_first_ && !text.empty() && text[0] == ' ') text.erase(0, 1);
+      RETURN_IF_ERROR(
+          ReplaceWithin(replacement_, " ", "Metaspace", max_output_bytes, &used, &text));
+      if (i == 0 && strip_first_ && !text.empty() && text[0] == ' ') {
+        text.erase(0, 1);
+        --used;
+      }
     }
+    return absl::OkStatus();
   }
 
  private:
@@ -127,53 +165,80 @@ class SequenceDecoder : public HfDecoder {
  public:
   explicit SequenceDecoder(std::vector<std::unique_ptr<HfDecoder>> parts)
       : parts_(std::move(parts)) {}
-  void Decode(std::vector<DecodePiece>* pieces) const override {
-    for (const auto& part : parts_) part->Decode(pieces);
+  absl::Status Decode(std::vector<DecodePiece>* pieces, size_t max_output_bytes) const override {
+    for (const auto& part : parts_) RETURN_IF_ERROR(part->Decode(pieces, max_output_bytes));
+    return absl::OkStatus();
   }
 
  private:
   std::vector<std::unique_ptr<HfDecoder>> parts_;
 };
 
-}  // namespace
+absl::StatusOr<IcuRegex> ParseLiteral(const JsonField& field, const std::string& literal) {
+  absl::StatusOr<IcuRegex> regex = IcuRegex::Literal(literal);
+  if (!regex.ok()) return field.Error(regex.status().message());
+  return regex;
+}
 
-absl::StatusOr<std::unique_ptr<HfDecoder>> ParseHfDecoder(const json& config) {
-  if (config.is_null()) return nullptr;
-  if (!config.is_object() || !config.contains("type") || !config["type"].is_string()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("decoder: expected an object with a \"type\", got ", config.dump()));
+// `count`: decoders made so far for this tokenizer.json, against kMaxHfDecoders.
+absl::StatusOr<std::unique_ptr<HfDecoder>> ParseCounted(const JsonField& config, int* count) {
+  if (!config.present()) return nullptr;
+  RETURN_IF_ERROR(config.RequireObject());
+  if (++*count > kMaxHfDecoders) {
+    return config.Error(
+        absl::StrCat("makes more than ", kMaxHfDecoders, " decoders in one tokenizer"));
   }
-  const std::string type = config["type"].get<std::string>();
+  ASSIGN_OR_RETURN(const std::string type, config.Get("type").String());
   if (type == "ByteLevel") return std::make_unique<ByteLevelDecoder>();
   if (type == "ByteFallback") return std::make_unique<ByteFallbackDecoder>();
   if (type == "Fuse") return std::make_unique<FuseDecoder>();
   if (type == "Replace") {
-    ASSIGN_OR_RETURN(IcuRegex pattern, ParseHfPattern(config.value("pattern", json())));
-    return std::make_unique<ReplaceDecoder>(std::move(pattern),
-                                            config.value("content", std::string()));
+    ASSIGN_OR_RETURN(IcuRegex pattern, ParseHfPattern(config.Get("pattern")));
+    ASSIGN_OR_RETURN(std::string content, config.Get("content").StringOr(""));
+    return std::make_unique<ReplaceDecoder>(std::move(pattern), std::move(content));
   }
   if (type == "Strip") {
-    return std::make_unique<StripDecoder>(config.value("content", std::string(" ")),
-                                          config.value("start", 0), config.value("stop", 0));
+    ASSIGN_OR_RETURN(std::string content, config.Get("content").StringOr(" "));
+    ASSIGN_OR_RETURN(const int64_t start, config.Get("start").IntOr(0, 0, INT32_MAX));
+    ASSIGN_OR_RETURN(const int64_t stop, config.Get("stop").IntOr(0, 0, INT32_MAX));
+    return std::make_unique<StripDecoder>(std::move(content), start, stop);
   }
   if (type == "Metaspace") {
+    ASSIGN_OR_RETURN(const std::string replacement_text,
+                     config.Get("replacement").StringOr("\u2581"));
+    if (replacement_text.empty() ||
+        Utf8SequenceLength(replacement_text, 0) != replacement_text.size()) {
+      return config.Get("replacement").Error("must be a single character");
+    }
     ASSIGN_OR_RETURN(IcuRegex replacement,
-                     IcuRegex::Literal(config.value("replacement", std::string("\u2581"))));
-    bool strip_first = config.value("add_prefix_space", true);
-    if (config.contains("prepend_scheme") && config["prepend_scheme"].is_string()) {
-      strip_first = config["prepend_scheme"].get<std::string>() != "never";
+                     ParseLiteral(config.Get("replacement"), replacement_text));
+    ASSIGN_OR_RETURN(bool strip_first, config.Get("add_prefix_space").BoolOr(true));
+    const JsonField scheme = config.Get("prepend_scheme");
+    if (scheme.present()) {
+      ASSIGN_OR_RETURN(const std::string name, scheme.String());
+      strip_first = name != "never";
     }
     return std::make_unique<MetaspaceDecoder>(std::move(replacement), strip_first);
   }
   if (type == "Sequence") {
+    ASSIGN_OR_RETURN(const std::vector<JsonField> members,
+                     config.Get("decoders").ElementsOr(kMaxHfDecoders));
     std::vector<std::unique_ptr<HfDecoder>> parts;
-    for (const json& part : config.value("decoders", json::array())) {
-      ASSIGN_OR_RETURN(std::unique_ptr<HfDecoder> parsed, ParseHfDecoder(part));
+    for (const JsonField& member : members) {
+      ASSIGN_OR_RETURN(std::unique_ptr<HfDecoder> parsed, ParseCounted(member, count));
       if (parsed != nullptr) parts.push_back(std::move(parsed));
     }
     return std::make_unique<SequenceDecoder>(std::move(parts));
   }
-  return absl::UnimplementedError(absl::StrCat("decoder type '", type, "' is not supported"));
+  return config.Get("type").Unsupported(
+      absl::StrCat("names decoder type '", type, "', which is not supported"));
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<HfDecoder>> ParseHfDecoder(const JsonField& config) {
+  int count = 0;
+  return ParseCounted(config, &count);
 }
 
 }  // namespace zigzag

@@ -3,12 +3,14 @@
 // Works on bytes; the caller makes the final result valid UTF-8. Internal to core/tokenizer.
 #pragma once
 
+#include <cstddef>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "nlohmann/json_fwd.hpp"
+#include "core/util/json_fields.h"
 
 namespace zigzag {
 
@@ -20,10 +22,16 @@ struct DecodePiece {
 class HfDecoder {
  public:
   virtual ~HfDecoder() = default;
-  virtual void Decode(std::vector<DecodePiece>* pieces) const = 0;
+  // InvalidArgument when the pieces would total more than `max_output_bytes` (a Replace rule
+  // that grows them) or a regex gives up.
+  virtual absl::Status Decode(std::vector<DecodePiece>* pieces, size_t max_output_bytes) const = 0;
 };
 
-// nullptr for a JSON null (the caller then joins tokens with spaces, as Hugging Face does).
-absl::StatusOr<std::unique_ptr<HfDecoder>> ParseHfDecoder(const nlohmann::json& config);
+// The most decoders (Sequence members included) one tokenizer.json may chain.
+inline constexpr int kMaxHfDecoders = 64;
+
+// nullptr when `config` is absent or null (the caller then joins tokens with spaces, as Hugging
+// Face does). Errors name the file and key path; Unimplemented for types we do not support.
+absl::StatusOr<std::unique_ptr<HfDecoder>> ParseHfDecoder(const JsonField& config);
 
 }  // namespace zigzag

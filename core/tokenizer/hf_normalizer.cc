@@ -10,40 +10,54 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/tokenizer/icu_regex.h"
-#include "core/util/check.h"
 #include "core/util/status_macros.h"
-#include "nlohmann/json.hpp"
 
 namespace zigzag {
 namespace {
 
-using nlohmann::json;
+absl::Status TooLong(const char* what, size_t input_bytes, size_t max_output_bytes) {
+  return absl::InvalidArgumentError(
+      absl::StrCat("the ", what, " normalizer makes the ", input_bytes,
+                   "-byte text longer than the limit of ", max_output_bytes, " bytes"));
+}
 
 class UnicodeNormalizer : public HfNormalizer {
  public:
-  explicit UnicodeNormalizer(const icu::Normalizer2* normalizer) : normalizer_(normalizer) {}
-  std::string Normalize(std::string text) const override {
+  UnicodeNormalizer(const icu::Normalizer2* normalizer, std::string name)
+      : normalizer_(normalizer), name_(std::move(name)) {}
+  absl::StatusOr<std::string> Normalize(std::string text, size_t max_output_bytes) const override {
     UErrorCode status = U_ZERO_ERROR;
-    if (normalizer_->isNormalizedUTF8(text, status) && U_SUCCESS(status)) return text;
+    if (normalizer_->isNormalizedUTF8(text, status) && U_SUCCESS(status)) {
+      if (text.size() > max_output_bytes)
+        return TooLong(name_.c_str(), text.size(), max_output_bytes);
+      return text;
+    }
     status = U_ZERO_ERROR;
     std::string out;
     icu::StringByteSink<std::string> sink(&out);
     normalizer_->normalizeUTF8(0, text, sink, nullptr, status);
-    ZZ_CHECK(U_SUCCESS(status)) << u_errorName(status);
+    if (U_FAILURE(status)) {
+      return absl::InternalError(
+          absl::StrCat("ICU ", name_, " normalization failed: ", u_errorName(status)));
+    }
+    // ICU grows a text at most 18 code points per input code point, so `out` stayed bounded.
+    if (out.size() > max_output_bytes) return TooLong(name_.c_str(), text.size(), max_output_bytes);
     return out;
   }
 
  private:
   const icu::Normalizer2* normalizer_;  // ICU singletons, never freed
+  std::string name_;
 };
 
 class LowercaseNormalizer : public HfNormalizer {
  public:
-  std::string Normalize(std::string text) const override {
+  absl::StatusOr<std::string> Normalize(std::string text, size_t max_output_bytes) const override {
     icu::UnicodeString unicode = icu::UnicodeString::fromUTF8(text);
     unicode.toLower(icu::Locale::getRoot());
     std::string out;
     unicode.toUTF8String(out);
+    if (out.size() > max_output_bytes) return TooLong("Lowercase", text.size(), max_output_bytes);
     return out;
   }
 };
@@ -51,8 +65,11 @@ class LowercaseNormalizer : public HfNormalizer {
 class PrependNormalizer : public HfNormalizer {
  public:
   explicit PrependNormalizer(std::string prefix) : prefix_(std::move(prefix)) {}
-  std::string Normalize(std::string text) const override {
+  absl::StatusOr<std::string> Normalize(std::string text, size_t max_output_bytes) const override {
     if (text.empty()) return text;
+    if (prefix_.size() > max_output_bytes || text.size() > max_output_bytes - prefix_.size()) {
+      return TooLong("Prepend", text.size(), max_output_bytes);
+    }
     return prefix_ + text;
   }
 
@@ -64,8 +81,12 @@ class ReplaceNormalizer : public HfNormalizer {
  public:
   ReplaceNormalizer(IcuRegex pattern, std::string content)
       : pattern_(std::move(pattern)), content_(std::move(content)) {}
-  std::string Normalize(std::string text) const override {
-    return pattern_.ReplaceAll(text, content_);
+  absl::StatusOr<std::string> Normalize(std::string text, size_t max_output_bytes) const override {
+    absl::StatusOr<std::string> out = pattern_.ReplaceAll(text, content_, max_output_bytes);
+    if (out.status().code() == absl::StatusCode::kOutOfRange) {
+      return TooLong("Replace", text.size(), max_output_bytes);
+    }
+    return out;
   }
 
  private:
@@ -77,7 +98,7 @@ class ReplaceNormalizer : public HfNormalizer {
 class StripNormalizer : public HfNormalizer {
  public:
   StripNormalizer(bool left, bool right) : left_(left), right_(right) {}
-  std::string Normalize(std::string text) const override {
+  absl::StatusOr<std::string> Normalize(std::string text, size_t max_output_bytes) const override {
     icu::UnicodeString unicode = icu::UnicodeString::fromUTF8(text);
     int32_t begin = 0, end = unicode.length();
     if (left_) {
@@ -94,6 +115,7 @@ class StripNormalizer : public HfNormalizer {
     }
     std::string out;
     unicode.tempSubStringBetween(begin, end).toUTF8String(out);
+    if (out.size() > max_output_bytes) return TooLong("Strip", text.size(), max_output_bytes);
     return out;
   }
 
@@ -105,8 +127,10 @@ class SequenceNormalizer : public HfNormalizer {
  public:
   explicit SequenceNormalizer(std::vector<std::unique_ptr<HfNormalizer>> parts)
       : parts_(std::move(parts)) {}
-  std::string Normalize(std::string text) const override {
-    for (const auto& part : parts_) text = part->Normalize(std::move(text));
+  absl::StatusOr<std::string> Normalize(std::string text, size_t max_output_bytes) const override {
+    for (const auto& part : parts_) {
+      ASSIGN_OR_RETURN(text, part->Normalize(std::move(text), max_output_bytes));
+    }
     return text;
   }
 
@@ -127,53 +151,72 @@ absl::StatusOr<const icu::Normalizer2*> IcuInstance(const std::string& type) {
   return instance;
 }
 
-}  // namespace
-
-// A {"String": s} or {"Regex": r} pattern of tokenizer.json.
-absl::StatusOr<IcuRegex> ParseHfPattern(const json& pattern) {
-  if (pattern.is_object() && pattern.contains("String") && pattern["String"].is_string()) {
-    return IcuRegex::Literal(pattern["String"].get<std::string>());
+// `count`: normalizers made so far for this tokenizer.json, against kMaxHfNormalizers.
+absl::StatusOr<std::unique_ptr<HfNormalizer>> ParseCounted(const JsonField& config, int* count) {
+  if (!config.present()) return nullptr;
+  RETURN_IF_ERROR(config.RequireObject());
+  if (++*count > kMaxHfNormalizers) {
+    return config.Error(
+        absl::StrCat("makes more than ", kMaxHfNormalizers, " normalizers in one tokenizer"));
   }
-  if (pattern.is_object() && pattern.contains("Regex") && pattern["Regex"].is_string()) {
-    return IcuRegex::Compile(pattern["Regex"].get<std::string>());
-  }
-  return absl::InvalidArgumentError(
-      absl::StrCat("pattern must be {\"String\": ...} or {\"Regex\": ...}, got ", pattern.dump()));
-}
-
-absl::StatusOr<std::unique_ptr<HfNormalizer>> ParseHfNormalizer(const json& config) {
-  if (config.is_null()) return nullptr;
-  if (!config.is_object() || !config.contains("type") || !config["type"].is_string()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("normalizer: expected an object with a \"type\", got ", config.dump()));
-  }
-  const std::string type = config["type"].get<std::string>();
+  ASSIGN_OR_RETURN(const std::string type, config.Get("type").String());
   if (type == "NFC" || type == "NFD" || type == "NFKC" || type == "NFKD") {
     ASSIGN_OR_RETURN(const icu::Normalizer2* instance, IcuInstance(type));
-    return std::make_unique<UnicodeNormalizer>(instance);
+    return std::make_unique<UnicodeNormalizer>(instance, type);
   }
   if (type == "Lowercase") return std::make_unique<LowercaseNormalizer>();
   if (type == "Strip") {
-    return std::make_unique<StripNormalizer>(config.value("left", true),
-                                             config.value("right", true));
+    ASSIGN_OR_RETURN(const bool left, config.Get("left").BoolOr(true));
+    ASSIGN_OR_RETURN(const bool right, config.Get("right").BoolOr(true));
+    return std::make_unique<StripNormalizer>(left, right);
   }
   if (type == "Prepend") {
-    return std::make_unique<PrependNormalizer>(config.value("prepend", std::string()));
+    ASSIGN_OR_RETURN(std::string prefix, config.Get("prepend").StringOr(""));
+    return std::make_unique<PrependNormalizer>(std::move(prefix));
   }
   if (type == "Replace") {
-    ASSIGN_OR_RETURN(IcuRegex pattern, ParseHfPattern(config.value("pattern", json())));
-    return std::make_unique<ReplaceNormalizer>(std::move(pattern),
-                                               config.value("content", std::string()));
+    ASSIGN_OR_RETURN(IcuRegex pattern, ParseHfPattern(config.Get("pattern")));
+    ASSIGN_OR_RETURN(std::string content, config.Get("content").StringOr(""));
+    return std::make_unique<ReplaceNormalizer>(std::move(pattern), std::move(content));
   }
   if (type == "Sequence") {
+    ASSIGN_OR_RETURN(const std::vector<JsonField> members,
+                     config.Get("normalizers").ElementsOr(kMaxHfNormalizers));
     std::vector<std::unique_ptr<HfNormalizer>> parts;
-    for (const json& part : config.value("normalizers", json::array())) {
-      ASSIGN_OR_RETURN(std::unique_ptr<HfNormalizer> parsed, ParseHfNormalizer(part));
+    for (const JsonField& member : members) {
+      ASSIGN_OR_RETURN(std::unique_ptr<HfNormalizer> parsed, ParseCounted(member, count));
       if (parsed != nullptr) parts.push_back(std::move(parsed));
     }
     return std::make_unique<SequenceNormalizer>(std::move(parts));
   }
-  return absl::UnimplementedError(absl::StrCat("normalizer type '", type, "' is not supported"));
+  return config.Get("type").Unsupported(
+      absl::StrCat("names normalizer type '", type, "', which is not supported"));
+}
+
+}  // namespace
+
+absl::StatusOr<IcuRegex> ParseHfPattern(const JsonField& pattern) {
+  RETURN_IF_ERROR(pattern.RequireObject());
+  const JsonField string = pattern.Get("String");
+  const JsonField regex = pattern.Get("Regex");
+  absl::StatusOr<IcuRegex> compiled = absl::UnknownError("");
+  if (string.present()) {
+    ASSIGN_OR_RETURN(const std::string literal, string.String());
+    compiled = IcuRegex::Literal(literal);
+    if (!compiled.ok()) return string.Error(compiled.status().message());
+  } else if (regex.present()) {
+    ASSIGN_OR_RETURN(const std::string expression, regex.String());
+    compiled = IcuRegex::Compile(expression);
+    if (!compiled.ok()) return regex.Error(compiled.status().message());
+  } else {
+    return pattern.Error("must be {\"String\": ...} or {\"Regex\": ...}");
+  }
+  return compiled;
+}
+
+absl::StatusOr<std::unique_ptr<HfNormalizer>> ParseHfNormalizer(const JsonField& config) {
+  int count = 0;
+  return ParseCounted(config, &count);
 }
 
 }  // namespace zigzag

@@ -7,13 +7,11 @@
 #include "core/tokenizer/byte_level.h"
 #include "core/tokenizer/hf_normalizer.h"
 #include "core/tokenizer/icu_regex.h"
+#include "core/tokenizer/utf8.h"
 #include "core/util/status_macros.h"
-#include "nlohmann/json.hpp"
 
 namespace zigzag {
 namespace {
-
-using nlohmann::json;
 
 // GPT-2's pre-tokenization regex, used by ByteLevel when use_regex is true.
 constexpr const char* kGpt2Pattern =
@@ -27,26 +25,28 @@ enum class SplitBehavior {
   kContiguous,
 };
 
-absl::StatusOr<SplitBehavior> ParseBehavior(const std::string& name) {
+absl::StatusOr<SplitBehavior> ParseBehavior(const JsonField& field) {
+  ASSIGN_OR_RETURN(const std::string name, field.StringOr("Isolated"));
   if (name == "Removed") return SplitBehavior::kRemoved;
   if (name == "Isolated") return SplitBehavior::kIsolated;
   if (name == "MergedWithPrevious") return SplitBehavior::kMergedWithPrevious;
   if (name == "MergedWithNext") return SplitBehavior::kMergedWithNext;
   if (name == "Contiguous") return SplitBehavior::kContiguous;
-  return absl::InvalidArgumentError(absl::StrCat("unknown split behavior '", name, "'"));
+  return field.Error(absl::StrCat("names an unknown split behavior '", name, "'"));
 }
 
 // Splits `text` around the matches of `regex` (or around the non-matches when `invert`), as the
 // Rust tokenizers' NormalizedString::split does. Empty pieces are dropped.
-void SplitText(std::string_view text, const IcuRegex& regex, SplitBehavior behavior, bool invert,
-               std::vector<std::string>* out) {
+absl::Status SplitText(std::string_view text, const IcuRegex& regex, SplitBehavior behavior,
+                       bool invert, std::vector<std::string>* out) {
   struct Span {
     size_t begin, end;
     bool match;
   };
+  ASSIGN_OR_RETURN(const auto matches, regex.FindAll(text));
   std::vector<Span> spans;
   size_t last = 0;
-  for (const auto& [begin, end] : regex.FindAll(text)) {
+  for (const auto& [begin, end] : matches) {
     if (begin > last) spans.push_back({last, begin, invert});
     spans.push_back({begin, end, !invert});
     last = end;
@@ -89,16 +89,21 @@ void SplitText(std::string_view text, const IcuRegex& regex, SplitBehavior behav
   for (const auto& [begin, end] : pieces) {
     if (end > begin) out->emplace_back(text.substr(begin, end - begin));
   }
+  return absl::OkStatus();
 }
 
 class SplitPreTokenizer : public HfPreTokenizer {
  public:
   SplitPreTokenizer(IcuRegex regex, SplitBehavior behavior, bool invert)
       : regex_(std::move(regex)), behavior_(behavior), invert_(invert) {}
-  void PreTokenize(std::vector<std::string>* pieces, bool /*first_section*/) const override {
+  absl::Status PreTokenize(std::vector<std::string>* pieces,
+                           bool /*first_section*/) const override {
     std::vector<std::string> out;
-    for (const std::string& piece : *pieces) SplitText(piece, regex_, behavior_, invert_, &out);
+    for (const std::string& piece : *pieces) {
+      RETURN_IF_ERROR(SplitText(piece, regex_, behavior_, invert_, &out));
+    }
     *pieces = std::move(out);
+    return absl::OkStatus();
   }
 
  private:
@@ -111,12 +116,13 @@ class ByteLevelPreTokenizer : public HfPreTokenizer {
  public:
   ByteLevelPreTokenizer(bool add_prefix_space, std::optional<IcuRegex> regex)
       : add_prefix_space_(add_prefix_space), regex_(std::move(regex)) {}
-  void PreTokenize(std::vector<std::string>* pieces, bool /*first_section*/) const override {
+  absl::Status PreTokenize(std::vector<std::string>* pieces,
+                           bool /*first_section*/) const override {
     std::vector<std::string> split;
     for (std::string& piece : *pieces) {
       if (add_prefix_space_ && (piece.empty() || piece[0] != ' ')) piece.insert(0, " ");
       if (regex_.has_value()) {
-        SplitText(piece, *regex_, SplitBehavior::kIsolated, false, &split);
+        RETURN_IF_ERROR(SplitText(piece, *regex_, SplitBehavior::kIsolated, false, &split));
       } else {
         split.push_back(std::move(piece));
       }
@@ -127,6 +133,7 @@ class ByteLevelPreTokenizer : public HfPreTokenizer {
       AppendByteLevel(piece, &mapped);
       pieces->push_back(std::move(mapped));
     }
+    return absl::OkStatus();
   }
 
  private:
@@ -144,7 +151,7 @@ class MetaspacePreTokenizer : public HfPreTokenizer {
         scheme_(scheme),
         split_(split),
         replacement_regex_(std::move(replacement_regex)) {}
-  void PreTokenize(std::vector<std::string>* pieces, bool first_section) const override {
+  absl::Status PreTokenize(std::vector<std::string>* pieces, bool first_section) const override {
     std::vector<std::string> out;
     for (size_t i = 0; i < pieces->size(); ++i) {
       std::string text;
@@ -161,12 +168,14 @@ class MetaspacePreTokenizer : public HfPreTokenizer {
         text.insert(0, replacement_);
       }
       if (split_) {
-        SplitText(text, replacement_regex_, SplitBehavior::kMergedWithNext, false, &out);
+        RETURN_IF_ERROR(
+            SplitText(text, replacement_regex_, SplitBehavior::kMergedWithNext, false, &out));
       } else if (!text.empty()) {
         out.push_back(std::move(text));
       }
     }
     *pieces = std::move(out);
+    return absl::OkStatus();
   }
 
  private:
@@ -180,8 +189,9 @@ class SequencePreTokenizer : public HfPreTokenizer {
  public:
   explicit SequencePreTokenizer(std::vector<std::unique_ptr<HfPreTokenizer>> parts)
       : parts_(std::move(parts)) {}
-  void PreTokenize(std::vector<std::string>* pieces, bool first_section) const override {
-    for (const auto& part : parts_) part->PreTokenize(pieces, first_section);
+  absl::Status PreTokenize(std::vector<std::string>* pieces, bool first_section) const override {
+    for (const auto& part : parts_) RETURN_IF_ERROR(part->PreTokenize(pieces, first_section));
+    return absl::OkStatus();
   }
 
  private:
@@ -194,65 +204,85 @@ absl::StatusOr<std::unique_ptr<HfPreTokenizer>> MakeSplit(const std::string& reg
   return std::make_unique<SplitPreTokenizer>(std::move(compiled), behavior, invert);
 }
 
-}  // namespace
-
-absl::StatusOr<std::unique_ptr<HfPreTokenizer>> ParseHfPreTokenizer(const json& config) {
-  if (config.is_null()) return nullptr;
-  if (!config.is_object() || !config.contains("type") || !config["type"].is_string()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("pre_tokenizer: expected an object with a \"type\", got ", config.dump()));
+// `count`: pre-tokenizers made so far for this tokenizer.json, against kMaxHfPreTokenizers.
+absl::StatusOr<std::unique_ptr<HfPreTokenizer>> ParseCounted(const JsonField& config, int* count) {
+  if (!config.present()) return nullptr;
+  RETURN_IF_ERROR(config.RequireObject());
+  if (++*count > kMaxHfPreTokenizers) {
+    return config.Error(
+        absl::StrCat("makes more than ", kMaxHfPreTokenizers, " pre-tokenizers in one tokenizer"));
   }
-  const std::string type = config["type"].get<std::string>();
+  ASSIGN_OR_RETURN(const std::string type, config.Get("type").String());
   if (type == "Split") {
-    ASSIGN_OR_RETURN(IcuRegex regex, ParseHfPattern(config.value("pattern", json())));
-    ASSIGN_OR_RETURN(SplitBehavior behavior,
-                     ParseBehavior(config.value("behavior", std::string("Isolated"))));
-    return std::make_unique<SplitPreTokenizer>(std::move(regex), behavior,
-                                               config.value("invert", false));
+    ASSIGN_OR_RETURN(IcuRegex regex, ParseHfPattern(config.Get("pattern")));
+    ASSIGN_OR_RETURN(const SplitBehavior behavior, ParseBehavior(config.Get("behavior")));
+    ASSIGN_OR_RETURN(const bool invert, config.Get("invert").BoolOr(false));
+    return std::make_unique<SplitPreTokenizer>(std::move(regex), behavior, invert);
   }
   if (type == "ByteLevel") {
+    ASSIGN_OR_RETURN(const bool use_regex, config.Get("use_regex").BoolOr(true));
+    ASSIGN_OR_RETURN(const bool add_prefix_space, config.Get("add_prefix_space").BoolOr(true));
     std::optional<IcuRegex> regex;
-    if (config.value("use_regex", true)) {
+    if (use_regex) {
       ASSIGN_OR_RETURN(regex, IcuRegex::Compile(kGpt2Pattern));
     }
-    return std::make_unique<ByteLevelPreTokenizer>(config.value("add_prefix_space", true),
-                                                   std::move(regex));
+    return std::make_unique<ByteLevelPreTokenizer>(add_prefix_space, std::move(regex));
   }
   if (type == "Metaspace") {
-    std::string replacement = config.value("replacement", std::string("\u2581"));
+    ASSIGN_OR_RETURN(std::string replacement, config.Get("replacement").StringOr("\u2581"));
+    // One character, as in Hugging Face (a char): each space becomes it, so a longer string
+    // would multiply the text.
+    if (replacement.empty() || Utf8SequenceLength(replacement, 0) != replacement.size()) {
+      return config.Get("replacement").Error("must be a single character");
+    }
     PrependScheme scheme = PrependScheme::kAlways;
-    if (config.contains("prepend_scheme") && config["prepend_scheme"].is_string()) {
-      const std::string name = config["prepend_scheme"].get<std::string>();
+    const JsonField scheme_field = config.Get("prepend_scheme");
+    if (scheme_field.present()) {
+      ASSIGN_OR_RETURN(const std::string name, scheme_field.String());
       if (name == "first") {
         scheme = PrependScheme::kFirst;
       } else if (name == "never") {
         scheme = PrependScheme::kNever;
       } else if (name != "always") {
-        return absl::InvalidArgumentError(
-            absl::StrCat("Metaspace: unknown prepend_scheme '", name, "'"));
+        return scheme_field.Error(absl::StrCat("names an unknown prepend_scheme '", name, "'"));
       }
-    } else if (!config.value("add_prefix_space", true)) {
-      scheme = PrependScheme::kNever;
+    } else {
+      ASSIGN_OR_RETURN(const bool add_prefix_space, config.Get("add_prefix_space").BoolOr(true));
+      if (!add_prefix_space) scheme = PrependScheme::kNever;
     }
-    ASSIGN_OR_RETURN(IcuRegex replacement_regex, IcuRegex::Literal(replacement));
-    return std::make_unique<MetaspacePreTokenizer>(
-        std::move(replacement), scheme, config.value("split", true), std::move(replacement_regex));
+    ASSIGN_OR_RETURN(const bool split, config.Get("split").BoolOr(true));
+    absl::StatusOr<IcuRegex> replacement_regex = IcuRegex::Literal(replacement);
+    if (!replacement_regex.ok()) {
+      return config.Get("replacement").Error(replacement_regex.status().message());
+    }
+    return std::make_unique<MetaspacePreTokenizer>(std::move(replacement), scheme, split,
+                                                   *std::move(replacement_regex));
   }
   if (type == "Digits") {
-    return MakeSplit(config.value("individual_digits", false) ? R"(\p{N})" : R"(\p{N}+)",
-                     SplitBehavior::kIsolated, false);
+    ASSIGN_OR_RETURN(const bool individual, config.Get("individual_digits").BoolOr(false));
+    return MakeSplit(individual ? R"(\p{N})" : R"(\p{N}+)", SplitBehavior::kIsolated, false);
   }
   if (type == "Whitespace") return MakeSplit(R"(\w+|[^\w\s]+)", SplitBehavior::kRemoved, true);
   if (type == "WhitespaceSplit") return MakeSplit(R"(\s+)", SplitBehavior::kRemoved, false);
   if (type == "Sequence") {
+    ASSIGN_OR_RETURN(const std::vector<JsonField> members,
+                     config.Get("pretokenizers").ElementsOr(kMaxHfPreTokenizers));
     std::vector<std::unique_ptr<HfPreTokenizer>> parts;
-    for (const json& part : config.value("pretokenizers", json::array())) {
-      ASSIGN_OR_RETURN(std::unique_ptr<HfPreTokenizer> parsed, ParseHfPreTokenizer(part));
+    for (const JsonField& member : members) {
+      ASSIGN_OR_RETURN(std::unique_ptr<HfPreTokenizer> parsed, ParseCounted(member, count));
       if (parsed != nullptr) parts.push_back(std::move(parsed));
     }
     return std::make_unique<SequencePreTokenizer>(std::move(parts));
   }
-  return absl::UnimplementedError(absl::StrCat("pre_tokenizer type '", type, "' is not supported"));
+  return config.Get("type").Unsupported(
+      absl::StrCat("names pre_tokenizer type '", type, "', which is not supported"));
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<HfPreTokenizer>> ParseHfPreTokenizer(const JsonField& config) {
+  int count = 0;
+  return ParseCounted(config, &count);
 }
 
 }  // namespace zigzag

@@ -8,8 +8,9 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "nlohmann/json_fwd.hpp"
+#include "core/util/json_fields.h"
 
 namespace zigzag {
 
@@ -18,10 +19,15 @@ class HfPreTokenizer {
   virtual ~HfPreTokenizer() = default;
   // Replaces `pieces` by their sub-pieces. `first_section`: the pieces come from the first
   // section of the input (Metaspace's prepend_scheme "first" only prefixes there).
-  virtual void PreTokenize(std::vector<std::string>* pieces, bool first_section) const = 0;
+  // InvalidArgument when a regex gives up on the text (see icu_regex.h).
+  virtual absl::Status PreTokenize(std::vector<std::string>* pieces, bool first_section) const = 0;
 };
 
-// nullptr for a JSON null. Unimplemented for types we do not support.
-absl::StatusOr<std::unique_ptr<HfPreTokenizer>> ParseHfPreTokenizer(const nlohmann::json& config);
+// The most pre-tokenizers (Sequence members included) one tokenizer.json may chain.
+inline constexpr int kMaxHfPreTokenizers = 64;
+
+// nullptr when `config` is absent or null. Errors name the file and key path; Unimplemented for
+// types we do not support.
+absl::StatusOr<std::unique_ptr<HfPreTokenizer>> ParseHfPreTokenizer(const JsonField& config);
 
 }  // namespace zigzag

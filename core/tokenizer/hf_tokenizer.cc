@@ -6,14 +6,13 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "core/tokenizer/tokenizer_limits.h"
 #include "core/tokenizer/utf8.h"
+#include "core/util/json_fields.h"
 #include "core/util/status_macros.h"
-#include "nlohmann/json.hpp"
 
 namespace zigzag {
 namespace {
-
-using nlohmann::json;
 
 enum IdKind : uint8_t { kUnused = 0, kVocab = 1, kAdded = 2, kAddedSpecial = 3 };
 
@@ -51,104 +50,125 @@ size_t TrailingWhitespace(std::string_view text, size_t begin, size_t end) {
   return end - pos;
 }
 
-// Finds the ids of a TemplateProcessing's special tokens before and after the sequence "A".
-void ReadTemplate(const json& processor, const json& special_tokens_map,
-                  std::optional<int32_t>* bos, std::optional<int32_t>* eos) {
-  if (!processor.is_object()) return;
-  const std::string type = processor.value("type", std::string());
+// The most post-processors a "Sequence" post_processor may hold, and added tokens a file may have.
+constexpr size_t kMaxPostProcessors = 64;
+constexpr size_t kMaxAddedTokens = size_t{1} << 17;
+
+// Finds the ids of a TemplateProcessing's special tokens before and after the sequence "A". Other
+// processor types (ByteLevel, RobertaProcessing, ...) add no tokens that we read.
+absl::Status ReadTemplate(const JsonField& processor, std::optional<int32_t>* bos,
+                          std::optional<int32_t>* eos) {
+  if (!processor.present()) return absl::OkStatus();
+  RETURN_IF_ERROR(processor.RequireObject());
+  ASSIGN_OR_RETURN(const std::string type, processor.Get("type").StringOr(""));
   if (type == "Sequence") {
-    for (const json& part : processor.value("processors", json::array())) {
-      ReadTemplate(part, special_tokens_map, bos, eos);
-    }
-    return;
+    // Recursion bounded by the document's nesting (kMaxJsonDepth).
+    ASSIGN_OR_RETURN(const std::vector<JsonField> parts,
+                     processor.Get("processors").ElementsOr(kMaxPostProcessors));
+    for (const JsonField& part : parts) RETURN_IF_ERROR(ReadTemplate(part, bos, eos));
+    return absl::OkStatus();
   }
-  if (type != "TemplateProcessing" || !processor.contains("single") ||
-      !processor["single"].is_array()) {
-    return;
-  }
-  const json& map =
-      processor.contains("special_tokens") ? processor["special_tokens"] : special_tokens_map;
-  const auto id_of = [&](const json& item) -> std::optional<int32_t> {
-    if (!item.contains("SpecialToken")) return std::nullopt;
-    const std::string name = item["SpecialToken"].value("id", std::string());
-    if (!map.is_object() || !map.contains(name)) return std::nullopt;
-    const json& ids = map[name].value("ids", json::array());
-    if (ids.size() != 1 || !ids[0].is_number_integer()) return std::nullopt;
-    return ids[0].get<int32_t>();
-  };
-  const json& single = processor["single"];
+  if (type != "TemplateProcessing") return absl::OkStatus();
+  const JsonField map = processor.Get("special_tokens");
+  RETURN_IF_ERROR(map.OptionalObject());
+  ASSIGN_OR_RETURN(const std::vector<JsonField> single,
+                   processor.Get("single").ElementsOr(kMaxPostProcessors));
   bool seen_sequence = false;
-  for (const json& item : single) {
-    if (item.contains("Sequence")) {
+  for (const JsonField& item : single) {
+    RETURN_IF_ERROR(item.RequireObject());
+    if (item.Get("Sequence").present()) {
       seen_sequence = true;
       continue;
     }
-    const std::optional<int32_t> id = id_of(item);
-    if (!id) continue;
-    if (!seen_sequence && !bos->has_value()) *bos = id;
-    if (seen_sequence) *eos = id;
+    const JsonField special = item.Get("SpecialToken");
+    if (!special.present()) continue;
+    RETURN_IF_ERROR(special.RequireObject());
+    ASSIGN_OR_RETURN(const std::string name, special.Get("id").String());
+    const JsonField entry = map.Get(name);
+    if (!entry.present()) continue;
+    RETURN_IF_ERROR(entry.RequireObject());
+    ASSIGN_OR_RETURN(const std::vector<JsonField> ids,
+                     entry.Get("ids").ElementsOr(kMaxPostProcessors));
+    if (ids.size() != 1) continue;
+    ASSIGN_OR_RETURN(const int64_t id, ids[0].Int(0, kMaxTokenId));
+    if (!seen_sequence && !bos->has_value()) *bos = static_cast<int32_t>(id);
+    if (seen_sequence) *eos = static_cast<int32_t>(id);
   }
+  return absl::OkStatus();
 }
 
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<HfTokenizer>> HfTokenizer::Parse(std::string_view json_text,
                                                                 const std::string& source) {
-  const json root = json::parse(json_text.begin(), json_text.end(), nullptr,
-                                /*allow_exceptions=*/false);
-  if (root.is_discarded() || !root.is_object()) {
-    return absl::InvalidArgumentError(absl::StrCat(source, ": not a valid JSON object"));
+  ASSIGN_OR_RETURN(const nlohmann::json root, ParseJson(json_text, source));
+  // JsonField checks every type before use; this only backs it up.
+  try {
+    return ParseTree(JsonField(root, source));
+  } catch (const nlohmann::json::exception& e) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": unexpected JSON structure: ", e.what()));
   }
-  const auto context = [&](const absl::Status& status) {
-    return absl::Status(status.code(), absl::StrCat(source, ": ", status.message()));
-  };
+}
+
+absl::StatusOr<std::unique_ptr<HfTokenizer>> HfTokenizer::ParseTree(const JsonField& root) {
   std::unique_ptr<HfTokenizer> tokenizer(new HfTokenizer());
-  const json& model = root.contains("model") ? root["model"] : json();
-  if (!model.is_object() || model.value("type", std::string("BPE")) != "BPE") {
-    return absl::UnimplementedError(
-        absl::StrCat(source, ": only BPE models are supported, got ",
-                     model.is_object() ? model.value("type", std::string("?")) : model.dump()));
+  const JsonField model = root.Get("model");
+  RETURN_IF_ERROR(model.RequireObject());
+  ASSIGN_OR_RETURN(const std::string model_type, model.Get("type").StringOr("BPE"));
+  if (model_type != "BPE") {
+    return model.Get("type").Unsupported(
+        absl::StrCat("is '", model_type, "': only BPE models are supported"));
   }
-  auto bpe = BpeModel::Parse(model);
-  if (!bpe.ok()) return context(bpe.status());
-  tokenizer->model_ = std::move(*bpe);
+  ASSIGN_OR_RETURN(tokenizer->model_, BpeModel::Parse(model));
+  ASSIGN_OR_RETURN(tokenizer->normalizer_, ParseHfNormalizer(root.Get("normalizer")));
+  ASSIGN_OR_RETURN(tokenizer->pre_tokenizer_, ParseHfPreTokenizer(root.Get("pre_tokenizer")));
+  ASSIGN_OR_RETURN(tokenizer->decoder_, ParseHfDecoder(root.Get("decoder")));
 
-  const auto section = [&](const char* name) { return root.contains(name) ? root[name] : json(); };
-  auto normalizer = ParseHfNormalizer(section("normalizer"));
-  if (!normalizer.ok()) return context(normalizer.status());
-  tokenizer->normalizer_ = std::move(*normalizer);
-  auto pre_tokenizer = ParseHfPreTokenizer(section("pre_tokenizer"));
-  if (!pre_tokenizer.ok()) return context(pre_tokenizer.status());
-  tokenizer->pre_tokenizer_ = std::move(*pre_tokenizer);
-  auto decoder = ParseHfDecoder(section("decoder"));
-  if (!decoder.ok()) return context(decoder.status());
-  tokenizer->decoder_ = std::move(*decoder);
-
-  int32_t size = 0;
-  for (const auto& [token, id] : tokenizer->model_->vocab()) size = std::max(size, id + 1);
-  const json added = section("added_tokens").is_array() ? section("added_tokens") : json::array();
-  for (const json& entry : added) {
+  // The id tables are sized by the largest id: it must be below kMaxTokenId (checked as each id
+  // is read) and leave at most half of the table unused, besides kMaxUnusedIdSlack.
+  int64_t max_id = -1;
+  std::string max_id_path;
+  for (const auto& [token, id] : tokenizer->model_->vocab()) {
+    if (id > max_id) {
+      max_id = id;
+      max_id_path = token;
+    }
+  }
+  const JsonField vocab = model.Get("vocab");
+  std::optional<JsonField> max_id_field;
+  if (max_id >= 0) max_id_field = vocab.Get(max_id_path);
+  ASSIGN_OR_RETURN(const std::vector<JsonField> added,
+                   root.Get("added_tokens").ElementsOr(kMaxAddedTokens));
+  for (const JsonField& entry : added) {
+    RETURN_IF_ERROR(entry.RequireObject());
     AddedToken token;
-    if (!entry.is_object() || !entry.contains("id") || !entry["id"].is_number_integer() ||
-        !entry.contains("content") || !entry["content"].is_string()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(source, ": malformed added token ", entry.dump()));
+    ASSIGN_OR_RETURN(const int64_t id, entry.Get("id").Int(0, kMaxTokenId));
+    token.id = static_cast<int32_t>(id);
+    ASSIGN_OR_RETURN(token.content, entry.Get("content").String());
+    if (token.content.empty()) return entry.Get("content").Error("must not be empty");
+    ASSIGN_OR_RETURN(token.special, entry.Get("special").BoolOr(false));
+    ASSIGN_OR_RETURN(token.lstrip, entry.Get("lstrip").BoolOr(false));
+    ASSIGN_OR_RETURN(token.rstrip, entry.Get("rstrip").BoolOr(false));
+    ASSIGN_OR_RETURN(token.single_word, entry.Get("single_word").BoolOr(false));
+    RETURN_IF_ERROR(entry.Get("normalized").BoolOr(false).status());
+    if (id > max_id) {
+      max_id = id;
+      max_id_field = entry.Get("id");
     }
-    token.id = entry["id"].get<int32_t>();
-    token.content = entry["content"].get<std::string>();
-    token.special = entry.value("special", false);
-    token.lstrip = entry.value("lstrip", false);
-    token.rstrip = entry.value("rstrip", false);
-    token.single_word = entry.value("single_word", false);
-    if (token.id < 0 || token.content.empty()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(source, ": malformed added token ", entry.dump()));
-    }
-    size = std::max(size, token.id + 1);
     tokenizer->added_tokens_.push_back(std::move(token));
   }
-  tokenizer->id_to_token_.resize(static_cast<size_t>(size));
-  tokenizer->id_kind_.assign(static_cast<size_t>(size), kUnused);
+  const int64_t entries =
+      static_cast<int64_t>(tokenizer->model_->vocab().size() + tokenizer->added_tokens_.size());
+  if (max_id_field.has_value() && max_id + 1 > 2 * entries + kMaxUnusedIdSlack) {
+    return max_id_field->Error(
+        absl::StrCat("is ", max_id, ", but the tokenizer has only ", entries,
+                     " tokens: ids must be dense (at most half of the id table and ",
+                     kMaxUnusedIdSlack, " more ids unused)"));
+  }
+  const size_t size = static_cast<size_t>(max_id + 1);
+  tokenizer->id_to_token_.resize(size);
+  tokenizer->id_kind_.assign(size, kUnused);
   for (const auto& [token, id] : tokenizer->model_->vocab()) {
     tokenizer->id_to_token_[id] = token;
     tokenizer->id_kind_[id] = kVocab;
@@ -167,8 +187,8 @@ absl::StatusOr<std::unique_ptr<HfTokenizer>> HfTokenizer::Parse(std::string_view
              tokenizer->added_tokens_[b].content.size();
     });
   }
-  ReadTemplate(section("post_processor"), json(), &tokenizer->template_bos_,
-               &tokenizer->template_eos_);
+  RETURN_IF_ERROR(ReadTemplate(root.Get("post_processor"), &tokenizer->template_bos_,
+                               &tokenizer->template_eos_));
   return tokenizer;
 }
 
@@ -225,11 +245,17 @@ absl::StatusOr<std::vector<int32_t>> HfTokenizer::Encode(std::string_view text,
       ids.push_back(section.added_id);
       continue;
     }
-    std::string normalized(text.substr(section.begin, section.end - section.begin));
-    if (normalizer_ != nullptr) normalized = normalizer_->Normalize(std::move(normalized));
+    const size_t length = section.end - section.begin;
+    std::string normalized(text.substr(section.begin, length));
+    if (normalizer_ != nullptr) {
+      ASSIGN_OR_RETURN(normalized,
+                       normalizer_->Normalize(std::move(normalized), NormalizedByteLimit(length)));
+    }
     if (normalized.empty()) continue;
     pieces.assign(1, std::move(normalized));
-    if (pre_tokenizer_ != nullptr) pre_tokenizer_->PreTokenize(&pieces, /*first_section=*/i == 0);
+    if (pre_tokenizer_ != nullptr) {
+      RETURN_IF_ERROR(pre_tokenizer_->PreTokenize(&pieces, /*first_section=*/i == 0));
+    }
     for (const std::string& piece : pieces) {
       if (piece.empty()) continue;
       RETURN_IF_ERROR(model_->Encode(piece, &ids));
@@ -244,15 +270,17 @@ absl::StatusOr<std::string> HfTokenizer::Decode(absl::Span<const int32_t> ids,
   RETURN_IF_ERROR(CheckIds(ids));
   std::vector<DecodePiece> pieces;
   pieces.reserve(ids.size());
+  size_t input_bytes = 0;
   for (int32_t id : ids) {
     const uint8_t kind = id_kind_[id];
     if (kind == kUnused) continue;
     if (skip_special_tokens && kind == kAddedSpecial) continue;
     pieces.push_back(DecodePiece{id_to_token_[id], kind >= kAdded});
+    input_bytes += pieces.back().text.size();
   }
   std::string out;
   if (decoder_ != nullptr) {
-    decoder_->Decode(&pieces);
+    RETURN_IF_ERROR(decoder_->Decode(&pieces, NormalizedByteLimit(input_bytes)));
     for (const DecodePiece& piece : pieces) out.append(piece.text);
   } else {
     for (size_t i = 0; i < pieces.size(); ++i) {

@@ -18,13 +18,17 @@
 #include "core/tokenizer/hf_normalizer.h"
 #include "core/tokenizer/hf_pre_tokenizer.h"
 #include "core/tokenizer/tokenizer.h"
+#include "core/util/json_fields.h"
 
 namespace zigzag {
 
 class HfTokenizer : public Tokenizer {
  public:
-  // Parses the text of a tokenizer.json; `source` names it in error messages. Unimplemented for
-  // model, normalizer, pre-tokenizer or decoder types we do not support.
+  // Parses the text of a tokenizer.json; `source` names it in error messages, which also name the
+  // key path of the problem. InvalidArgument for malformed JSON, nesting deeper than
+  // kMaxJsonDepth, a wrong type, an id outside [0, kMaxTokenId] or ids too sparse for their
+  // table (tokenizer_limits.h); Unimplemented for model, normalizer, pre-tokenizer or decoder
+  // types we do not support.
   static absl::StatusOr<std::unique_ptr<HfTokenizer>> Parse(std::string_view json_text,
                                                             const std::string& source);
 
@@ -59,6 +63,7 @@ class HfTokenizer : public Tokenizer {
   };
 
   HfTokenizer() = default;
+  static absl::StatusOr<std::unique_ptr<HfTokenizer>> ParseTree(const JsonField& root);
   std::vector<Section> SplitOnAddedTokens(std::string_view text) const;
   std::optional<size_t> MatchAddedToken(std::string_view text, size_t pos) const;
 

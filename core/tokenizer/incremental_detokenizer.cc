@@ -5,7 +5,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/types/span.h"
 #include "core/tokenizer/utf8.h"
-#include "core/util/check.h"
+#include "core/util/status_macros.h"
+#include "spdlog/spdlog.h"
 
 namespace zigzag {
 namespace {
@@ -31,11 +32,10 @@ IncrementalDetokenizer::IncrementalDetokenizer(const Tokenizer& tokenizer,
   prefix_offset_ = std::max(last_bad, read_offset_ - std::min(read_offset_, kInitialPrefixIds));
 }
 
-std::string IncrementalDetokenizer::DecodeRange(size_t begin, size_t end) const {
-  absl::StatusOr<std::string> text = tokenizer_.Decode(
-      absl::MakeConstSpan(ids_).subspan(begin, end - begin), skip_special_tokens_);
-  ZZ_CHECK(text.ok()) << text.status().ToString();  // ids are checked when appended
-  return *std::move(text);
+absl::StatusOr<std::string> IncrementalDetokenizer::DecodeRange(size_t begin, size_t end) const {
+  // The ids are in range (checked when appended); a decoder can still refuse (its limits).
+  return tokenizer_.Decode(absl::MakeConstSpan(ids_).subspan(begin, end - begin),
+                           skip_special_tokens_);
 }
 
 absl::StatusOr<std::string> IncrementalDetokenizer::Append(int32_t id) {
@@ -44,8 +44,16 @@ absl::StatusOr<std::string> IncrementalDetokenizer::Append(int32_t id) {
         "token id ", id, " is outside the vocabulary [0, ", tokenizer_.vocab_size(), ")"));
   }
   ids_.push_back(id);
-  const std::string prefix = DecodeRange(prefix_offset_, read_offset_);
-  const std::string full = DecodeRange(prefix_offset_, ids_.size());
+  absl::StatusOr<std::string> prefix = DecodeRange(prefix_offset_, read_offset_);
+  absl::StatusOr<std::string> full = DecodeRange(prefix_offset_, ids_.size());
+  if (!prefix.ok() || !full.ok()) {
+    ids_.pop_back();
+    return prefix.ok() ? full.status() : prefix.status();
+  }
+  return Emit(*prefix, *full);
+}
+
+std::string IncrementalDetokenizer::Emit(const std::string& prefix, const std::string& full) {
   // Hold back while the window ends in an incomplete character, or when the new ids changed the
   // text of the prefix (then a later, longer window settles it).
   if (full.size() <= prefix.size() || EndsWithReplacement(full) ||
@@ -60,15 +68,27 @@ absl::StatusOr<std::string> IncrementalDetokenizer::Append(int32_t id) {
 }
 
 std::string IncrementalDetokenizer::Flush() {
+  absl::StatusOr<std::string> delta = FlushOrError();
+  if (!delta.ok()) {
+    spdlog::warn("dropping the text of {} pending token(s): {}", ids_.size() - read_offset_,
+                 std::string(delta.status().message()));
+    read_offset_ = ids_.size();
+    prefix_offset_ = read_offset_;
+    return std::string();
+  }
+  return *std::move(delta);
+}
+
+absl::StatusOr<std::string> IncrementalDetokenizer::FlushOrError() {
   if (read_offset_ == ids_.size()) return std::string();
-  const std::string prefix = DecodeRange(prefix_offset_, read_offset_);
-  const std::string full = DecodeRange(prefix_offset_, ids_.size());
+  ASSIGN_OR_RETURN(const std::string prefix, DecodeRange(prefix_offset_, read_offset_));
+  ASSIGN_OR_RETURN(const std::string full, DecodeRange(prefix_offset_, ids_.size()));
   std::string delta;
   if (full.compare(0, prefix.size(), prefix) == 0) {
     delta = full.substr(prefix.size());
   } else {
     // The prefix's text changed; emit the pending ids decoded on their own.
-    delta = DecodeRange(read_offset_, ids_.size());
+    ASSIGN_OR_RETURN(delta, DecodeRange(read_offset_, ids_.size()));
   }
   prefix_offset_ = read_offset_;
   read_offset_ = ids_.size();

@@ -22,16 +22,22 @@ class IncrementalDetokenizer {
                          bool skip_special_tokens);
 
   // The new complete text since the last call ("" while a character is incomplete).
-  // InvalidArgument for an id outside the vocabulary (the id is then not appended).
+  // InvalidArgument for an id outside the vocabulary, or the tokenizer's error when its decoder
+  // fails on the window (a limit of tokenizer_limits.h); the id is then not appended.
   absl::StatusOr<std::string> Append(int32_t id);
-  // Whatever is pending at the end (incomplete bytes as U+FFFD).
+  // Whatever is pending at the end (incomplete bytes as U+FFFD); "" (logged) when the tokenizer
+  // cannot decode it.
   std::string Flush();
   // All text emitted so far (by Append and Flush).
   const std::string& text() const { return text_; }
 
  private:
-  // The text of ids_[prefix_offset_, read_offset_) and of ids_[prefix_offset_, end).
-  std::string DecodeRange(size_t begin, size_t end) const;
+  // The text of ids_[begin, end).
+  absl::StatusOr<std::string> DecodeRange(size_t begin, size_t end) const;
+  // Append's step after decoding: the part of `full` past `prefix`, when it is safe to emit.
+  std::string Emit(const std::string& prefix, const std::string& full);
+  // Flush's work; its errors are the tokenizer's.
+  absl::StatusOr<std::string> FlushOrError();
 
   const Tokenizer& tokenizer_;
   bool skip_special_tokens_;

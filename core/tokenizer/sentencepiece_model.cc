@@ -1,11 +1,12 @@
 #include "core/tokenizer/sentencepiece_model.h"
 
+#include <cmath>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "core/tokenizer/tokenizer_limits.h"
 #include "core/tokenizer/utf8.h"
+#include "core/util/read_file.h"
 #include "core/util/status_macros.h"
 
 namespace zigzag {
@@ -62,6 +63,8 @@ class WireReader {
     for (int shift = 0; shift < 64; shift += 7) {
       if (pos_ >= data_.size()) return Error(start, "truncated varint");
       const uint8_t byte = static_cast<uint8_t>(data_[pos_++]);
+      // The tenth byte holds bit 63 only: anything more does not fit in 64 bits.
+      if (shift == 63 && byte > 1) return Error(start, "varint overflows 64 bits");
       result |= static_cast<uint64_t>(byte & 0x7F) << shift;
       if ((byte & 0x80) == 0) {
         *value = result;
@@ -146,23 +149,34 @@ float FloatFromBits(uint64_t bits) {
   return value;
 }
 
-absl::Status ParsePiece(std::string_view bytes, size_t base, SentencePieceModel::Piece* piece) {
+// `index`: the piece's id, for errors ("pieces[5].type").
+absl::Status ParsePiece(std::string_view bytes, size_t base, size_t index,
+                        const SentencePieceLimits& limits, SentencePieceModel::Piece* piece) {
   WireReader reader(bytes, base);
   while (!reader.done()) {
     const size_t at = reader.offset();
     Field field;
     RETURN_IF_ERROR(reader.Next(&field));
     if (field.field_number == 1 && field.wire_type == kLengthDelimited) {
+      if (field.bytes.size() > limits.max_piece_bytes) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "pieces[", index, "].piece at byte offset ", at, " is ", field.bytes.size(),
+            " bytes long, more than the limit of ", limits.max_piece_bytes));
+      }
       piece->piece = std::string(field.bytes);
     } else if (field.field_number == 2 && field.wire_type == kFixed32) {
       piece->score = FloatFromBits(field.number);
-    } else if (field.field_number == 3 && field.wire_type == kVarint) {
-      const int32_t type = static_cast<int32_t>(field.number);
-      if (type < 1 || type > 6) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("unknown piece type ", type, " at byte offset ", at));
+      // Scores order the merges: NaN or infinity would break the ordering.
+      if (!std::isfinite(piece->score)) {
+        return absl::InvalidArgumentError(absl::StrCat("pieces[", index, "].score at byte offset ",
+                                                       at, " is not a finite number"));
       }
-      piece->type = static_cast<SentencePieceModel::PieceType>(type);
+    } else if (field.field_number == 3 && field.wire_type == kVarint) {
+      if (field.number < 1 || field.number > 6) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "pieces[", index, "].type: unknown piece type ", field.number, " at byte offset ", at));
+      }
+      piece->type = static_cast<SentencePieceModel::PieceType>(field.number);
     }
   }
   return absl::OkStatus();
@@ -179,12 +193,12 @@ absl::Status ParseTrainerSpec(std::string_view bytes, size_t base, SentencePiece
     switch (field.field_number) {
       case 3:
         if (varint) {
-          const int32_t type = static_cast<int32_t>(field.number);
-          if (type < 1 || type > 4) {
+          if (field.number < 1 || field.number > 4) {
             return absl::InvalidArgumentError(
-                absl::StrCat("unknown model_type ", type, " at byte offset ", at));
+                absl::StrCat("trainer_spec.model_type: unknown model_type ", field.number,
+                             " at byte offset ", at));
           }
-          model->model_type = static_cast<SentencePieceModel::ModelType>(type);
+          model->model_type = static_cast<SentencePieceModel::ModelType>(field.number);
         }
         break;
       case 24:
@@ -287,7 +301,8 @@ const char* ModelTypeName(SentencePieceModel::ModelType type) {
   return "?";
 }
 
-absl::StatusOr<SentencePieceModel> ParseSentencePieceModel(std::string_view bytes) {
+absl::StatusOr<SentencePieceModel> ParseSentencePieceModel(std::string_view bytes,
+                                                           const SentencePieceLimits& limits) {
   SentencePieceModel model;
   // Protobuf merges repeated occurrences of a singular message field; so does this parser, by
   // parsing every occurrence into the same struct.
@@ -301,8 +316,12 @@ absl::StatusOr<SentencePieceModel> ParseSentencePieceModel(std::string_view byte
     const size_t base = OffsetIn(bytes, field.bytes);
     switch (field.field_number) {
       case 1: {
+        if (model.pieces.size() >= limits.max_pieces) {
+          return absl::InvalidArgumentError(absl::StrCat("pieces: more than ", limits.max_pieces,
+                                                         " pieces (at byte offset ", base, ")"));
+        }
         SentencePieceModel::Piece piece;
-        RETURN_IF_ERROR(ParsePiece(field.bytes, base, &piece));
+        RETURN_IF_ERROR(ParsePiece(field.bytes, base, model.pieces.size(), limits, &piece));
         model.pieces.push_back(std::move(piece));
         break;
       }
@@ -330,12 +349,15 @@ absl::StatusOr<SentencePieceModel> ParseSentencePieceModel(std::string_view byte
 }
 
 absl::StatusOr<SentencePieceModel> ReadSentencePieceModel(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot open SentencePiece model ", path));
-  std::ostringstream contents;
-  contents << in.rdbuf();
-  if (in.bad()) return absl::DataLossError(absl::StrCat("cannot read ", path));
-  const std::string bytes = contents.str();
+  absl::StatusOr<std::string> read = ReadFileToString(path, kMaxTokenizerFileBytes);
+  if (!read.ok()) {
+    if (read.status().code() == absl::StatusCode::kUnavailable) {
+      return absl::NotFoundError(
+          absl::StrCat("cannot open SentencePiece model ", path, ": ", read.status().message()));
+    }
+    return read.status();
+  }
+  const std::string bytes = *std::move(read);
   absl::StatusOr<SentencePieceModel> model = ParseSentencePieceModel(bytes);
   if (!model.ok()) {
     return absl::InvalidArgumentError(

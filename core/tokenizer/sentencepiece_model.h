@@ -3,12 +3,14 @@
 // library is linked. Holds only the fields the tokenizer uses; encoding lives elsewhere.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "core/tokenizer/tokenizer_limits.h"
 
 namespace zigzag {
 
@@ -55,15 +57,30 @@ struct SentencePieceModel {
   std::string denormalizer_charsmap;
 };
 
+// Bounds on what a model file may hold: as many pieces as ids (kMaxTokenId, tokenizer_limits.h),
+// each at most this long (SentencePiece's own pieces are at most 16 characters; user-defined ones
+// a few dozen bytes).
+inline constexpr size_t kMaxSentencePieces = static_cast<size_t>(kMaxTokenId) + 1;
+inline constexpr size_t kMaxSentencePieceBytes = 1024;
+
+// The limits ParseSentencePieceModel applies; tests lower them to exercise them cheaply.
+struct SentencePieceLimits {
+  size_t max_pieces = kMaxSentencePieces;
+  size_t max_piece_bytes = kMaxSentencePieceBytes;
+};
+
 const char* PieceTypeName(SentencePieceModel::PieceType type);
 const char* ModelTypeName(SentencePieceModel::ModelType type);
 
-// Parses a serialized ModelProto. InvalidArgument (naming the byte offset) for a truncated or
-// malformed message, or for an unknown piece or model type. Unknown fields are skipped.
-absl::StatusOr<SentencePieceModel> ParseSentencePieceModel(std::string_view bytes);
+// Parses a serialized ModelProto. InvalidArgument (naming the field and byte offset) for a
+// truncated or malformed message (a varint past 64 bits, a length past the end), an unknown piece
+// or model type, a non-finite score, or more or longer pieces than the limits above. Unknown
+// fields are skipped.
+absl::StatusOr<SentencePieceModel> ParseSentencePieceModel(
+    std::string_view bytes, const SentencePieceLimits& limits = SentencePieceLimits());
 
 // Reads and parses `path`: NotFound when it cannot be opened, InvalidArgument naming the path when
-// it is not a valid model.
+// it is not a valid model or is larger than kMaxTokenizerFileBytes.
 absl::StatusOr<SentencePieceModel> ReadSentencePieceModel(const std::string& path);
 
 }  // namespace zigzag

@@ -2,12 +2,14 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
+#include <system_error>
 
 #include "absl/strings/str_cat.h"
 #include "core/tokenizer/hf_tokenizer.h"
 #include "core/tokenizer/sentencepiece_tokenizer.h"
+#include "core/tokenizer/tokenizer_limits.h"
+#include "core/util/json_fields.h"
+#include "core/util/read_file.h"
 #include "core/util/status_macros.h"
 #include "nlohmann/json.hpp"
 
@@ -17,69 +19,57 @@ namespace {
 using nlohmann::json;
 namespace fs = std::filesystem;
 
-absl::StatusOr<std::string> ReadFile(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", path.string()));
-  std::ostringstream contents;
-  contents << in.rdbuf();
-  if (in.bad()) return absl::DataLossError(absl::StrCat("cannot read ", path.string()));
-  return contents.str();
-}
+// The most ids an "eos_token_id" list may hold.
+constexpr size_t kMaxConfigTokenIds = 1024;
 
 // The parsed file, or a null json when it does not exist.
 absl::StatusOr<json> ReadOptionalJson(const fs::path& path) {
-  if (!fs::exists(path)) return json();
-  ASSIGN_OR_RETURN(std::string text, ReadFile(path));
-  json parsed = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (parsed.is_discarded() || !parsed.is_object()) {
-    return absl::InvalidArgumentError(absl::StrCat(path.string(), ": not a valid JSON object"));
-  }
-  return parsed;
+  std::error_code error;  // an unreadable folder is treated as "no such file"
+  if (!fs::exists(path, error)) return json();
+  ASSIGN_OR_RETURN(std::string text, ReadFileToString(path, kMaxTokenizerConfigBytes));
+  return ParseJson(text, path.string());
 }
 
 // Resolves "bos_token" etc. of tokenizer_config.json: a string, an AddedToken object
 // ({"content": ...}) or null. nullopt when the field is absent; an engaged nullopt inside when it
 // is null (the model has no such token).
 absl::StatusOr<std::optional<std::optional<int32_t>>> ConfigToken(const Tokenizer& tokenizer,
-                                                                  const json& config,
-                                                                  const char* field,
-                                                                  const std::string& source) {
-  if (!config.is_object() || !config.contains(field)) return std::nullopt;
-  const json& value = config[field];
-  if (value.is_null()) return std::optional<std::optional<int32_t>>(std::optional<int32_t>());
+                                                                  const JsonField& config,
+                                                                  const char* key) {
+  if (!config.json().is_object() || !config.json().contains(key)) return std::nullopt;
+  const JsonField field = config.Get(key);
+  if (!field.present()) return std::optional<std::optional<int32_t>>(std::optional<int32_t>());
   std::string name;
-  if (value.is_string()) {
-    name = value.get<std::string>();
-  } else if (value.is_object() && value.contains("content") && value["content"].is_string()) {
-    name = value["content"].get<std::string>();
+  if (field.json().is_object()) {
+    ASSIGN_OR_RETURN(name, field.Get("content").String());
+  } else if (field.json().is_string()) {
+    name = field.json().get<std::string>();
   } else {
-    return absl::InvalidArgumentError(
-        absl::StrCat(source, ": field '", field, "' must be a string, got ", value.dump()));
+    return field.Error(absl::StrCat("must be a string or {\"content\": string}, got ",
+                                    DescribeJson(field.json())));
   }
   const std::optional<int32_t> id = tokenizer.TokenToId(name);
   if (!id.has_value()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(source, ": ", field, " '", name, "' is not in the tokenizer's vocabulary"));
+    return field.Error(
+        absl::StrCat("names '", name, "', which is not in the tokenizer's vocabulary"));
   }
   return std::optional<std::optional<int32_t>>(id);
 }
 
 // An "xxx_token_id" field that may be an int or a list of ints; appended to `ids`.
-absl::Status ConfigIds(const json& config, const char* field, const std::string& source,
-                       std::vector<int32_t>* ids) {
-  if (!config.is_object() || !config.contains(field) || config[field].is_null()) {
+absl::Status ConfigIds(const JsonField& config, const char* key, std::vector<int32_t>* ids) {
+  const JsonField field = config.Get(key);
+  if (!field.present()) return absl::OkStatus();
+  if (field.json().is_array()) {
+    ASSIGN_OR_RETURN(const std::vector<JsonField> items, field.Elements(kMaxConfigTokenIds));
+    for (const JsonField& item : items) {
+      ASSIGN_OR_RETURN(const int64_t id, item.Int(0, kMaxTokenId));
+      ids->push_back(static_cast<int32_t>(id));
+    }
     return absl::OkStatus();
   }
-  const json& value = config[field];
-  const json list = value.is_array() ? value : json::array({value});
-  for (const json& item : list) {
-    if (!item.is_number_integer()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(source, ": field '", field,
-                       "' must be an integer or a list of integers, got ", value.dump()));
-    }
-    ids->push_back(item.get<int32_t>());
-  }
+  ASSIGN_OR_RETURN(const int64_t id, field.Int(0, kMaxTokenId));
+  ids->push_back(static_cast<int32_t>(id));
   return absl::OkStatus();
 }
 
@@ -98,10 +88,12 @@ absl::StatusOr<SpecialTokens> ResolveSpecialTokens(const Tokenizer& tokenizer, c
   const fs::path tokenizer_config_path = dir / "tokenizer_config.json";
   const fs::path generation_config_path = dir / "generation_config.json";
   const fs::path config_path = dir / "config.json";
-  ASSIGN_OR_RETURN(const json tokenizer_config, ReadOptionalJson(tokenizer_config_path));
-  ASSIGN_OR_RETURN(const json generation_config, ReadOptionalJson(generation_config_path));
-  ASSIGN_OR_RETURN(const json model_config, ReadOptionalJson(config_path));
-  const std::string tc_source = tokenizer_config_path.string();
+  ASSIGN_OR_RETURN(const json tokenizer_config_json, ReadOptionalJson(tokenizer_config_path));
+  ASSIGN_OR_RETURN(const json generation_config_json, ReadOptionalJson(generation_config_path));
+  ASSIGN_OR_RETURN(const json model_config_json, ReadOptionalJson(config_path));
+  const JsonField tokenizer_config(tokenizer_config_json, tokenizer_config_path.string());
+  const JsonField generation_config(generation_config_json, generation_config_path.string());
+  const JsonField model_config(model_config_json, config_path.string());
 
   SpecialTokens special;
   // BOS and PAD: tokenizer_config.json, then generation_config.json, then config.json, then the
@@ -110,12 +102,11 @@ absl::StatusOr<SpecialTokens> ResolveSpecialTokens(const Tokenizer& tokenizer, c
       [&](const char* token_field, const char* id_field,
           std::optional<int32_t> fallback) -> absl::StatusOr<std::optional<int32_t>> {
     ASSIGN_OR_RETURN(auto from_tokenizer_config,
-                     ConfigToken(tokenizer, tokenizer_config, token_field, tc_source));
+                     ConfigToken(tokenizer, tokenizer_config, token_field));
     if (from_tokenizer_config.has_value()) return *from_tokenizer_config;
-    for (const auto& [config, path] : {std::pair(&generation_config, &generation_config_path),
-                                       std::pair(&model_config, &config_path)}) {
+    for (const JsonField* config : {&generation_config, &model_config}) {
       std::vector<int32_t> ids;
-      RETURN_IF_ERROR(ConfigIds(*config, id_field, path->string(), &ids));
+      RETURN_IF_ERROR(ConfigIds(*config, id_field, &ids));
       if (!ids.empty()) return ids[0];
     }
     return fallback;
@@ -124,24 +115,16 @@ absl::StatusOr<SpecialTokens> ResolveSpecialTokens(const Tokenizer& tokenizer, c
   ASSIGN_OR_RETURN(special.pad_id, resolve_single("pad_token", "pad_token_id", defaults.pad));
 
   // EOS: the union, tokenizer_config.json's eos_token first.
-  ASSIGN_OR_RETURN(auto eos_token,
-                   ConfigToken(tokenizer, tokenizer_config, "eos_token", tc_source));
+  ASSIGN_OR_RETURN(auto eos_token, ConfigToken(tokenizer, tokenizer_config, "eos_token"));
   if (eos_token.has_value() && eos_token->has_value()) special.eos_ids.push_back(**eos_token);
   std::vector<int32_t> config_eos;
-  RETURN_IF_ERROR(
-      ConfigIds(generation_config, "eos_token_id", generation_config_path.string(), &config_eos));
-  RETURN_IF_ERROR(ConfigIds(model_config, "eos_token_id", config_path.string(), &config_eos));
+  RETURN_IF_ERROR(ConfigIds(generation_config, "eos_token_id", &config_eos));
+  RETURN_IF_ERROR(ConfigIds(model_config, "eos_token_id", &config_eos));
   for (int32_t id : config_eos) AppendUnique(id, &special.eos_ids);
   if (special.eos_ids.empty() && defaults.eos.has_value()) special.eos_ids.push_back(*defaults.eos);
 
-  special.add_bos = tokenizer_config.is_object() && tokenizer_config.contains("add_bos_token") &&
-                            tokenizer_config["add_bos_token"].is_boolean()
-                        ? tokenizer_config["add_bos_token"].get<bool>()
-                        : defaults.add_bos;
-  special.add_eos = tokenizer_config.is_object() && tokenizer_config.contains("add_eos_token") &&
-                            tokenizer_config["add_eos_token"].is_boolean()
-                        ? tokenizer_config["add_eos_token"].get<bool>()
-                        : defaults.add_eos;
+  ASSIGN_OR_RETURN(special.add_bos, tokenizer_config.Get("add_bos_token").BoolOr(defaults.add_bos));
+  ASSIGN_OR_RETURN(special.add_eos, tokenizer_config.Get("add_eos_token").BoolOr(defaults.add_eos));
   if (!special.bos_id.has_value()) special.add_bos = false;
   if (special.eos_ids.empty()) special.add_eos = false;
 
@@ -188,15 +171,16 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(const std::string& mode
   const fs::path model_path = dir / "tokenizer.model";
   std::unique_ptr<Tokenizer> tokenizer;
   TokenizerDefaults defaults;
-  if (fs::exists(json_path)) {
-    ASSIGN_OR_RETURN(std::string text, ReadFile(json_path));
+  std::error_code error;  // the overloads without it throw
+  if (fs::exists(json_path, error)) {
+    ASSIGN_OR_RETURN(std::string text, ReadFileToString(json_path, kMaxTokenizerFileBytes));
     ASSIGN_OR_RETURN(std::unique_ptr<HfTokenizer> hf, HfTokenizer::Parse(text, json_path.string()));
     defaults.bos = hf->template_bos();
     defaults.eos = hf->template_eos();
     defaults.add_bos = defaults.bos.has_value();
     defaults.add_eos = defaults.eos.has_value();
     tokenizer = std::move(hf);
-  } else if (fs::exists(model_path)) {
+  } else if (fs::exists(model_path, error)) {
     ASSIGN_OR_RETURN(std::unique_ptr<SentencePieceTokenizer> sp,
                      SentencePieceTokenizer::Load(model_path.string()));
     defaults.bos = sp->model_bos_id();
