@@ -162,8 +162,9 @@ for target in "${targets[@]}"; do
     # The report's first line and its first frames in our code.
     grep -m1 "ERROR: \|runtime error:\|check failed:\|terminate called" "$log" | cut -c1-200 |
       sed 's/^/   /' || true
-    grep -E '^ *#[0-9]+ ' "$log" | grep 'zigzag::\|/core/\|/server/\|/fuzz/' | head -5 |
-      sed -E 's/ \(.*BuildId[^)]*\)//; s/^ */     /' | cut -c1-200 || true
+    grep -E '^ *#[0-9]+ ' "$log" | grep 'zigzag::\|LLVMFuzzerTestOneInput' | head -5 |
+      sed -E 's/\(anonymous namespace\)/{anon}/g; s/^ *#[0-9]+ 0x[0-9a-f]+ in ([^( ]*)(\(.*)? ([^ ]*:[0-9]+):[0-9]+$/     \1  \3/' |
+      sed -E 's|[^ ]*/build-fuzz/\.\./||' | cut -c1-160 || true
   fi
   summary+=("$(printf '%-22s execs %-9s exec/s %-6s %-22s regressions %-8s %s' "$target" \
     "${execs:-?}" "${rate:-?}" "${cov:-cov: ?}" "$regression_status" "$outcome")")
