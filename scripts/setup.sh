@@ -15,6 +15,8 @@ packages=(
   python3-matplotlib python3-numpy python3-yaml yamllint
   nodejs
   clang-format
+  # The libFuzzer targets (fuzz/, scripts/fuzz.sh): clang and its sanitizer/fuzzer runtimes.
+  clang-14 libclang-rt-14-dev
 )
 
 missing=()

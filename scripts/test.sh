@@ -20,3 +20,8 @@ cmake --build build-asan -j "$jobs"
 echo "== tests under ASan + UBSan"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir build-asan --output-on-failure -j "$jobs"
+
+# Fuzzing (fuzz/README.md): clang-14 build in build-fuzz, each target's regressions, then ~15 s of
+# fuzzing per target, one at a time.
+echo "== fuzz (libFuzzer, short run)"
+bash scripts/fuzz.sh --ci

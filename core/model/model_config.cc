@@ -332,15 +332,21 @@ absl::StatusOr<ModelConfig> LoadModelConfig(const std::filesystem::path& model_d
 
   const std::filesystem::path generation_path = model_dir / "generation_config.json";
   if (!std::filesystem::is_regular_file(generation_path, ec)) return config;
-  const std::string source = generation_path.string();
   ASSIGN_OR_RETURN(std::string generation_text, ReadFile(generation_path));
-  ASSIGN_OR_RETURN(json generation, ParseJsonObject(generation_text, source));
+  RETURN_IF_ERROR(ApplyGenerationConfig(generation_text, generation_path.string(), &config));
+  return config;
+}
+
+absl::Status ApplyGenerationConfig(std::string_view json_text, std::string_view source_view,
+                                   ModelConfig* config) {
+  const std::string source(source_view);
+  ASSIGN_OR_RETURN(json generation, ParseJsonObject(json_text, source));
   FieldReader fields(generation, source);
   ASSIGN_OR_RETURN(std::vector<int32_t> eos, fields.TokenIdList("eos_token_id"));
-  for (int32_t id : eos) AppendUnique(config.eos_token_ids, id);
+  for (int32_t id : eos) AppendUnique(config->eos_token_ids, id);
   ASSIGN_OR_RETURN(std::optional<int32_t> bos, fields.TokenId("bos_token_id"));
-  if (!config.bos_token_id) config.bos_token_id = bos;
-  return config;
+  if (!config->bos_token_id) config->bos_token_id = bos;
+  return absl::OkStatus();
 }
 
 }  // namespace zigzag

@@ -51,6 +51,12 @@ struct ModelConfig {
 // Parses config.json text. `source` names the file in error messages.
 absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view json_text, std::string_view source);
 
+// Merges generation_config.json text into `config`: its eos_token_id values are added to
+// eos_token_ids; its bos_token_id wins when config.json has none. `source` names the file in
+// error messages. LoadModelConfig's step, public for in-memory callers (the fuzz targets).
+absl::Status ApplyGenerationConfig(std::string_view json_text, std::string_view source,
+                                   ModelConfig* config);
+
 // Reads DIR/config.json and, when present, DIR/generation_config.json (its eos_token_id values are
 // added to eos_token_ids; its bos_token_id wins when config.json has none).
 absl::StatusOr<ModelConfig> LoadModelConfig(const std::filesystem::path& model_dir);

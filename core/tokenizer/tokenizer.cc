@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <optional>
 #include <system_error>
 
 #include "absl/strings/str_cat.h"
@@ -22,12 +23,20 @@ namespace fs = std::filesystem;
 // The most ids an "eos_token_id" list may hold.
 constexpr size_t kMaxConfigTokenIds = 1024;
 
-// The parsed file, or a null json when it does not exist.
-absl::StatusOr<json> ReadOptionalJson(const fs::path& path) {
+// The file's text (at most `max_bytes`), or nullopt when it does not exist.
+absl::StatusOr<std::optional<std::string>> ReadOptionalFile(const fs::path& path,
+                                                            size_t max_bytes) {
   std::error_code error;  // an unreadable folder is treated as "no such file"
-  if (!fs::exists(path, error)) return json();
-  ASSIGN_OR_RETURN(std::string text, ReadFileToString(path, kMaxTokenizerConfigBytes));
-  return ParseJson(text, path.string());
+  if (!fs::exists(path, error)) return std::nullopt;
+  ASSIGN_OR_RETURN(std::string text, ReadFileToString(path, max_bytes));
+  return text;
+}
+
+// The parsed file (depth-bounded), or a null json when it is absent.
+absl::StatusOr<json> ParseOptionalJson(const std::optional<std::string>& text,
+                                       const fs::path& path) {
+  if (!text.has_value()) return json();
+  return ParseJson(*text, path.string());
 }
 
 // Resolves "bos_token" etc. of tokenizer_config.json: a string, an AddedToken object
@@ -83,14 +92,18 @@ struct TokenizerDefaults {
   bool add_bos = false, add_eos = false;
 };
 
-absl::StatusOr<SpecialTokens> ResolveSpecialTokens(const Tokenizer& tokenizer, const fs::path& dir,
+absl::StatusOr<SpecialTokens> ResolveSpecialTokens(const Tokenizer& tokenizer,
+                                                   const TokenizerFiles& files,
                                                    const TokenizerDefaults& defaults) {
+  const fs::path dir(files.dir);
   const fs::path tokenizer_config_path = dir / "tokenizer_config.json";
   const fs::path generation_config_path = dir / "generation_config.json";
   const fs::path config_path = dir / "config.json";
-  ASSIGN_OR_RETURN(const json tokenizer_config_json, ReadOptionalJson(tokenizer_config_path));
-  ASSIGN_OR_RETURN(const json generation_config_json, ReadOptionalJson(generation_config_path));
-  ASSIGN_OR_RETURN(const json model_config_json, ReadOptionalJson(config_path));
+  ASSIGN_OR_RETURN(const json tokenizer_config_json,
+                   ParseOptionalJson(files.tokenizer_config, tokenizer_config_path));
+  ASSIGN_OR_RETURN(const json generation_config_json,
+                   ParseOptionalJson(files.generation_config, generation_config_path));
+  ASSIGN_OR_RETURN(const json model_config_json, ParseOptionalJson(files.config, config_path));
   const JsonField tokenizer_config(tokenizer_config_json, tokenizer_config_path.string());
   const JsonField generation_config(generation_config_json, generation_config_path.string());
   const JsonField model_config(model_config_json, config_path.string());
@@ -167,22 +180,49 @@ absl::Status Tokenizer::CheckIds(absl::Span<const int32_t> ids) const {
 
 absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(const std::string& model_dir) {
   const fs::path dir(model_dir);
+  TokenizerFiles files;
+  files.dir = model_dir;
+  ASSIGN_OR_RETURN(files.tokenizer_json,
+                   ReadOptionalFile(dir / "tokenizer.json", kMaxTokenizerFileBytes));
+  // tokenizer.json wins; tokenizer.model is read only without it.
+  if (!files.tokenizer_json.has_value()) {
+    ASSIGN_OR_RETURN(files.tokenizer_model,
+                     ReadOptionalFile(dir / "tokenizer.model", kMaxTokenizerFileBytes));
+  }
+  ASSIGN_OR_RETURN(files.tokenizer_config,
+                   ReadOptionalFile(dir / "tokenizer_config.json", kMaxTokenizerConfigBytes));
+  ASSIGN_OR_RETURN(files.generation_config,
+                   ReadOptionalFile(dir / "generation_config.json", kMaxTokenizerConfigBytes));
+  ASSIGN_OR_RETURN(files.config, ReadOptionalFile(dir / "config.json", kMaxTokenizerConfigBytes));
+  return LoadTokenizerFromFiles(files);
+}
+
+absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizerFromFiles(const TokenizerFiles& files) {
+  const fs::path dir(files.dir);
   const fs::path json_path = dir / "tokenizer.json";
   const fs::path model_path = dir / "tokenizer.model";
   std::unique_ptr<Tokenizer> tokenizer;
   TokenizerDefaults defaults;
-  std::error_code error;  // the overloads without it throw
-  if (fs::exists(json_path, error)) {
-    ASSIGN_OR_RETURN(std::string text, ReadFileToString(json_path, kMaxTokenizerFileBytes));
-    ASSIGN_OR_RETURN(std::unique_ptr<HfTokenizer> hf, HfTokenizer::Parse(text, json_path.string()));
+  if (files.tokenizer_json.has_value()) {
+    if (files.tokenizer_json->size() > kMaxTokenizerFileBytes) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(json_path.string(), ": larger than ", kMaxTokenizerFileBytes, " bytes"));
+    }
+    ASSIGN_OR_RETURN(std::unique_ptr<HfTokenizer> hf,
+                     HfTokenizer::Parse(*files.tokenizer_json, json_path.string()));
     defaults.bos = hf->template_bos();
     defaults.eos = hf->template_eos();
     defaults.add_bos = defaults.bos.has_value();
     defaults.add_eos = defaults.eos.has_value();
     tokenizer = std::move(hf);
-  } else if (fs::exists(model_path, error)) {
+  } else if (files.tokenizer_model.has_value()) {
+    absl::StatusOr<SentencePieceModel> model = ParseSentencePieceModel(*files.tokenizer_model);
+    if (!model.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          model_path.string(), ": not a valid SentencePiece model: ", model.status().message()));
+    }
     ASSIGN_OR_RETURN(std::unique_ptr<SentencePieceTokenizer> sp,
-                     SentencePieceTokenizer::Load(model_path.string()));
+                     SentencePieceTokenizer::Create(*std::move(model), model_path.string()));
     defaults.bos = sp->model_bos_id();
     defaults.eos = sp->model_eos_id();
     defaults.pad = sp->model_pad_id();
@@ -190,9 +230,9 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(const std::string& mode
     tokenizer = std::move(sp);
   } else {
     return absl::NotFoundError(
-        absl::StrCat(model_dir, " has neither tokenizer.json nor tokenizer.model"));
+        absl::StrCat(files.dir, " has neither tokenizer.json nor tokenizer.model"));
   }
-  ASSIGN_OR_RETURN(SpecialTokens special, ResolveSpecialTokens(*tokenizer, dir, defaults));
+  ASSIGN_OR_RETURN(SpecialTokens special, ResolveSpecialTokens(*tokenizer, files, defaults));
   tokenizer->set_special_tokens(std::move(special));
   return tokenizer;
 }

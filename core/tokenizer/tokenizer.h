@@ -73,4 +73,19 @@ class Tokenizer {
 // the folder has neither file.
 absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(const std::string& model_dir);
 
+// The files of a model folder that LoadTokenizer reads, held in memory (nullopt: the file is
+// absent). `dir` only names the files in error messages.
+struct TokenizerFiles {
+  std::string dir;
+  std::optional<std::string> tokenizer_json;
+  std::optional<std::string> tokenizer_model;  // a serialized SentencePiece ModelProto
+  std::optional<std::string> tokenizer_config;
+  std::optional<std::string> generation_config;
+  std::optional<std::string> config;
+};
+
+// LoadTokenizer's work on files already read (in-memory callers such as the fuzz targets): the
+// same choice of implementation, special tokens and errors.
+absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizerFromFiles(const TokenizerFiles& files);
+
 }  // namespace zigzag
