@@ -3,7 +3,8 @@
 // busy with texts (a test tokenizer that waits on a gate, so "busy" is exact rather than timed),
 // health checks and token-id requests are still answered, a full queue answers
 // RESOURCE_EXHAUSTED, and a call cancelled while its text waits ends CANCELLED without being
-// tokenized and without leaking (ASan would see it).
+// tokenized and without leaking (ASan would see it). The pool itself: a bounded queue, and Stop
+// runs what is queued.
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
@@ -11,6 +12,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/tokenizer_pool.h"
 #include "tests/server_test_support.h"
 
 namespace zigzag::testing {
@@ -228,6 +230,42 @@ TEST_F(ServerTokenizerPoolTest, BusyPoolLeavesHealthAndIdRequestsAnsweredAndRefu
   ASSERT_TRUE(Generate(TextRequest("eeee", 2), &response).ok());
   EXPECT_EQ(response.usage().prompt_tokens(), 4u);
   EXPECT_TRUE(WaitForIdlePool(*server_));
+}
+
+TEST(TokenizerPoolTest, RefusesBeyondItsQueueAndRunsEveryQueuedJobWhenStopped) {
+  TokenizerPool pool(/*num_threads=*/1, /*queue_capacity=*/2);
+  std::mutex mu;
+  std::condition_variable cv;
+  bool release = false;
+  bool running = false;
+  std::atomic<int> ran{0};
+  // The one thread is busy with the first job; two more fit in the queue; the fourth does not.
+  ASSERT_TRUE(pool.TrySubmit([&] {
+    std::unique_lock<std::mutex> lock(mu);
+    running = true;
+    cv.notify_all();
+    cv.wait(lock, [&] { return release; });
+    ++ran;
+  }));
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, kServerHangGuard, [&] { return running; }));
+  }
+  EXPECT_TRUE(pool.TrySubmit([&] { ++ran; }));
+  EXPECT_TRUE(pool.TrySubmit([&] { ++ran; }));
+  EXPECT_EQ(pool.queued(), 2);
+  EXPECT_FALSE(pool.TrySubmit([&] { ran += 100; }));
+  std::thread stopper([&] { pool.Stop(); });
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    release = true;
+    cv.notify_all();
+  }
+  stopper.join();
+  // Stop ran the queued jobs (each owes its call a Finish) and refuses new ones.
+  EXPECT_EQ(ran.load(), 3);
+  EXPECT_FALSE(pool.TrySubmit([&] { ran += 100; }));
+  EXPECT_EQ(ran.load(), 3);
 }
 
 }  // namespace
