@@ -1,14 +1,16 @@
 #include "server/engine_service.h"
 
 #include <utility>
+#include <vector>
 
-#include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "server/generate_reactors.h"
 #include "server/grpc_status.h"
+#include "server/log_text.h"
+#include "server/request_id.h"
 #include "server/request_validation.h"
 #include "server/response_conversion.h"
+#include "server/tokenizer_calls.h"
 #include "spdlog/spdlog.h"
 
 #ifndef ZIGZAG_VERSION
@@ -25,13 +27,23 @@ grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* context,
   return reactor;
 }
 
+grpc::Status QueueFull(const TokenizerPool& pool) {
+  return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                      absl::StrCat("the tokenizer queue is full (", pool.queue_capacity(),
+                                   " texts waiting); retry later"));
+}
+
+grpc::Status CancelledWhileQueued() {
+  return grpc::Status(grpc::StatusCode::CANCELLED,
+                      "the call was cancelled while its text waited for the tokenizer");
+}
+
 }  // namespace
 
 EngineService::EngineService(EngineServiceOptions options)
     : options_(std::move(options)),
       auth_(options_.auth_token),
-      started_(std::chrono::steady_clock::now()),
-      id_prefix_(absl::Uniform<uint64_t>(absl::BitGen())) {}
+      started_(std::chrono::steady_clock::now()) {}
 
 void EngineService::AttachEngine(const EngineHandles* engine) { engine_.store(engine); }
 
@@ -40,10 +52,6 @@ void EngineService::BeginDrain() { draining_.store(true); }
 v1::ServerState EngineService::state() const {
   if (draining_.load()) return v1::SERVER_STATE_DRAINING;
   return engine_.load() == nullptr ? v1::SERVER_STATE_LOADING : v1::SERVER_STATE_SERVING;
-}
-
-std::string EngineService::NewRequestId() {
-  return absl::StrFormat("zz-%016x-%d", id_prefix_, next_id_.fetch_add(1));
 }
 
 grpc::Status EngineService::Admit(const grpc::CallbackServerContext& context, bool for_generation,
@@ -61,59 +69,102 @@ grpc::Status EngineService::Admit(const grpc::CallbackServerContext& context, bo
   return grpc::Status::OK;
 }
 
-grpc::Status EngineService::PrepareRequest(const grpc::CallbackServerContext& context,
-                                           const v1::GenerateRequest& request,
-                                           const EngineHandles** engine, ConvertedRequest* out) {
+grpc::Status EngineService::AdmitGeneration(const grpc::CallbackServerContext& context,
+                                            const v1::GenerateRequest& request,
+                                            const EngineHandles** engine) const {
   grpc::Status status = Admit(context, /*for_generation=*/true, engine);
   if (!status.ok()) return status;
-  absl::StatusOr<ConvertedRequest> converted =
-      ToEngineRequest(request, options_.defaults, (*engine)->config, (*engine)->tokenizer);
-  if (!converted.ok()) {
-    spdlog::debug("request {} refused: {}", request.request_id(),
-                  std::string(converted.status().message()));
-    return ToGrpcStatus(converted.status());
-  }
-  *out = std::move(*converted);
-  if (out->request.request_id.empty()) out->request.request_id = NewRequestId();
-  out->request.deadline = SchedulerDeadline(context);
-  return grpc::Status::OK;
+  return ToGrpcStatus(CheckRequestBounds(request, (*engine)->limits));
 }
 
 grpc::Status EngineService::AdmitWithTokenizer(const grpc::CallbackServerContext& context,
-                                               const char* rpc, const Tokenizer** tokenizer) const {
-  const EngineHandles* engine = nullptr;
-  grpc::Status status = Admit(context, /*for_generation=*/false, &engine);
+                                               const char* rpc,
+                                               const EngineHandles** engine) const {
+  grpc::Status status = Admit(context, /*for_generation=*/false, engine);
   if (!status.ok()) return status;
-  if (engine->tokenizer == nullptr) {
+  if ((*engine)->tokenizer == nullptr) {
     return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
                         absl::StrCat(rpc,
                                      " needs a tokenizer, and this model folder has none (no "
                                      "tokenizer.json or tokenizer.model)"));
   }
-  *tokenizer = engine->tokenizer;
   return grpc::Status::OK;
+}
+
+template <typename Reactor>
+void EngineService::ConvertAndStartNow(const v1::GenerateRequest& request,
+                                       const EngineHandles& engine, Reactor* reactor) {
+  absl::StatusOr<ConvertedRequest> converted =
+      ToEngineRequest(request, options_.defaults, engine.config, engine.tokenizer);
+  if (!converted.ok()) {
+    spdlog::debug("request {} refused: {}", ForLog(request.request_id()),
+                  ForLog(converted.status().message(), 512));
+    reactor->Refuse(ToGrpcStatus(converted.status()));
+    return;
+  }
+  if (converted->request.request_id.empty()) {
+    absl::StatusOr<std::string> id = NewRequestId();
+    if (!id.ok()) {
+      spdlog::error("{}", id.status().ToString());
+      reactor->Refuse(ToGrpcStatus(id.status()));
+      return;
+    }
+    converted->request.request_id = *std::move(id);
+  }
+  reactor->Start(*std::move(converted));
+}
+
+template <typename Reactor>
+void EngineService::ConvertAndStart(const v1::GenerateRequest& request, const EngineHandles& engine,
+                                    Reactor* reactor) {
+  // Token ids (checked against the context already) convert in time linear in that bound, here;
+  // text goes to the pool. The job may use `request` and `reactor` until it finishes the call:
+  // gRPC keeps both until then.
+  if (request.input_case() != v1::GenerateRequest::kText || engine.tokenizer == nullptr) {
+    ConvertAndStartNow(request, engine, reactor);
+    return;
+  }
+  const bool queued = engine.tokenizer_pool->TrySubmit([this, &request, &engine, reactor] {
+    if (reactor->cancelled()) {
+      reactor->Refuse(CancelledWhileQueued());
+      return;
+    }
+    ConvertAndStartNow(request, engine, reactor);
+  });
+  if (!queued) reactor->Refuse(QueueFull(*engine.tokenizer_pool));
+}
+
+grpc::ServerUnaryReactor* EngineService::FinishOnTokenizerPool(const EngineHandles& engine,
+                                                               grpc::CallbackServerContext* context,
+                                                               std::function<grpc::Status()> work) {
+  // DefaultReactor() sets up a new reactor on every call: once only.
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  const bool queued = engine.tokenizer_pool->TrySubmit([context, reactor, work = std::move(work)] {
+    reactor->Finish(context->IsCancelled() ? CancelledWhileQueued() : work());
+  });
+  if (!queued) reactor->Finish(QueueFull(*engine.tokenizer_pool));
+  return reactor;
 }
 
 grpc::ServerUnaryReactor* EngineService::Generate(grpc::CallbackServerContext* context,
                                                   const v1::GenerateRequest* request,
                                                   v1::GenerateResponse* response) {
   const EngineHandles* engine = nullptr;
-  ConvertedRequest converted;
-  const grpc::Status status = PrepareRequest(*context, *request, &engine, &converted);
+  const grpc::Status status = AdmitGeneration(*context, *request, &engine);
   if (!status.ok()) return FinishNow(context, status);
-  auto* reactor = new UnaryGenerateReactor(engine->scheduler, response, std::move(converted.text));
-  reactor->Start(std::move(converted.request));
+  auto* reactor =
+      new UnaryGenerateReactor(engine->scheduler, response, SchedulerDeadline(*context));
+  ConvertAndStart(*request, *engine, reactor);
   return reactor;
 }
 
 grpc::ServerWriteReactor<v1::GenerateStreamResponse>* EngineService::GenerateStream(
     grpc::CallbackServerContext* context, const v1::GenerateRequest* request) {
   const EngineHandles* engine = nullptr;
-  ConvertedRequest converted;
-  const grpc::Status status = PrepareRequest(*context, *request, &engine, &converted);
+  const grpc::Status status = AdmitGeneration(*context, *request, &engine);
   if (!status.ok()) return new FailedStreamReactor(status);
-  auto* reactor = new StreamGenerateReactor(engine->scheduler, std::move(converted.text));
-  reactor->Start(std::move(converted.request));
+  auto* reactor = new StreamGenerateReactor(engine->scheduler, SchedulerDeadline(*context));
+  ConvertAndStart(*request, *engine, reactor);
   return reactor;
 }
 
@@ -127,6 +178,9 @@ grpc::ServerUnaryReactor* EngineService::Abort(grpc::CallbackServerContext* cont
     return FinishNow(context,
                      grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "request_id is empty"));
   }
+  if (absl::Status valid = ValidateRequestId(request->request_id(), "request_id"); !valid.ok()) {
+    return FinishNow(context, ToGrpcStatus(valid));
+  }
   response->set_found(engine->scheduler->Abort(request->request_id()));
   return FinishNow(context, grpc::Status::OK);
 }
@@ -134,36 +188,41 @@ grpc::ServerUnaryReactor* EngineService::Abort(grpc::CallbackServerContext* cont
 grpc::ServerUnaryReactor* EngineService::Tokenize(grpc::CallbackServerContext* context,
                                                   const v1::TokenizeRequest* request,
                                                   v1::TokenizeResponse* response) {
-  const Tokenizer* tokenizer = nullptr;
-  const grpc::Status status = AdmitWithTokenizer(*context, "Tokenize", &tokenizer);
-  if (!status.ok()) return FinishNow(context, status);
-  absl::StatusOr<std::vector<int32_t>> ids =
-      tokenizer->Encode(request->text(), request->add_special_tokens());
-  if (!ids.ok()) {
-    return FinishNow(context, ToGrpcStatus(absl::Status(
-                                  ids.status().code(),
-                                  absl::StrCat("text: ", std::string(ids.status().message())))));
+  const EngineHandles* engine = nullptr;
+  grpc::Status status = AdmitWithTokenizer(*context, "Tokenize", &engine);
+  if (status.ok()) {
+    status = ToGrpcStatus(CheckTextBytes(request->text(), engine->limits.max_text_bytes, "text"));
   }
-  response->mutable_token_ids()->Add(ids->begin(), ids->end());
-  return FinishNow(context, grpc::Status::OK);
+  if (!status.ok()) return FinishNow(context, status);
+  return FinishOnTokenizerPool(*engine, context, [engine, request, response] {
+    absl::StatusOr<std::vector<int32_t>> ids =
+        EncodeField(*engine->tokenizer, request->text(), request->add_special_tokens(), "text");
+    if (!ids.ok()) return ToGrpcStatus(ids.status());
+    response->mutable_token_ids()->Add(ids->begin(), ids->end());
+    return grpc::Status::OK;
+  });
 }
 
 grpc::ServerUnaryReactor* EngineService::Detokenize(grpc::CallbackServerContext* context,
                                                     const v1::DetokenizeRequest* request,
                                                     v1::DetokenizeResponse* response) {
-  const Tokenizer* tokenizer = nullptr;
-  const grpc::Status status = AdmitWithTokenizer(*context, "Detokenize", &tokenizer);
-  if (!status.ok()) return FinishNow(context, status);
-  const std::vector<int32_t> ids(request->token_ids().begin(), request->token_ids().end());
-  absl::StatusOr<std::string> text = tokenizer->Decode(ids, request->skip_special_tokens());
-  if (!text.ok()) {
-    return FinishNow(context,
-                     ToGrpcStatus(absl::Status(
-                         text.status().code(),
-                         absl::StrCat("token_ids: ", std::string(text.status().message())))));
+  const EngineHandles* engine = nullptr;
+  grpc::Status status = AdmitWithTokenizer(*context, "Detokenize", &engine);
+  if (status.ok() && request->token_ids_size() > engine->limits.max_prompt_tokens) {
+    status = grpc::Status(
+        grpc::StatusCode::INVALID_ARGUMENT,
+        absl::StrCat("token_ids has ", request->token_ids_size(), " ids; at most ",
+                     engine->limits.max_prompt_tokens, " (the model's context) are accepted"));
   }
-  response->set_text(std::move(*text));
-  return FinishNow(context, grpc::Status::OK);
+  if (!status.ok()) return FinishNow(context, status);
+  return FinishOnTokenizerPool(*engine, context, [engine, request, response] {
+    const std::vector<int32_t> ids(request->token_ids().begin(), request->token_ids().end());
+    absl::StatusOr<std::string> text =
+        DecodeField(*engine->tokenizer, ids, request->skip_special_tokens(), "token_ids");
+    if (!text.ok()) return ToGrpcStatus(text.status());
+    response->set_text(*std::move(text));
+    return grpc::Status::OK;
+  });
 }
 
 grpc::ServerUnaryReactor* EngineService::GetModelInfo(grpc::CallbackServerContext* context,

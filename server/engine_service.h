@@ -1,12 +1,19 @@
 // EngineService: zigzag.v1.Engine on gRPC's callback API. It authenticates each call, refuses
-// work while the model loads or the server drains (UNAVAILABLE), validates requests
-// (request_validation.h) and hands generation to the reactors (generate_reactors.h). It owns no
+// work while the model loads or the server drains (UNAVAILABLE), bounds and validates requests
+// (request_validation.h), sends every text to the tokenizer pool (tokenizer_pool.h) so that no
+// gRPC thread tokenizes, and hands generation to the reactors (generate_reactors.h). It owns no
 // engine state: ZigzagServer attaches the loaded engine and drives draining.
+//
+// Abort is not scoped to the caller: anyone who may call the Engine (with auth on, any holder of
+// the one bearer token, who is trusted alike) may abort any request whose id they know. Ids the
+// server picks are 128 random bits (request_id.h), so only the caller and those it tells the id
+// can name a request; a client that picks its own ids must make them as hard to guess.
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "core/kv/kv_cache.h"
@@ -16,6 +23,7 @@
 #include "server/auth.h"
 #include "server/request_validation.h"
 #include "server/server_options.h"
+#include "server/tokenizer_pool.h"
 #include "zigzag/v1/engine.grpc.pb.h"
 
 namespace zigzag {
@@ -29,6 +37,10 @@ struct EngineHandles {
   std::string backend_name;
   const Tokenizer* tokenizer = nullptr;  // null when the model folder has none
   std::string tokenizer_file;            // "tokenizer.json", "tokenizer.model" or ""
+  // Runs every Encode and Decode of client input; not null. Must keep running until the gRPC
+  // server stopped (its jobs finish calls).
+  TokenizerPool* tokenizer_pool = nullptr;
+  RequestLimits limits;  // resolved for the loaded model
 };
 
 struct EngineServiceOptions {
@@ -74,20 +86,32 @@ class EngineService final : public v1::Engine::CallbackService {
   // Authentication, then the engine when it is loaded (and, for generation, not draining).
   grpc::Status Admit(const grpc::CallbackServerContext& context, bool for_generation,
                      const EngineHandles** engine) const;
-  // The validated request with its id and deadline, or the status that refuses it.
-  grpc::Status PrepareRequest(const grpc::CallbackServerContext& context,
-                              const v1::GenerateRequest& request, const EngineHandles** engine,
-                              ConvertedRequest* out);
+  // Admit for generation, then CheckRequestBounds: everything that is checked on gRPC's thread.
+  grpc::Status AdmitGeneration(const grpc::CallbackServerContext& context,
+                               const v1::GenerateRequest& request,
+                               const EngineHandles** engine) const;
   // Admit (not for generation), then the engine's tokenizer or FAILED_PRECONDITION.
   grpc::Status AdmitWithTokenizer(const grpc::CallbackServerContext& context, const char* rpc,
-                                  const Tokenizer** tokenizer) const;
-  std::string NewRequestId();
+                                  const EngineHandles** engine) const;
+  // Converts the request (on the tokenizer pool when it has text to tokenize) and starts the
+  // reactor with it, or refuses the call: RESOURCE_EXHAUSTED when the pool's queue is full,
+  // CANCELLED when the call was cancelled while it waited, else the conversion's status.
+  template <typename Reactor>
+  void ConvertAndStart(const v1::GenerateRequest& request, const EngineHandles& engine,
+                       Reactor* reactor);
+  template <typename Reactor>
+  void ConvertAndStartNow(const v1::GenerateRequest& request, const EngineHandles& engine,
+                          Reactor* reactor);
+  // The call's reactor, finished with the status of `work` run on the tokenizer pool (CANCELLED
+  // without running it when the call was cancelled meanwhile; RESOURCE_EXHAUSTED when the queue
+  // is full).
+  grpc::ServerUnaryReactor* FinishOnTokenizerPool(const EngineHandles& engine,
+                                                  grpc::CallbackServerContext* context,
+                                                  std::function<grpc::Status()> work);
 
   const EngineServiceOptions options_;
   const BearerTokenAuth auth_;
   const std::chrono::steady_clock::time_point started_;
-  const uint64_t id_prefix_;  // random per process, so ids differ across replicas and restarts
-  std::atomic<uint64_t> next_id_{1};
   std::atomic<const EngineHandles*> engine_{nullptr};
   std::atomic<bool> draining_{false};
 };

@@ -4,10 +4,17 @@
 
 #include "core/engine/generation.h"
 #include "server/grpc_status.h"
+#include "server/log_text.h"
 #include "server/response_conversion.h"
 #include "spdlog/spdlog.h"
 
 namespace zigzag {
+namespace {
+
+// How far ahead of our copy of the deadline gRPC's own deadline timer may fire.
+constexpr std::chrono::milliseconds kDeadlineSlack{50};
+
+}  // namespace
 
 std::optional<SteadyTime> SchedulerDeadline(const grpc::CallbackServerContext& context) {
   const auto deadline = context.deadline();
@@ -15,6 +22,10 @@ std::optional<SteadyTime> SchedulerDeadline(const grpc::CallbackServerContext& c
   const auto remaining = deadline - std::chrono::system_clock::now();
   return std::chrono::steady_clock::now() +
          std::chrono::duration_cast<std::chrono::steady_clock::duration>(remaining);
+}
+
+bool CancelledByDeadline(const std::optional<SteadyTime>& deadline) {
+  return deadline.has_value() && std::chrono::steady_clock::now() + kDeadlineSlack >= *deadline;
 }
 
 grpc::Status FinalStatus(const std::string& request_id, const RequestOutcome& outcome,
@@ -47,7 +58,7 @@ void LogFinishedRequest(const std::string& request_id, const RequestOutcome& out
       "request {} status={} finish={} prompt_tokens={} generated_tokens={} queue={:.3f}s "
       "prefill={:.3f}s decode={:.3f}s ttft={:.3f}s e2e={:.3f}s preemptions={} kv_policy={} "
       "kv_saved_bytes={} kv_retained_ratio={:.4f}",
-      request_id, status.ok() ? "OK" : GrpcCodeName(status.error_code()), finish,
+      ForLog(request_id), status.ok() ? "OK" : GrpcCodeName(status.error_code()), finish,
       outcome.prompt_tokens, outcome.tokens.size(), t.queue_seconds, t.prefill_seconds,
       t.decode_seconds, t.ttft_seconds, t.e2e_seconds, outcome.num_preemptions,
       KvPolicyName(kv.params.policy), kv.saved_kv_bytes, kv.retained_ratio);
@@ -56,10 +67,13 @@ void LogFinishedRequest(const std::string& request_id, const RequestOutcome& out
 // UnaryGenerateReactor ---------------------------------------------------------------------------
 
 UnaryGenerateReactor::UnaryGenerateReactor(Scheduler* scheduler, v1::GenerateResponse* response,
-                                           std::shared_ptr<TextOutput> text)
-    : scheduler_(scheduler), response_(response), text_(std::move(text)) {}
+                                           std::optional<SteadyTime> deadline)
+    : scheduler_(scheduler), response_(response), deadline_(deadline) {}
 
-void UnaryGenerateReactor::Start(EngineRequest request) {
+void UnaryGenerateReactor::Start(ConvertedRequest converted) {
+  EngineRequest& request = converted.request;
+  text_ = std::move(converted.text);
+  request.deadline = deadline_;
   request_id_ = request.request_id;
   request.on_finish = [this](RequestOutcome outcome) { OnFinished(std::move(outcome)); };
   // Set before Submit: on_finish may run on the worker before Submit returns.
@@ -73,6 +87,8 @@ void UnaryGenerateReactor::Start(EngineRequest request) {
 
 void UnaryGenerateReactor::OnCancel() {
   cancelled_.store(true);
+  // At its deadline the scheduler ends the request itself, as DEADLINE_EXCEEDED.
+  if (CancelledByDeadline(deadline_)) return;
   if (submitted_.load() && !finished_.load()) scheduler_->Abort(request_id_);
 }
 
@@ -86,10 +102,20 @@ void UnaryGenerateReactor::OnFinished(RequestOutcome outcome) {
 
 // StreamGenerateReactor --------------------------------------------------------------------------
 
-StreamGenerateReactor::StreamGenerateReactor(Scheduler* scheduler, std::shared_ptr<TextOutput> text)
-    : scheduler_(scheduler), text_(std::move(text)) {}
+StreamGenerateReactor::StreamGenerateReactor(Scheduler* scheduler,
+                                             std::optional<SteadyTime> deadline)
+    : scheduler_(scheduler), deadline_(deadline) {}
 
-void StreamGenerateReactor::Start(EngineRequest request) {
+void StreamGenerateReactor::Refuse(const grpc::Status& status) {
+  std::unique_lock<std::mutex> lock(mu_);
+  final_status_ = status;
+  Pump(std::move(lock));
+}
+
+void StreamGenerateReactor::Start(ConvertedRequest converted) {
+  EngineRequest& request = converted.request;
+  text_ = std::move(converted.text);
+  request.deadline = deadline_;
   request_id_ = request.request_id;
   request.on_tokens = [this](const TokenDelta& delta) { OnTokens(delta); };
   request.on_finish = [this](RequestOutcome outcome) { OnFinished(std::move(outcome)); };
@@ -104,6 +130,8 @@ void StreamGenerateReactor::Start(EngineRequest request) {
 }
 
 void StreamGenerateReactor::AbortInScheduler() {
+  // At its deadline the scheduler ends the request itself, as DEADLINE_EXCEEDED.
+  if (CancelledByDeadline(deadline_)) return;
   if (submitted_.load() && !finished_.load()) scheduler_->Abort(request_id_);
 }
 

@@ -1,7 +1,10 @@
 // The gRPC callback reactors of Generate (unary) and GenerateStream (server streaming): each
 // submits one EngineRequest to the Scheduler and turns its callbacks (on the worker thread) into
-// writes and the call's final status. A client cancel or deadline aborts the request in the
-// scheduler; an Abort() RPC ends the call with OK and FINISH_REASON_ABORTED. Validation is the
+// writes and the call's final status. A reactor is created on gRPC's thread and started (or
+// refused) later, possibly from the tokenizer pool: gRPC cannot be done with it before then, since
+// its call is not finished. A client cancel aborts the request in the scheduler; a passed
+// deadline is left to the scheduler, which ends the request DEADLINE_EXCEEDED (a failure, not an
+// abort); an Abort() RPC ends the call with OK and FINISH_REASON_ABORTED. Validation is the
 // service's job; each reactor deletes itself when gRPC is done with it.
 #pragma once
 
@@ -18,12 +21,19 @@
 #include "core/tokenizer/text_output.h"
 #include "grpcpp/server_context.h"
 #include "grpcpp/support/server_callback.h"
+#include "server/request_validation.h"
 #include "zigzag/v1/engine.pb.h"
 
 namespace zigzag {
 
 // The scheduler deadline for a call's gRPC deadline (none when the client set none).
 std::optional<SteadyTime> SchedulerDeadline(const grpc::CallbackServerContext& context);
+
+// True when a call cancelled now was cancelled by its deadline rather than by its client: the
+// deadline is at most a few milliseconds away (gRPC's timer and our steady-clock copy of the
+// deadline may differ by that much). A client cancel that close to the deadline counts as a
+// deadline too.
+bool CancelledByDeadline(const std::optional<SteadyTime>& deadline);
 
 // The final status and response (when OK) for an outcome. `cancelled_by_client`: the call itself
 // was cancelled (client cancel or deadline), as opposed to an Abort() RPC.
@@ -38,13 +48,18 @@ void LogFinishedRequest(const std::string& request_id, const RequestOutcome& out
 
 class UnaryGenerateReactor final : public grpc::ServerUnaryReactor {
  public:
-  // `text`: the request's text output, or null when the server has no tokenizer.
+  // `deadline`: the call's (SchedulerDeadline), also set on the request Start submits.
   UnaryGenerateReactor(Scheduler* scheduler, v1::GenerateResponse* response,
-                       std::shared_ptr<TextOutput> text);
+                       std::optional<SteadyTime> deadline);
 
-  // Submits the request (its callbacks are set here); on refusal the call ends at once with the
-  // scheduler's status.
-  void Start(EngineRequest request);
+  // Exactly one of Start and Refuse, once, from any thread. Start submits the request (its
+  // callbacks are set here; converted.text, when set, gives the response its text); when the
+  // scheduler refuses it, the call ends at once with the scheduler's status. Refuse ends the call
+  // with `status` without submitting anything. Neither may touch the reactor afterwards.
+  void Start(ConvertedRequest converted);
+  void Refuse(const grpc::Status& status) { Finish(status); }
+  // The client cancelled the call or its deadline passed (so far).
+  bool cancelled() const { return cancelled_.load(); }
 
   void OnCancel() override;
   void OnDone() override { delete this; }
@@ -54,7 +69,8 @@ class UnaryGenerateReactor final : public grpc::ServerUnaryReactor {
 
   Scheduler* const scheduler_;
   v1::GenerateResponse* const response_;
-  const std::shared_ptr<TextOutput> text_;
+  const std::optional<SteadyTime> deadline_;
+  std::shared_ptr<TextOutput> text_;  // set by Start before Submit; null without a tokenizer
   std::string request_id_;
   std::atomic<bool> submitted_{false};
   std::atomic<bool> finished_{false};
@@ -63,9 +79,12 @@ class UnaryGenerateReactor final : public grpc::ServerUnaryReactor {
 
 class StreamGenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateStreamResponse> {
  public:
-  StreamGenerateReactor(Scheduler* scheduler, std::shared_ptr<TextOutput> text);
+  StreamGenerateReactor(Scheduler* scheduler, std::optional<SteadyTime> deadline);
 
-  void Start(EngineRequest request);
+  // As UnaryGenerateReactor's: exactly one of them, once, from any thread.
+  void Start(ConvertedRequest converted);
+  void Refuse(const grpc::Status& status);
+  bool cancelled() const { return cancelled_.load(); }
 
   void OnCancel() override;
   void OnWriteDone(bool ok) override;
@@ -79,7 +98,8 @@ class StreamGenerateReactor final : public grpc::ServerWriteReactor<v1::Generate
   void Pump(std::unique_lock<std::mutex> lock);
 
   Scheduler* const scheduler_;
-  const std::shared_ptr<TextOutput> text_;
+  const std::optional<SteadyTime> deadline_;
+  std::shared_ptr<TextOutput> text_;  // set by Start before Submit
   std::string request_id_;
   std::atomic<bool> submitted_{false};
   std::atomic<bool> finished_{false};

@@ -1,10 +1,12 @@
 // zigzag-server: serves a Hugging Face Llama-family model over gRPC (zigzag.v1.Engine) with
-// Prometheus metrics. Flags configure everything; SIGTERM or SIGINT drains (health NOT_SERVING,
-// new requests UNAVAILABLE, running requests finish up to --drain-timeout) and exits 0.
+// Prometheus metrics. Flags configure everything; SIGTERM or SIGINT drains (readiness
+// NOT_SERVING, new requests UNAVAILABLE, running requests finish up to --drain-timeout) and exits
+// 0. At start-up it raises the open-file soft limit to the hard limit.
 #include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <condition_variable>
 #include <cstdio>
@@ -17,6 +19,8 @@
 #include "absl/flags/usage.h"
 #include "absl/time/time.h"
 #include "core/util/command_line.h"
+#include "server/auth_token_source.h"
+#include "server/process_limits.h"
 #include "server/zigzag_server.h"
 #include "spdlog/spdlog.h"
 
@@ -40,7 +44,33 @@ ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain; with --tls-key enab
 ABSL_FLAG(std::string, tls_key, "", "PEM private key for --tls-cert");
 ABSL_FLAG(std::string, auth_token, "",
           "Require \"authorization: Bearer <token>\" on Engine calls (health stays open); "
-          "default: $ZIGZAG_AUTH_TOKEN");
+          "default: $ZIGZAG_AUTH_TOKEN. Visible in the process list: prefer --auth-token-file. "
+          "Set but empty is an error");
+ABSL_FLAG(std::string, auth_token_file, "",
+          "File holding the bearer token (one trailing newline is removed; an empty file is an "
+          "error; keep it unreadable by other users)");
+ABSL_FLAG(int64_t, max_text_bytes, 0,
+          "Largest `text` (Generate, Tokenize) in bytes, checked before tokenizing; 0 = 16 bytes "
+          "per token of the model's context, at most --max-message-bytes");
+ABSL_FLAG(int32_t, tokenizer_threads, 2, "Threads that tokenize request text");
+ABSL_FLAG(int32_t, tokenizer_queue, 64,
+          "Texts that may wait for a tokenizer thread; beyond it RESOURCE_EXHAUSTED");
+ABSL_FLAG(int32_t, max_connections, 1024,
+          "Open gRPC connections; more are closed at once (plaintext only; lowered to fit the "
+          "open-file limit)");
+ABSL_FLAG(absl::Duration, connection_idle_timeout, absl::Minutes(5),
+          "Close connections with no call for this long (clients reconnect on their next call)");
+ABSL_FLAG(absl::Duration, keepalive_time, absl::Minutes(1),
+          "Ping clients after this long without activity, to find dead connections");
+ABSL_FLAG(absl::Duration, keepalive_timeout, absl::Seconds(20),
+          "Close a connection whose keepalive ping is not answered within this");
+ABSL_FLAG(absl::Duration, self_check_interval, absl::Seconds(10),
+          "Liveness self-check: connect to the own gRPC port this often (0 = off); failing "
+          "--self-check-failures times in a row turns health \"\" NOT_SERVING");
+ABSL_FLAG(absl::Duration, self_check_timeout, absl::Seconds(3),
+          "Liveness self-check: time for one connect and health call");
+ABSL_FLAG(int32_t, self_check_failures, 3,
+          "Liveness self-check: failed checks in a row before health \"\" is NOT_SERVING");
 
 ABSL_FLAG(int32_t, block_size, 16, "KV cache block size in tokens");
 ABSL_FLAG(int64_t, kv_memory_mb, 1024, "KV cache memory in MiB, allocated at start-up");
@@ -73,7 +103,26 @@ int Fail(const std::string& what, const absl::Status& status) {
   return 1;
 }
 
-absl::StatusOr<zigzag::ServerOptions> OptionsFromFlags() {
+// Whether --NAME (or -NAME, with '-' or '_' in NAME) appears before any bare "--": Debian's
+// Abseil keeps CommandLineFlag::IsSpecifiedOnCommandLine private, and an explicitly empty value
+// must be told apart from an absent flag.
+bool GivenOnCommandLine(int argc, char** argv, std::string name) {
+  std::replace(name.begin(), name.end(), '-', '_');
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == "--") break;
+    size_t start = 0;
+    while (start < arg.size() && start < 2 && arg[start] == '-') ++start;
+    if (start == 0) continue;
+    std::string flag = arg.substr(
+        start, arg.find('=') == std::string::npos ? std::string::npos : arg.find('=') - start);
+    std::replace(flag.begin(), flag.end(), '-', '_');
+    if (flag == name) return true;
+  }
+  return false;
+}
+
+absl::StatusOr<zigzag::ServerOptions> OptionsFromFlags(bool auth_token_given) {
   zigzag::ServerOptions o;
   o.model_dir = absl::GetFlag(FLAGS_model);
   o.model_name = absl::GetFlag(FLAGS_model_name);
@@ -87,10 +136,28 @@ absl::StatusOr<zigzag::ServerOptions> OptionsFromFlags() {
   o.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   o.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
   o.tls_key_file = absl::GetFlag(FLAGS_tls_key);
-  o.auth_token = absl::GetFlag(FLAGS_auth_token);
-  if (o.auth_token.empty()) {
-    if (const char* env = std::getenv("ZIGZAG_AUTH_TOKEN"); env != nullptr) o.auth_token = env;
+  zigzag::AuthTokenSources token_sources;
+  if (auth_token_given) {
+    token_sources.flag = absl::GetFlag(FLAGS_auth_token);
   }
+  token_sources.file = absl::GetFlag(FLAGS_auth_token_file);
+  if (const char* env = std::getenv("ZIGZAG_AUTH_TOKEN"); env != nullptr) token_sources.env = env;
+  absl::StatusOr<zigzag::ResolvedAuthToken> token = zigzag::ResolveAuthToken(token_sources);
+  if (!token.ok()) return token.status();
+  for (const std::string& warning : token->warnings) spdlog::warn("{}", warning);
+  if (!token->source.empty()) spdlog::info("auth: bearer token from {}", token->source);
+  o.auth_token = token->token;
+  o.max_text_bytes = absl::GetFlag(FLAGS_max_text_bytes);
+  o.tokenizer_threads = absl::GetFlag(FLAGS_tokenizer_threads);
+  o.tokenizer_queue = absl::GetFlag(FLAGS_tokenizer_queue);
+  o.max_connections = absl::GetFlag(FLAGS_max_connections);
+  o.connection_idle_timeout =
+      absl::ToChronoMilliseconds(absl::GetFlag(FLAGS_connection_idle_timeout));
+  o.keepalive_time = absl::ToChronoMilliseconds(absl::GetFlag(FLAGS_keepalive_time));
+  o.keepalive_timeout = absl::ToChronoMilliseconds(absl::GetFlag(FLAGS_keepalive_timeout));
+  o.self_check_interval = absl::ToChronoMilliseconds(absl::GetFlag(FLAGS_self_check_interval));
+  o.self_check_timeout = absl::ToChronoMilliseconds(absl::GetFlag(FLAGS_self_check_timeout));
+  o.self_check_failures = absl::GetFlag(FLAGS_self_check_failures);
   o.block_size = absl::GetFlag(FLAGS_block_size);
   o.kv_memory_mb = absl::GetFlag(FLAGS_kv_memory_mb);
   o.max_waiting = absl::GetFlag(FLAGS_max_waiting);
@@ -152,13 +219,24 @@ int main(int argc, char** argv) {
     return 2;
   }
   spdlog::set_level(level);
-  absl::StatusOr<zigzag::ServerOptions> options = OptionsFromFlags();
-  if (!options.ok()) return Fail("flags", options.status());
+  absl::StatusOr<zigzag::ServerOptions> options =
+      OptionsFromFlags(GivenOnCommandLine(argc, argv, "auth_token"));
+  if (!options.ok()) {
+    std::fprintf(stderr, "zigzag-server: %s\n", std::string(options.status().message()).c_str());
+    return 2;
+  }
   if (absl::Status status = zigzag::ValidateServerOptions(*options); !status.ok()) {
     std::fprintf(stderr, "zigzag-server: %s\n", std::string(status.message()).c_str());
     return 2;
   }
   const std::chrono::milliseconds drain_timeout = options->drain_timeout;
+  // Every connection holds a descriptor; the soft limit is often far below the hard one.
+  if (absl::StatusOr<zigzag::OpenFileLimit> limit = zigzag::RaiseOpenFileLimit(); limit.ok()) {
+    spdlog::info("open-file limit (RLIMIT_NOFILE): {} (was {}; hard limit {})", limit->soft,
+                 limit->soft_before, limit->hard);
+  } else {
+    spdlog::warn("cannot raise the open-file limit: {}", limit.status().ToString());
+  }
 
   // SIGTERM and SIGINT only write their number into a pipe (the one async-signal-safe thing a
   // handler needs to do); a watcher thread reads it, so the drain runs as ordinary code. A mask

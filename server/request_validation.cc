@@ -7,6 +7,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/util/status_macros.h"
+#include "server/request_id.h"
+#include "server/tokenizer_calls.h"
 
 namespace zigzag {
 namespace {
@@ -33,24 +35,54 @@ absl::Status NoTokenizer(const char* what) {
                    "tokenizer.model): send token_ids and stop_token_ids"));
 }
 
-absl::Status ValidateStopStrings(const v1::SamplingParams& proto, const Tokenizer* tokenizer) {
-  if (proto.stop_size() == 0) return absl::OkStatus();
-  if (tokenizer == nullptr) return NoTokenizer("sampling_params.stop");
+absl::Status CheckStopStringSizes(const v1::SamplingParams& proto) {
   if (proto.stop_size() > kMaxStopStrings) {
     return Invalid(absl::StrCat("sampling_params.stop has ", proto.stop_size(),
                                 " strings; at most ", kMaxStopStrings, " are accepted"));
   }
+  size_t total = 0;
   for (int i = 0; i < proto.stop_size(); ++i) {
     const size_t size = proto.stop(i).size();
     if (size == 0 || size > kMaxStopStringBytes) {
       return Invalid(absl::StrCat("sampling_params.stop[", i, "] is ", size,
                                   " bytes long; each must be 1 to ", kMaxStopStringBytes));
     }
+    total += size;
+  }
+  if (total > kMaxStopStringsTotalBytes) {
+    return Invalid(absl::StrCat("sampling_params.stop totals ", total, " bytes; at most ",
+                                kMaxStopStringsTotalBytes, " are accepted"));
   }
   return absl::OkStatus();
 }
 
+absl::Status ValidateStopStrings(const v1::SamplingParams& proto, const Tokenizer* tokenizer) {
+  if (proto.stop_size() == 0) return absl::OkStatus();
+  if (tokenizer == nullptr) return NoTokenizer("sampling_params.stop");
+  return CheckStopStringSizes(proto);
+}
+
 }  // namespace
+
+absl::Status CheckTextBytes(std::string_view text, int64_t max_bytes, const char* field) {
+  if (static_cast<int64_t>(text.size()) <= max_bytes) return absl::OkStatus();
+  return Invalid(absl::StrCat(field, " is ", text.size(), " bytes; at most ", max_bytes,
+                              " bytes are accepted (--max-text-bytes)"));
+}
+
+absl::Status CheckRequestBounds(const v1::GenerateRequest& request, const RequestLimits& limits) {
+  RETURN_IF_ERROR(ValidateRequestId(request.request_id(), "request_id"));
+  if (request.input_case() == v1::GenerateRequest::kText) {
+    RETURN_IF_ERROR(CheckTextBytes(request.text(), limits.max_text_bytes, "text"));
+  }
+  if (request.input_case() == v1::GenerateRequest::kTokenIds &&
+      request.token_ids().ids_size() > limits.max_prompt_tokens) {
+    return Invalid(absl::StrCat("token_ids.ids has ", request.token_ids().ids_size(),
+                                " ids; at most ", limits.max_prompt_tokens,
+                                " (the model's context) are accepted"));
+  }
+  return CheckStopStringSizes(request.sampling_params());
+}
 
 double FloatToDecimalDouble(float value) {
   // std::to_chars gives the shortest decimal that reads back as the same float.
@@ -148,11 +180,7 @@ absl::StatusOr<ConvertedRequest> ToEngineRequest(const v1::GenerateRequest& requ
                                                  const RequestDefaults& defaults,
                                                  const ModelConfig& config,
                                                  const Tokenizer* tokenizer) {
-  if (request.request_id().size() > kMaxRequestIdLength) {
-    return Invalid(absl::StrCat("request_id is ", request.request_id().size(),
-                                " characters long; at most ", kMaxRequestIdLength,
-                                " are accepted"));
-  }
+  RETURN_IF_ERROR(ValidateRequestId(request.request_id(), "request_id"));
   ConvertedRequest converted;
   EngineRequest& engine_request = converted.request;
   engine_request.request_id = request.request_id();
@@ -165,8 +193,8 @@ absl::StatusOr<ConvertedRequest> ToEngineRequest(const v1::GenerateRequest& requ
       const bool add_special_tokens =
           !request.has_add_special_tokens() || request.add_special_tokens();
       absl::StatusOr<std::vector<int32_t>> ids =
-          tokenizer->Encode(request.text(), add_special_tokens);
-      if (!ids.ok()) return Prefixed(ids.status(), "text: ");
+          EncodeField(*tokenizer, request.text(), add_special_tokens, "text");
+      if (!ids.ok()) return ids.status();
       if (ids->empty()) return Invalid("text encodes to no tokens");
       for (size_t i = 0; i < ids->size(); ++i) {
         if ((*ids)[i] >= config.vocab_size) {

@@ -4,11 +4,14 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "core/compress/compression_params.h"
 #include "core/scheduler/observer.h"
+#include "core/tokenizer/tokenizer.h"
 
 namespace zigzag {
 
@@ -47,6 +50,29 @@ struct ServerOptions {
   std::string tls_key_file;
   std::string auth_token;  // non-empty: Engine calls need "authorization: Bearer <token>"
 
+  // Text input: the byte cap on `text` (Generate's and Tokenize's), checked before any work;
+  // 0 = 16 bytes per token of the model's context, at most max_message_bytes.
+  int64_t max_text_bytes = 0;
+  // The tokenizer pool: threads, and texts that may wait (beyond: RESOURCE_EXHAUSTED).
+  int tokenizer_threads = 2;
+  int tokenizer_queue = 64;
+
+  // Connections. Open connections beyond max_connections are closed at once (plaintext only:
+  // gRPC 1.51 cannot cap TLS connections); it is lowered to fit the open-file limit.
+  int max_connections = 1024;
+  std::chrono::milliseconds connection_idle_timeout{std::chrono::minutes(5)};
+  std::chrono::milliseconds keepalive_time{std::chrono::minutes(1)};
+  std::chrono::milliseconds keepalive_timeout{std::chrono::seconds(20)};
+  std::chrono::milliseconds handshake_timeout{std::chrono::seconds(10)};  // gRPC's listener (TLS)
+  int grpc_max_threads = 64;  // grpc::ResourceQuota::SetMaxThreads
+
+  // Liveness self-check (liveness_self_check.h): every interval a new connection to the gRPC port
+  // and a health call; `self_check_failures` failures in a row turn health "" NOT_SERVING.
+  // Interval 0 = off.
+  std::chrono::milliseconds self_check_interval{std::chrono::seconds(10)};
+  std::chrono::milliseconds self_check_timeout{std::chrono::seconds(3)};
+  int self_check_failures = 3;
+
   // Prometheus /metrics over HTTP.
   std::string metrics_host = "0.0.0.0";
   int metrics_port = 9090;  // 0 = any free port; < 0 = no metrics endpoint
@@ -55,6 +81,9 @@ struct ServerOptions {
 
   // Observers called next to the metrics exporter (tests use one to pause the worker).
   std::vector<SchedulerObserver*> extra_observers;
+  // Tests: replaces the tokenizer LoadModel found (null when the folder has none), e.g. with one
+  // that waits on a gate.
+  std::function<std::unique_ptr<Tokenizer>(std::unique_ptr<Tokenizer>)> wrap_tokenizer;
 };
 
 }  // namespace zigzag

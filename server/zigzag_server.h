@@ -1,8 +1,11 @@
 // ZigzagServer: one serving process put together: the gRPC server (Engine service, grpc.health.v1,
-// reflection, TLS, message-size limit), the Prometheus endpoint, and, once loaded, the backend,
-// model, KV cache and Scheduler. It drives the life cycle: listening while the model loads
-// (health: "" SERVING, "zigzag.v1.Engine" NOT_SERVING), serving, draining (both NOT_SERVING, new
-// requests UNAVAILABLE, running ones finish), shut down. Signals are main()'s business.
+// reflection, TLS, message-size, connection and idle limits), the Prometheus endpoint, the
+// liveness self-check, and, once loaded, the backend, model, tokenizer pool, KV cache and
+// Scheduler. It drives the life cycle: listening while the model loads (health: "" SERVING,
+// "zigzag.v1.Engine" NOT_SERVING), serving, draining ("zigzag.v1.Engine" NOT_SERVING, new requests
+// UNAVAILABLE, running ones finish; "" stays SERVING, since a draining server is alive), shut
+// down. "" turns NOT_SERVING only when the self-check finds the gRPC port no longer accepts.
+// Signals and process limits are main()'s business.
 #pragma once
 
 #include <atomic>
@@ -18,9 +21,12 @@
 #include "core/tokenizer/tokenizer.h"
 #include "grpcpp/server.h"
 #include "kernels/backend.h"
+#include "server/connection_acceptor.h"
 #include "server/engine_service.h"
+#include "server/liveness_self_check.h"
 #include "server/metrics.h"
 #include "server/server_options.h"
+#include "server/tokenizer_pool.h"
 
 namespace zigzag {
 
@@ -44,7 +50,8 @@ class ZigzagServer {
   // marks the server ready. Once only.
   absl::Status LoadModel();
 
-  // Health NOT_SERVING and new generation refused with UNAVAILABLE; returns at once.
+  // Health "zigzag.v1.Engine" NOT_SERVING and new generation refused with UNAVAILABLE; returns
+  // at once.
   void BeginDrain();
   // BeginDrain, then waits up to `timeout` for the requests in flight; the rest end with
   // UNAVAILABLE. Returns how many were cut off that way.
@@ -54,6 +61,12 @@ class ZigzagServer {
   void Shutdown();
 
   int port() const { return port_; }  // the bound gRPC port (useful with port 0)
+  // The self-check's verdict (health ""); true when the self-check is off.
+  bool live() const { return self_check_ == nullptr || self_check_->alive(); }
+  // The connection cap in force (--max-connections, lowered to fit the open-file limit), and the
+  // plaintext listener; null with TLS.
+  int max_connections() const { return max_connections_; }
+  ConnectionAcceptor* acceptor() { return acceptor_.get(); }
   int metrics_port() const { return metrics_->http_port(); }
   const std::string& model_name() const { return model_name_; }
   const ServerOptions& options() const { return options_; }
@@ -61,6 +74,7 @@ class ZigzagServer {
   // Null until LoadModel() succeeded.
   Scheduler* scheduler() { return scheduler_.get(); }
   const KvCache* kv_cache() const { return cache_.get(); }
+  TokenizerPool* tokenizer_pool() { return tokenizer_pool_.get(); }
   const LlamaModel* model() const { return model_.get(); }
 
  private:
@@ -68,18 +82,24 @@ class ZigzagServer {
 
   explicit ZigzagServer(ServerOptions options);
   absl::Status StartGrpc();
+  void StartSelfCheck();
 
   const ServerOptions options_;
   const std::string model_name_;
   std::unique_ptr<ServerMetrics> metrics_;
   std::unique_ptr<FanOutObserver> observer_;
   std::unique_ptr<EngineService> service_;
+  std::unique_ptr<ConnectionAcceptor> acceptor_;  // plaintext only
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<LivenessSelfCheck> self_check_;
   int port_ = 0;
+  int max_connections_ = 0;
 
   std::unique_ptr<Backend> backend_;
   std::unique_ptr<LlamaModel> model_;
   std::unique_ptr<Tokenizer> tokenizer_;
+  // Created before the engine is attached, stopped after the gRPC server: its jobs finish calls.
+  std::unique_ptr<TokenizerPool> tokenizer_pool_;
   std::unique_ptr<KvCache> cache_;
   std::unique_ptr<Scheduler> scheduler_;
   EngineHandles handles_;

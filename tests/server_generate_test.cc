@@ -1,11 +1,13 @@
 // The server end to end over a real gRPC channel: unary and streamed generation give the tokens,
 // logprobs and KvStats the offline engine (GenerateBatch, the request alone) gives; 16 concurrent
-// requests give what each gives alone; model and server info; health; request ids.
+// requests give what each gives alone; model and server info; health; request ids (128 random
+// bits, hex).
 #include <set>
 #include <thread>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/request_id.h"
 #include "tests/server_test_support.h"
 
 namespace zigzag::testing {
@@ -192,17 +194,52 @@ TEST_F(ServerGenerateTest, SeededSamplingIsReproducibleAndMatchesTheEngine) {
   EXPECT_THAT(first.token_ids(), ElementsAreArray(reference_->Generate(request).tokens));
 }
 
-TEST_F(ServerGenerateTest, ServerPicksUniqueRequestIdsAndKeepsGivenOnes) {
+// Server-made ids are 128 random bits in hex, so that no client can guess (and Abort) another's
+// request: the old "zz-<per-process prefix>-<counter>" ids all shared their first 16 characters.
+bool IsHex128(const std::string& id) {
+  return id.size() == 32 && id.find_first_not_of("0123456789abcdef") == std::string::npos;
+}
+
+TEST_F(ServerGenerateTest, ServerMakesUnguessable128BitIdsAndKeepsGivenOnes) {
   std::set<std::string> ids;
-  for (int i = 0; i < 3; ++i) {
-    const v1::GenerateResponse response = Generate(GreedyRequest({5, 6, 7}, 1));
-    EXPECT_FALSE(response.request_id().empty());
-    ids.insert(response.request_id());
+  std::set<std::string> prefixes;  // first 64 bits
+  auto stub = NewStub(server_->port());
+  for (int i = 0; i < 40; ++i) {
+    const v1::GenerateRequest request = GreedyRequest({5, 6, 7}, 1);
+    std::string id;
+    if (i % 2 == 0) {
+      id = Generate(request).request_id();
+    } else {
+      grpc::ClientContext context;
+      const StreamResult result = RunStream(*stub, request, &context);
+      ASSERT_TRUE(result.status.ok()) << result.status.error_message();
+      ASSERT_TRUE(result.complete.has_value());
+      id = result.complete->request_id();
+    }
+    EXPECT_TRUE(IsHex128(id)) << id;
+    ids.insert(id);
+    prefixes.insert(id.substr(0, 16));
   }
-  EXPECT_EQ(ids.size(), 3u);
+  EXPECT_EQ(ids.size(), 40u);
+  EXPECT_EQ(prefixes.size(), 40u);
   v1::GenerateRequest named = GreedyRequest({5, 6, 7}, 1);
   named.set_request_id("my-request");
   EXPECT_EQ(Generate(named).request_id(), "my-request");
+}
+
+TEST(RequestIdTest, TenThousandIdsAreDistinct128BitHexWithDistinctPrefixes) {
+  std::set<std::string> ids;
+  std::set<std::string> prefixes;
+  for (int i = 0; i < 10000; ++i) {
+    absl::StatusOr<std::string> id = NewRequestId();
+    ASSERT_TRUE(id.ok()) << id.status();
+    ASSERT_TRUE(IsHex128(*id)) << *id;
+    ids.insert(*id);
+    prefixes.insert(id->substr(0, 16));
+  }
+  EXPECT_EQ(ids.size(), 10000u);
+  // Two of 10,000 random 64-bit prefixes collide with probability ~3e-12.
+  EXPECT_EQ(prefixes.size(), 10000u);
 }
 
 TEST_F(ServerGenerateTest, ModelAndServerInfo) {

@@ -1,7 +1,7 @@
 // Prometheus /metrics scraped over HTTP from the running server: every DESIGN.md metric is
 // exported with the `model` label and vLLM's buckets, and counters and histograms move by exactly
 // what the requests in between account for (token counts, per-request timings and KvStats as
-// the responses report them).
+// the responses report them). Aborts count as aborts; expired deadlines as failures.
 #include <numeric>
 #include <thread>
 
@@ -233,6 +233,65 @@ TEST_F(ServerMetricsTest, AbortedRequestsCountAsAbortAndKeepOutOfRequestHistogra
             response.token_ids_size() - 1);
   EXPECT_EQ(Value(after, "zigzag_time_to_first_token_seconds_count"), 1);
   EXPECT_EQ(Value(after, "zigzag_kv_blocks_free"), 1024);
+}
+
+TEST_F(ServerMetricsTest, ExpiredDeadlinesCountAsFailuresNotAborts) {
+  // Both calls are held mid-decode until their 300 ms deadlines pass: gRPC cancels them, and the
+  // scheduler must still end them as DEADLINE_EXCEEDED (the proto's "failed"), not as aborts.
+  gate_.HoldWhen([](const IterationMetrics& m) { return m.decode_sequences > 0; });
+  const std::string before = Scrape();
+  const auto deadline = [] {
+    return std::chrono::system_clock::now() + std::chrono::milliseconds(300);
+  };
+  grpc::Status unary_status;
+  std::thread unary([&] {
+    v1::GenerateRequest request = GreedyRequest(RandomPrompt(30, 30), 200);
+    request.set_request_id("deadline-unary");
+    auto stub = NewStub(server_->port());
+    grpc::ClientContext context;
+    context.set_deadline(deadline());
+    v1::GenerateResponse response;
+    unary_status = stub->Generate(&context, request, &response);
+  });
+  StreamResult stream_result;
+  std::thread stream([&] {
+    v1::GenerateRequest request = GreedyRequest(RandomPrompt(31, 31), 200);
+    request.set_request_id("deadline-stream");
+    auto stub = NewStub(server_->port());
+    grpc::ClientContext context;
+    context.set_deadline(deadline());
+    stream_result = RunStream(*stub, request, &context);
+  });
+  ASSERT_TRUE(gate_.WaitUntilHeld());
+  unary.join();  // the worker is held: both deadlines pass mid-decode
+  stream.join();
+  // Time for the server's own deadline timers to cancel both calls before the worker moves on
+  // (else the scheduler could see the deadline first whatever the reactors do).
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(unary_status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_EQ(stream_result.status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  ASSERT_TRUE(gate_.StepUntilFinished("deadline-unary", std::chrono::milliseconds(0)));
+  ASSERT_TRUE(gate_.StepUntilFinished("deadline-stream", std::chrono::milliseconds(0)));
+  gate_.Release();
+  EXPECT_EQ(gate_.finished("deadline-unary")->status.code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(gate_.finished("deadline-stream")->status.code(), absl::StatusCode::kDeadlineExceeded);
+
+  const std::string after = Scrape();
+  const auto delta = [&](const std::string& name, const Labels& labels) {
+    return Value(after, name, labels) - Value(before, name, labels);
+  };
+  EXPECT_EQ(delta("zigzag_request_failure_total", With("reason", "deadline_exceeded")), 2);
+  EXPECT_EQ(delta("zigzag_request_success_total", With("finished_reason", "abort")), 0);
+  EXPECT_EQ(delta("zigzag_request_failure_total", With("reason", "internal")), 0);
+  EXPECT_EQ(delta("zigzag_e2e_request_latency_seconds_count", kModel), 0);
+  // GetServerInfo's totals say the same.
+  auto stub = NewStub(server_->port());
+  grpc::ClientContext context;
+  v1::GetServerInfoResponse info;
+  ASSERT_TRUE(stub->GetServerInfo(&context, {}, &info).ok());
+  EXPECT_EQ(info.requests_aborted_total(), 0);
+  EXPECT_EQ(info.requests_failed_total(), 2);
+  EXPECT_TRUE(WaitForIdlePool(*server_));
 }
 
 }  // namespace

@@ -60,6 +60,10 @@ ServerOptions TestServerOptions() {
   options.max_prefill_tokens_per_step = 256;
   options.defaults.max_tokens_limit = 512;
   options.drain_timeout = std::chrono::seconds(10);
+  // Well within the test process's open-file limit; tests of the cap set their own.
+  options.max_connections = 256;
+  // Off unless a test is about it: no background connections in other tests.
+  options.self_check_interval = std::chrono::milliseconds(0);
   return options;
 }
 

@@ -32,7 +32,8 @@ RandomCheckpointSpec ServerTestSpec();
 // The checkpoint of ServerTestSpec(), written once per test binary.
 const std::filesystem::path& ServerTestCheckpoint();
 
-// Loopback, port 0, 1 CPU thread, block size 16, 4 MiB of KV, no /metrics endpoint.
+// Loopback, port 0, 1 CPU thread, block size 16, 4 MiB of KV, no /metrics endpoint, at most 256
+// connections, no liveness self-check.
 ServerOptions TestServerOptions();
 
 // Start() + LoadModel(); a test failure (and nullptr) on error.

@@ -1,17 +1,25 @@
 // Bad input over a real gRPC channel: each field maps to INVALID_ARGUMENT with a message naming
-// it, through Generate and GenerateStream alike, and no bad request leaks a block. Also: the
-// message-size limit (RESOURCE_EXHAUSTED), bearer-token auth (UNAUTHENTICATED; health stays
-// open), defaults for unset fields, and the server options' own validation.
+// it, through Generate and GenerateStream alike, and no bad request leaks a block; request ids
+// are printable ASCII (log safety), sizes are bounded before any work, unparseable messages name
+// their type. Also: the message-size limit (RESOURCE_EXHAUSTED), bearer-token auth
+// (UNAUTHENTICATED; health stays open), defaults for unset fields, and the server options' own
+// validation.
 #include <cmath>
+#include <condition_variable>
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
 #include <limits>
+#include <mutex>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
+#include "grpcpp/generic/generic_stub.h"
 #include "gtest/gtest.h"
 #include "server/grpc_status.h"
+#include "server/liveness_self_check.h"
+#include "server/log_text.h"
 #include "server/request_validation.h"
 #include "tests/server_test_support.h"
 #include "tests/test_support.h"
@@ -117,8 +125,36 @@ const BadInput kBadInputs[] = {
      grpc::StatusCode::INVALID_ARGUMENT, "kv_compression.tau must be in (0, 1]"},
     {"RhoAboveOne", [](auto* r) { r->mutable_kv_compression()->set_rho(1.5f); },
      grpc::StatusCode::INVALID_ARGUMENT, "kv_compression.rho must be in [0, 1]"},
-    {"LongRequestId", [](auto* r) { r->set_request_id(std::string(300, 'x')); },
-     grpc::StatusCode::INVALID_ARGUMENT, "request_id is 300 characters long"},
+    {"LongRequestId", [](auto* r) { r->set_request_id(std::string(129, 'x')); },
+     grpc::StatusCode::INVALID_ARGUMENT,
+     "request_id is 129 characters long; at most 128 are accepted"},
+    // Ids end up in log lines: a newline would forge one, an ANSI escape drive a terminal.
+    {"RequestIdWithNewline", [](auto* r) { r->set_request_id("abc\n[info] forged"); },
+     grpc::StatusCode::INVALID_ARGUMENT,
+     "request_id has byte 0x0a at offset 3; only printable ASCII without spaces"},
+    {"RequestIdWithAnsiEscape", [](auto* r) { r->set_request_id("\x1b[31mred"); },
+     grpc::StatusCode::INVALID_ARGUMENT, "request_id has byte 0x1b at offset 0"},
+    {"RequestIdWithSpace", [](auto* r) { r->set_request_id("my id"); },
+     grpc::StatusCode::INVALID_ARGUMENT, "request_id has byte 0x20 at offset 2"},
+    // Bounds checked before any work: 16 bytes per token of the 1024-token context. The test
+    // model has no tokenizer, so the cap answers first.
+    {"TextOverTheByteCap", [](auto* r) { r->set_text(std::string(16385, 'a')); },
+     grpc::StatusCode::INVALID_ARGUMENT,
+     "text is 16385 bytes; at most 16384 bytes are accepted (--max-text-bytes)"},
+    {"MoreTokenIdsThanTheContext", [](auto* r) { SetIds(r, std::vector<int32_t>(1025, 5)); },
+     grpc::StatusCode::INVALID_ARGUMENT,
+     "token_ids.ids has 1025 ids; at most 1024 (the model's context) are accepted"},
+    {"StopStringsOverTheirTotal",
+     [](auto* r) {
+       for (int i = 0; i < 5; ++i) r->mutable_sampling_params()->add_stop(std::string(256, 'x'));
+     },
+     grpc::StatusCode::INVALID_ARGUMENT,
+     "sampling_params.stop totals 1280 bytes; at most 1024 are accepted"},
+    {"TooManyStopStrings",
+     [](auto* r) {
+       for (int i = 0; i < 17; ++i) r->mutable_sampling_params()->add_stop("x");
+     },
+     grpc::StatusCode::INVALID_ARGUMENT, "sampling_params.stop has 17 strings; at most 16"},
 };
 
 class ServerBadInputTest : public ::testing::TestWithParam<BadInput> {
@@ -166,6 +202,63 @@ INSTANTIATE_TEST_SUITE_P(Table, ServerBadInputTest, ::testing::ValuesIn(kBadInpu
                          [](const ::testing::TestParamInfo<BadInput>& info) {
                            return std::string(info.param.name);
                          });
+
+TEST_F(ServerBadInputTest, UnparseableMessagesAreInvalidArgumentNamingTheMessageType) {
+  // gRPC 1.51 answers these UNIMPLEMENTED with an empty message; the interceptor names the type.
+  const auto call = [&](const std::string& method, const std::string& bytes) {
+    grpc::Slice slice(bytes);
+    grpc::ByteBuffer request(&slice, 1);
+    grpc::ByteBuffer response;
+    grpc::GenericStub stub(Connect(server_->port()));
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + kServerHangGuard);
+    std::mutex mu;
+    std::condition_variable cv;
+    std::optional<grpc::Status> result;
+    stub.UnaryCall(&context, method, grpc::StubOptions(), &request, &response,
+                   [&](grpc::Status status) {
+                     std::lock_guard<std::mutex> lock(mu);
+                     result = std::move(status);
+                     cv.notify_all();
+                   });
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return result.has_value(); });
+    return *result;
+  };
+  // Field 15, wire type 7: no such wire type.
+  grpc::Status status = call("/zigzag.v1.Engine/Generate", "\x7f\xff\xff");
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << status.error_message();
+  EXPECT_THAT(status.error_message(), HasSubstr("not a valid zigzag.v1.GenerateRequest"));
+  // A proto3 string that is not UTF-8 fails parsing too (protobuf logs that on its own).
+  v1::TokenizeRequest tokenize;
+  tokenize.set_text("caf\xc3");
+  status = call("/zigzag.v1.Engine/Tokenize", tokenize.SerializePartialAsString());
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << status.error_message();
+  EXPECT_THAT(status.error_message(), HasSubstr("not a valid zigzag.v1.TokenizeRequest"));
+  // What is not ours keeps gRPC's own answer.
+  status = call("/zigzag.v1.Engine/NoSuchMethod", "");
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED);
+  // A well-formed message still gets the service's own errors.
+  v1::AbortRequest abort;
+  status = call("/zigzag.v1.Engine/Abort", abort.SerializeAsString());
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("request_id is empty"));
+}
+
+TEST_F(ServerBadInputTest, AbortRefusesUnprintableIdsAndLogsEscapeClientStrings) {
+  auto stub = NewStub(server_->port());
+  v1::AbortRequest abort;
+  abort.set_request_id("x\r\n[error] forged");
+  grpc::ClientContext context;
+  v1::AbortResponse found;
+  const grpc::Status status = stub->Abort(&context, abort, &found);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("request_id has byte 0x0d at offset 1"));
+
+  EXPECT_EQ(ForLog("id\n[info] forged \x1b[2J"), "id\\n[info] forged \\x1b[2J");
+  EXPECT_EQ(ForLog(std::string(200, 'a'), 4), "aaaa...(200 bytes)");
+  EXPECT_EQ(ForLog("caf\xc3\xa9"), "caf\\xc3\\xa9");
+}
 
 // A server with a 64 KiB message limit and a bearer token.
 class ServerRestrictedTest : public ::testing::Test {
@@ -278,6 +371,15 @@ TEST(ServerTlsTest, TlsClientsAreServedAndPlaintextClientsAreNot) {
   EXPECT_EQ(
       plaintext->Generate(&plain_context, GreedyRequest({5, 6, 7}, 3), &response).error_code(),
       grpc::StatusCode::UNAVAILABLE);
+
+  // The liveness self-check speaks TLS to a TLS server (without checking its own certificate),
+  // and a plaintext check of the same port fails.
+  SelfCheckOptions check;
+  check.target = absl::StrCat("127.0.0.1:", server->port());
+  check.tls = true;
+  EXPECT_TRUE(LivenessSelfCheck::CheckOnce(check).ok()) << LivenessSelfCheck::CheckOnce(check);
+  check.tls = false;
+  EXPECT_FALSE(LivenessSelfCheck::CheckOnce(check).ok());
 }
 
 TEST(GrpcStatusTest, CoreCodesMapOneToOneAndKeepTheMessage) {
@@ -382,6 +484,21 @@ TEST(ServerOptionsTest, BadOptionsNameTheirFlag) {
   o = options;
   o.max_message_bytes = 10;
   EXPECT_THAT(message(o), HasSubstr("--max-message-bytes"));
+  o = options;
+  o.max_text_bytes = o.max_message_bytes + 1;
+  EXPECT_THAT(message(o), HasSubstr("--max-text-bytes must be in [0, --max-message-bytes="));
+  o = options;
+  o.tokenizer_threads = 0;
+  EXPECT_THAT(message(o), HasSubstr("--tokenizer-threads must be in [1, 64], got 0"));
+  o = options;
+  o.tokenizer_queue = 0;
+  EXPECT_THAT(message(o), HasSubstr("--tokenizer-queue must be in [1, 65536], got 0"));
+  o = options;
+  o.max_connections = 0;
+  EXPECT_THAT(message(o), HasSubstr("--max-connections must be >= 1, got 0"));
+  o = options;
+  o.self_check_failures = 0;
+  EXPECT_THAT(message(o), HasSubstr("--self-check-failures must be >= 1, got 0"));
 }
 
 TEST(ServerOptionsTest, UnreadableTlsFilesAndBusyPortsAreReported) {

@@ -31,7 +31,11 @@
 #include "zigzag/v1/engine.grpc.pb.h"
 
 ABSL_FLAG(std::string, target, "localhost:50051", "Server address HOST:PORT");
-ABSL_FLAG(std::string, auth_token, "", "Bearer token; default: $ZIGZAG_AUTH_TOKEN");
+ABSL_FLAG(std::string, auth_token, "",
+          "Bearer token; default: $ZIGZAG_AUTH_TOKEN (a flag shows in the process list: prefer "
+          "--auth-token-file)");
+ABSL_FLAG(std::string, auth_token_file, "",
+          "File holding the bearer token (one trailing newline is removed)");
 ABSL_FLAG(bool, tls, false, "Connect with TLS");
 ABSL_FLAG(std::string, tls_ca, "", "PEM root certificates for --tls; default: the system's");
 ABSL_FLAG(std::string, tls_server_name, "", "Override the TLS server name (e.g. for an IP)");
@@ -213,11 +217,29 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel() {
   return grpc::CreateCustomChannel(absl::GetFlag(FLAGS_target), credentials, arguments);
 }
 
-void PrepareContext(grpc::ClientContext* context) {
+// The bearer token: --auth-token-file, else --auth-token, else $ZIGZAG_AUTH_TOKEN; "" = none.
+absl::StatusOr<std::string> AuthToken() {
+  if (const std::string path = absl::GetFlag(FLAGS_auth_token_file); !path.empty()) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) return UsageError(absl::StrCat("--auth-token-file: cannot read ", path));
+    std::ostringstream text;
+    text << in.rdbuf();
+    std::string token = text.str();
+    if (!token.empty() && token.back() == '\n') token.pop_back();
+    if (!token.empty() && token.back() == '\r') token.pop_back();
+    if (token.empty()) return UsageError(absl::StrCat("--auth-token-file: ", path, " is empty"));
+    return token;
+  }
   std::string token = absl::GetFlag(FLAGS_auth_token);
   if (token.empty()) {
     if (const char* env = std::getenv("ZIGZAG_AUTH_TOKEN"); env != nullptr) token = env;
   }
+  return token;
+}
+
+void PrepareContext(grpc::ClientContext* context) {
+  // main() checked that the token can be read.
+  const std::string token = AuthToken().value_or("");
   if (!token.empty()) context->AddMetadata("authorization", "Bearer " + token);
   const absl::Duration timeout = absl::GetFlag(FLAGS_timeout);
   if (timeout > absl::ZeroDuration()) {
@@ -404,6 +426,9 @@ int main(int argc, char** argv) {
     return 2;
   }
   const std::string& command = positional[1];
+  if (const absl::StatusOr<std::string> token = AuthToken(); !token.ok()) {
+    return ReportUsage(token.status());
+  }
   const absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = MakeChannel();
   if (!channel.ok()) return ReportUsage(channel.status());
   std::unique_ptr<v1::Engine::Stub> stub = v1::Engine::NewStub(*channel);

@@ -137,7 +137,10 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("command", choices=["generate", "stream", "info", "abort"])
     parser.add_argument("--target", default="localhost:50051")
-    parser.add_argument("--auth-token", default=os.environ.get("ZIGZAG_AUTH_TOKEN", ""))
+    parser.add_argument("--auth-token", default=os.environ.get("ZIGZAG_AUTH_TOKEN", ""),
+                        help="bearer token (shows in the process list: prefer --auth-token-file)")
+    parser.add_argument("--auth-token-file", default="",
+                        help="file holding the bearer token (one trailing newline is removed)")
     parser.add_argument("--tls", action="store_true")
     parser.add_argument("--tls-ca", default="")
     parser.add_argument("--tls-server-name", default="")
@@ -167,6 +170,14 @@ def main(argv=None):
     parser.add_argument("--kv-tau", type=float)
     parser.add_argument("--kv-rho", type=float)
     args = parser.parse_args(argv)
+    if args.auth_token_file:
+        with open(args.auth_token_file, encoding="ascii") as f:
+            token = f.read()
+        token = token[:-1] if token.endswith("\n") else token
+        token = token[:-1] if token.endswith("\r") else token
+        if not token:
+            parser.error(f"--auth-token-file: {args.auth_token_file} is empty")
+        args.auth_token = token
 
     pb2, pb2_grpc = load_stubs(args.proto_root)
     stub = pb2_grpc.EngineStub(make_channel(args))
