@@ -1,21 +1,23 @@
 #!/usr/bin/env bash
 # The test command (README.md; .ci/run runs exactly this after scripts/setup.sh):
-#  1. a release build with every target (the CUDA backend too when nvcc is found) and all tests;
+#  1. a Release build (what users and the Dockerfile build) with -Werror and every target (the CUDA
+#     backend too when nvcc is found), and all tests;
 #  2. an AddressSanitizer + UndefinedBehaviorSanitizer build of the CPU code and its tests.
+# -Werror is CI's (-DZIGZAG_WERROR=ON here); users' builds leave it off.
 # GPU tests skip themselves, with a message, on machines without a usable CUDA device.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs="${ZIGZAG_JOBS:-$(nproc)}"
 
-echo "== build (release; CUDA backend compiled when nvcc is found)"
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DZIGZAG_CUDA=AUTO >/dev/null
+echo "== build (Release, -Werror; CUDA backend compiled when nvcc is found)"
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DZIGZAG_WERROR=ON -DZIGZAG_CUDA=AUTO >/dev/null
 cmake --build build -j "$jobs"
 echo "== tests"
 ctest --test-dir build --output-on-failure -j "$jobs"
 
 echo "== build (ASan + UBSan, CPU backend)"
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DZIGZAG_SANITIZE=ON -DZIGZAG_CUDA=OFF \
-  -DZIGZAG_BUILD_BENCH=OFF >/dev/null
+  -DZIGZAG_BUILD_BENCH=OFF -DZIGZAG_WERROR=ON >/dev/null
 cmake --build build-asan -j "$jobs"
 echo "== tests under ASan + UBSan"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \

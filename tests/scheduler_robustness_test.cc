@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/scheduler_harness.h"
@@ -231,7 +232,7 @@ TEST(SchedulerRobustnessTest, SoakOfRandomRequestsWithAbortsEndsClean) {
         compression.sink_tokens = 2;
         break;
     }
-    const std::string id = "s" + std::to_string(i);
+    const std::string id = absl::StrCat("s", i);
     // ... or from its own stream after a random number of tokens (mid-decode for sure).
     std::function<void(size_t)> on_token;
     const uint64_t abort_kind = rng() % 10;

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/scheduler_harness.h"
@@ -123,7 +124,7 @@ TEST_F(SchedulerTest, ConcurrentGreedyRequestsGetWhatEachGetsAlone) {
     SamplingParams sampling = Greedy(max_tokens[i]);
     sampling.logprobs = i % 2 == 0;
     requests.push_back(collector_.Make(
-        "r" + std::to_string(i), harness_.RandomPrompt(prompt_lengths[i], 100 + i), sampling));
+        absl::StrCat("r", i), harness_.RandomPrompt(prompt_lengths[i], 100 + i), sampling));
   }
   RunAndCompare(std::move(requests), 256, SchedulerOptions{});
   // Continuous batching: everyone was prefilled in the first forward call, then decoded together.
@@ -158,7 +159,7 @@ TEST_F(SchedulerTest, ChunkedPrefillGivesTheSameTokens) {
   std::vector<EngineRequest> requests;
   const size_t prompt_lengths[] = {3, 17, 40, 26, 11};
   for (size_t i = 0; i < 5; ++i) {
-    requests.push_back(collector_.Make("c" + std::to_string(i),
+    requests.push_back(collector_.Make(absl::StrCat("c", i),
                                        harness_.RandomPrompt(prompt_lengths[i], 200 + i),
                                        Greedy(static_cast<int32_t>(6 + 3 * i))));
   }
@@ -186,7 +187,7 @@ TEST_F(SchedulerTest, PreemptionByRecomputeKeepsTokensAndSeededSamples) {
       sampling.logprobs = true;
     }
     requests.push_back(
-        collector_.Make("p" + std::to_string(i), harness_.RandomPrompt(10, 300 + i), sampling));
+        collector_.Make(absl::StrCat("p", i), harness_.RandomPrompt(10, 300 + i), sampling));
   }
   SchedulerOptions options;
   options.max_prefill_tokens_per_step = 8;  // recomputes are chunked too

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "core/tokenizer/sentencepiece_model.h"
 #include "core/tokenizer/sentencepiece_tokenizer.h"
 #include "core/tokenizer/tokenizer.h"
@@ -159,7 +160,7 @@ std::vector<std::vector<int32_t>> ParseIds(const std::string& text) {
 std::string IdsText(const std::vector<std::vector<int32_t>>& rows) {
   std::string text;
   for (const auto& row : rows) {
-    for (size_t i = 0; i < row.size(); ++i) text += (i ? " " : "") + std::to_string(row[i]);
+    for (size_t i = 0; i < row.size(); ++i) absl::StrAppend(&text, i ? " " : "", row[i]);
     text += "\n";
   }
   return text;

@@ -120,7 +120,15 @@ class ByteLevelPreTokenizer : public HfPreTokenizer {
                            bool /*first_section*/) const override {
     std::vector<std::string> split;
     for (std::string& piece : *pieces) {
-      if (add_prefix_space_ && (piece.empty() || piece[0] != ' ')) piece.insert(0, " ");
+      if (add_prefix_space_ && (piece.empty() || piece[0] != ' ')) {
+        // A new string, not piece.insert(0, " "): gcc 12 at -O3 inlines insert's overlapping-move
+        // path and reports a false -Wrestrict there (GCC bug 105329), which broke Release builds.
+        std::string prefixed;
+        prefixed.reserve(piece.size() + 1);
+        prefixed.push_back(' ');
+        prefixed.append(piece);
+        piece = std::move(prefixed);
+      }
       if (regex_.has_value()) {
         RETURN_IF_ERROR(SplitText(piece, *regex_, SplitBehavior::kIsolated, false, &split));
       } else {

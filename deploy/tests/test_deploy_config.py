@@ -9,7 +9,8 @@ ConfigTest: every --flag the Dockerfile, the chart (values and templates, render
   EXPOSE, HEALTHCHECK and scrape-annotation ports agree with the server's default --port and
   --metrics-port; probes ask for the health services the server sets; deploy/kubernetes equals
   the chart rendered; the metric names in the dashboard, HPA, KEDA and adapter rules exist in
-  server/metrics.cc; the chart's default flags start a real server.
+  server/metrics.cc; the chart's default flags start a real server; the Dockerfile's VARIANT
+  stages (cpu reaches no NVIDIA repository; zigzag-server only, Release, no -Werror).
 
   test_deploy_config.py --repo-root R --server-binary S [--work-dir W] -- [-v] [ConfigTest]
 """
@@ -87,6 +88,60 @@ def dockerfile_instructions():
             lines.append((word.upper(), rest.strip()))
         current = ""
     return lines
+
+
+def dockerfile_stages(instructions):
+    """(global ARG defaults, {stage name: [(INSTRUCTION, text)] from its FROM on})."""
+    args, stages, current = {}, {}, None
+    for kind, rest in instructions:
+        if kind == "FROM":
+            image, _, name = rest.partition(" AS ")
+            current = name.strip() or f"#{len(stages)}"
+            stages[current] = [(kind, image.strip())]
+        elif current is None and kind == "ARG":
+            name, _, default = rest.partition("=")
+            args[name.strip()] = default.strip().strip('"')
+        elif current is not None:
+            stages[current].append((kind, rest))
+    return args, stages
+
+
+def stages_reached(stages, target, variant):
+    """The stages a build of `target` with VARIANT=variant runs: FROM and COPY --from, followed."""
+    reached, todo = [], [target]
+    while todo:
+        name = todo.pop().replace("${VARIANT}", variant)
+        if name in reached or name not in stages:
+            continue
+        reached.append(name)
+        for kind, rest in stages[name]:
+            if kind == "FROM":
+                todo.append(rest)
+            elif kind == "COPY":
+                todo += re.findall(r"--from=(\S+)", rest)
+    return reached
+
+
+def cmake_subdirectories():
+    """[(folder, None or the option of the if() around it)] of the root CMakeLists.txt."""
+    with open(repo("CMakeLists.txt")) as f:
+        lines = [line.split("#", 1)[0].strip() for line in f]
+    result, conditions = [], []
+    for line in lines:
+        if m := re.match(r"if\s*\(\s*(\w+)\s*\)$", line):
+            conditions.append(m.group(1))
+        elif re.match(r"if\s*\(", line):
+            conditions.append("?" + line)
+        elif re.match(r"endif\s*\(", line):
+            conditions.pop()
+        elif m := re.match(r"add_subdirectory\s*\(\s*([\w/.-]+)", line):
+            result.append((m.group(1), conditions[-1] if conditions else None))
+    return result
+
+
+def option_default_off(name):
+    with open(repo("CMakeLists.txt")) as f:
+        return re.search(rf'option\(\s*{name}\s+"[^"]*"\s+OFF\s*\)', f.read()) is not None
 
 
 def metric_names_in_server():
@@ -221,6 +276,60 @@ class ConfigTest(unittest.TestCase):
         builder_runs = " ".join(rest for k, rest in instructions[:runtime_at] if k == "RUN")
         self.assertIn("scripts/setup.sh", builder_runs)
         self.assertIn("deploy/docker/grpc_health_check.py", builder_runs)
+
+    def test_dockerfile_variants(self):
+        args, stages = dockerfile_stages(dockerfile_instructions())
+        self.assertEqual(args.get("VARIANT"), "cuda", "ARG VARIANT (default cuda) before FROM")
+        self.assertEqual(list(stages)[-1], "runtime", "the last stage is the runtime image")
+        for name in ("toolchain-cpu", "toolchain-cuda", "runtime-cpu", "runtime-cuda"):
+            self.assertIn(name, stages)
+        self.assertEqual(stages["builder"][0], ("FROM", "toolchain-${VARIANT}"))
+        self.assertEqual(stages["runtime"][0], ("FROM", "runtime-${VARIANT}"))
+
+        def text(names):
+            return "\n".join(f"{k} {r}" for n in names for k, r in stages[n])
+
+        nvidia = re.compile(r"nvidia|cuda-keyring|CUDA_REPO|cuda-nvcc|libcublas", re.I)
+        reached = {}
+        for variant in ("cpu", "cuda"):
+            reached[variant] = stages_reached(stages, "runtime", variant)
+            self.assertIn("builder", reached[variant])
+            self.assertIn(f"toolchain-{variant}", reached[variant])
+            self.assertIn(f"runtime-{variant}", reached[variant])
+        # The cpu variant never touches NVIDIA's repository (built where it is unreachable).
+        self.assertNotIn("toolchain-cuda", reached["cpu"])
+        self.assertNotIn("runtime-cuda", reached["cpu"])
+        self.assertIsNone(nvidia.search(text(reached["cpu"])), text(reached["cpu"]))
+        self.assertIn("cuda-keyring", text(["toolchain-cuda", "runtime-cuda"]))
+        # Which backend the builder compiles follows the toolchain stage.
+        envs = {v: " ".join(r for k, r in stages[f"toolchain-{v}"] if k == "ENV")
+                for v in ("cpu", "cuda")}
+        self.assertIn("ZIGZAG_CMAKE_CUDA=OFF", envs["cpu"])
+        self.assertIn("ZIGZAG_CMAKE_CUDA=ON", envs["cuda"])
+        build = " ".join(r for k, r in stages["builder"] if k == "RUN")
+        self.assertIn('-DZIGZAG_CUDA="${ZIGZAG_CMAKE_CUDA}"', build)
+        # A user's image build: Release, zigzag-server only, no -Werror (that is CI's).
+        self.assertIn("-DCMAKE_BUILD_TYPE=Release", build)
+        self.assertIn("--target zigzag-server", build)
+        for off in ("-DZIGZAG_BUILD_TESTS=OFF", "-DZIGZAG_BUILD_BENCH=OFF"):
+            self.assertIn(off, build)
+        self.assertNotIn("ZIGZAG_WERROR=ON", build)
+        # The builder copies only what the server's build reads: every add_subdirectory() that
+        # CMakeLists.txt runs with the Dockerfile's options (tests and benchmarks off).
+        copied = {rest.split()[0].rstrip("/") for k, rest in stages["builder"] if k == "COPY"
+                  and not rest.startswith("--")}
+        self.assertIn("CMakeLists.txt", copied)
+        for subdir, condition in cmake_subdirectories():
+            if condition is None or f"-D{condition}=ON" in build:
+                self.assertIn(subdir, copied, f"the builder does not COPY {subdir}/")
+            else:
+                self.assertTrue(f"-D{condition}=OFF" in build or option_default_off(condition),
+                                f"add_subdirectory({subdir}) under if({condition}), which the "
+                                f"image build neither turns off nor copies")
+        # libmicrohttpd serves /metrics: headers to build, the library to run.
+        self.assertIn("libmicrohttpd-dev", build)
+        runtime_runs = " ".join(r for k, r in stages["runtime"] if k == "RUN")
+        self.assertIn("libmicrohttpd12", runtime_runs)
 
     def test_dockerignore_keeps_the_build_inputs(self):
         with open(repo(".dockerignore")) as f:
