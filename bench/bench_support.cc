@@ -167,16 +167,15 @@ std::vector<int32_t> RandomTokens(int64_t count, int64_t vocab, uint64_t seed) {
 }
 
 absl::StatusOr<Tensor> RandomKvPool(Backend& backend, int64_t num_blocks, int64_t block_size,
-                                    int64_t kv_heads, int64_t head_dim, uint64_t seed) {
+                                    int64_t head_dim, uint64_t seed) {
   const DType dtype = backend.activation_dtype();
-  ASSIGN_OR_RETURN(Tensor pool,
-                   backend.Allocate(dtype, {num_blocks, 2, block_size, kv_heads, head_dim}));
-  // One random chunk of keys and values, written over every slot chunk by chunk: the pool holds
-  // non-trivial data without generating gigabytes on the host.
+  ASSIGN_OR_RETURN(Tensor pool, backend.Allocate(dtype, {num_blocks, 2, block_size, head_dim}));
+  // One random chunk of keys and values (one KV head per row), written over every slot chunk by
+  // chunk: the pool holds non-trivial data without generating gigabytes on the host.
   const int64_t slots = num_blocks * block_size;
   const int64_t chunk = std::min<int64_t>(slots, 4096);
-  ASSIGN_OR_RETURN(Tensor k, RandomTensor(backend, dtype, {chunk, kv_heads, head_dim}, seed));
-  ASSIGN_OR_RETURN(Tensor v, RandomTensor(backend, dtype, {chunk, kv_heads, head_dim}, seed + 1));
+  ASSIGN_OR_RETURN(Tensor k, RandomTensor(backend, dtype, {chunk, 1, head_dim}, seed));
+  ASSIGN_OR_RETURN(Tensor v, RandomTensor(backend, dtype, {chunk, 1, head_dim}, seed + 1));
   std::vector<int32_t> slot_ids(static_cast<size_t>(chunk));
   for (int64_t begin = 0; begin < slots; begin += chunk) {
     const int64_t n = std::min(chunk, slots - begin);
@@ -188,6 +187,19 @@ absl::StatusOr<Tensor> RandomKvPool(Backend& backend, int64_t num_blocks, int64_
   }
   RETURN_IF_ERROR(backend.Synchronize());
   return pool;
+}
+
+BenchSequenceTables UniformHeadTables(std::span<const int32_t> ids, size_t first, int64_t kv_heads,
+                                      int64_t blocks_per_head, int32_t kv_len) {
+  BenchSequenceTables t;
+  t.block_offsets.push_back(0);
+  const size_t count = static_cast<size_t>(kv_heads * blocks_per_head);
+  t.block_ids.assign(ids.begin() + first, ids.begin() + first + count);
+  for (int64_t g = 0; g < kv_heads; ++g) {
+    t.kv_lens.push_back(kv_len);
+    t.block_offsets.push_back(static_cast<int32_t>((g + 1) * blocks_per_head));
+  }
+  return t;
 }
 
 std::vector<int32_t> ShuffledIds(int32_t count, uint64_t seed) {

@@ -59,10 +59,18 @@ absl::StatusOr<Tensor> RandomTensor(Backend& backend, DType dtype, const Shape& 
 // Token ids uniform in [0, vocab), seeded.
 std::vector<int32_t> RandomTokens(int64_t count, int64_t vocab, uint64_t seed);
 
-// A paged KV pool [num_blocks, 2, block_size, kv_heads, head_dim] in the backend's activation
-// dtype, every slot written (through WriteKv) with random keys and values.
+// A paged KV pool [num_blocks, 2, block_size, head_dim] (one KV head per block) in the backend's
+// activation dtype, every slot written (through WriteKv) with random keys and values.
 absl::StatusOr<Tensor> RandomKvPool(Backend& backend, int64_t num_blocks, int64_t block_size,
-                                    int64_t kv_heads, int64_t head_dim, uint64_t seed);
+                                    int64_t head_dim, uint64_t seed);
+
+// Per-KV-head tables of one sequence whose heads all hold `kv_len` entries in consecutive runs
+// of `blocks_per_head` ids of `ids` starting at `first` (for AttentionSequence).
+struct BenchSequenceTables {
+  std::vector<int32_t> kv_lens, block_offsets, block_ids;
+};
+BenchSequenceTables UniformHeadTables(std::span<const int32_t> ids, size_t first, int64_t kv_heads,
+                                      int64_t blocks_per_head, int32_t kv_len);
 
 // A random permutation of [0, count), so that block tables are scattered through the pool as
 // they are after real allocation and release.

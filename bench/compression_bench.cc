@@ -171,7 +171,8 @@ struct IterationTimes {
 
 // (a) alone: the sequence's blocks go back to the pool at the end.
 absl::StatusOr<Elapsed> PlainPrefill(Engine& e, std::span<const int32_t> tokens) {
-  SequenceKv kv(&e.cache->pool(), static_cast<int>(e.model->config().num_layers));
+  SequenceKv kv(&e.cache->pool(), static_cast<int>(e.model->config().num_layers),
+                static_cast<int>(e.model->config().num_kv_heads));
   return TimedPrefill(e, tokens, kv, nullptr, nullptr);
 }
 
@@ -179,7 +180,8 @@ absl::StatusOr<Elapsed> PlainPrefill(Engine& e, std::span<const int32_t> tokens)
 absl::Status CompressedPrefill(Engine& e, std::span<const int32_t> tokens,
                                const CompressionParams& params, IterationTimes& times) {
   const int64_t prompt_tokens = static_cast<int64_t>(tokens.size());
-  SequenceKv kv(&e.cache->pool(), static_cast<int>(e.model->config().num_layers));
+  SequenceKv kv(&e.cache->pool(), static_cast<int>(e.model->config().num_layers),
+                static_cast<int>(e.model->config().num_kv_heads));
   std::optional<PrefillCompression> compression;
   ASSIGN_OR_RETURN(times.with_summary, TimedPrefill(e, tokens, kv, &params, &compression));
   times.kv_bytes_before = RetainedKvBytes(kv, e.cache->layout(), prompt_tokens);

@@ -63,7 +63,7 @@ absl::Status Main() {
   // Every prompt position's logits, as transformers' forward returns them.
   std::vector<float> logits;
   {
-    SequenceKv kv(&cache->pool(), static_cast<int>(c.num_layers));
+    SequenceKv kv(&cache->pool(), static_cast<int>(c.num_layers), static_cast<int>(c.num_kv_heads));
     RETURN_IF_ERROR(kv.AppendAllLayers(static_cast<int64_t>(prompt.size())));
     ForwardSequence seq{.tokens = prompt, .first_position = 0, .kv = &kv, .all_logits = true};
     ASSIGN_OR_RETURN(logits, model->Forward({&seq, 1}, cache.get()));

@@ -100,11 +100,12 @@ absl::Status RunCopy(Run& run) {
 // blocks are released before returning.
 absl::StatusOr<double> TimedPrefill(Run& run, const std::vector<std::vector<int32_t>>& prompts) {
   const int num_layers = static_cast<int>(run.model->config().num_layers);
+  const int num_kv_heads = static_cast<int>(run.model->config().num_kv_heads);
   std::vector<SequenceKv> kvs;
   std::vector<ForwardSequence> batch;
   kvs.reserve(prompts.size());
   for (const auto& prompt : prompts) {
-    kvs.emplace_back(&run.cache->pool(), num_layers);
+    kvs.emplace_back(&run.cache->pool(), num_layers, num_kv_heads);
     RETURN_IF_ERROR(kvs.back().AppendAllLayers(static_cast<int64_t>(prompt.size())));
   }
   for (size_t i = 0; i < prompts.size(); ++i) {
@@ -144,6 +145,7 @@ absl::Status RunPrefill(Run& run) {
 absl::StatusOr<ordered_json> DecodeOneBatch(Run& run, int64_t batch_size) {
   const ModelConfig& c = run.model->config();
   const int num_layers = static_cast<int>(c.num_layers);
+  const int num_kv_heads = static_cast<int>(c.num_kv_heads);
   const int64_t context = absl::GetFlag(FLAGS_decode_context);
   const int32_t steps = absl::GetFlag(FLAGS_decode_steps);
   constexpr int kWarmSteps = 2;
@@ -153,7 +155,7 @@ absl::StatusOr<ordered_json> DecodeOneBatch(Run& run, int64_t batch_size) {
   kvs.reserve(static_cast<size_t>(batch_size));
   for (int64_t b = 0; b < batch_size; ++b) {
     prompts.push_back(RandomTokens(context, c.vocab_size, 1000 + static_cast<uint64_t>(b)));
-    kvs.emplace_back(&run.cache->pool(), num_layers);
+    kvs.emplace_back(&run.cache->pool(), num_layers, num_kv_heads);
     RETURN_IF_ERROR(kvs.back().AppendAllLayers(context));
   }
   for (int64_t b = 0; b < batch_size; ++b) {
@@ -165,7 +167,7 @@ absl::StatusOr<ordered_json> DecodeOneBatch(Run& run, int64_t batch_size) {
 
   // Every step feeds one fixed token per sequence: the engine's step cost without the sampler.
   const int32_t token = static_cast<int32_t>(c.vocab_size / 3);
-  const int64_t kv_token_bytes = run.cache->layout().bytes_per_token_layer();
+  const int64_t kv_token_bytes = run.cache->layout().bytes_per_token_head();  // per stream
   double timed_seconds = 0.0;
   int64_t kv_bytes_read = 0;  // over the timed steps
   for (int32_t step = 0; step < kWarmSteps + steps; ++step) {
@@ -243,6 +245,7 @@ absl::Status RunDecode(Run& run) {
 absl::Status RunConcurrency(Run& run) {
   const ModelConfig& c = run.model->config();
   const int num_layers = static_cast<int>(c.num_layers);
+  const int num_kv_heads = static_cast<int>(c.num_kv_heads);
   const int64_t tokens = absl::GetFlag(FLAGS_concurrency_tokens);
   BlockPool& pool = run.cache->pool();
   const int32_t free_at_start = pool.num_free();
@@ -253,7 +256,7 @@ absl::Status RunConcurrency(Run& run) {
   {
     std::vector<SequenceKv> held;
     while (true) {
-      SequenceKv kv(&pool, num_layers);
+      SequenceKv kv(&pool, num_layers, num_kv_heads);
       if (!kv.AppendAllLayers(tokens).ok()) break;
       full_blocks = kv.blocks_held();
       held.push_back(std::move(kv));
@@ -267,7 +270,7 @@ absl::Status RunConcurrency(Run& run) {
   params.ratio = absl::GetFlag(FLAGS_zigzag_ratio);
   ASSIGN_OR_RETURN(PrefillCompression compression,
                    PrefillCompression::Create(params, c, *run.backend, tokens));
-  SequenceKv real(&pool, num_layers);
+  SequenceKv real(&pool, num_layers, num_kv_heads);
   RETURN_IF_ERROR(real.AppendAllLayers(tokens));
   const std::vector<int32_t> prompt = RandomTokens(tokens, c.vocab_size, 4242);
   ForwardSequence seq{.tokens = prompt,
@@ -283,16 +286,22 @@ absl::Status RunConcurrency(Run& run) {
   RETURN_IF_ERROR(compression.Apply(*run.backend, *run.cache, real, &stats).status());
   RETURN_IF_ERROR(run.backend->Synchronize());
   const double compress_seconds = NowSeconds() - compress_start;
-  std::vector<int64_t> kept(static_cast<size_t>(num_layers));
-  for (int l = 0; l < num_layers; ++l) kept[l] = real.length(l);
+  std::vector<int64_t> kept(static_cast<size_t>(num_layers) * num_kv_heads);  // per stream
+  for (int l = 0; l < num_layers; ++l) {
+    for (int g = 0; g < num_kv_heads; ++g) kept[l * num_kv_heads + g] = real.length(l, g);
+  }
   const int64_t zigzag_blocks = real.blocks_held();
   int64_t zigzag_count = 1;
   {
     std::vector<SequenceKv> held;
     while (true) {
-      SequenceKv copy(&pool, num_layers);
+      SequenceKv copy(&pool, num_layers, num_kv_heads);
       bool fits = true;
-      for (int l = 0; l < num_layers && fits; ++l) fits = copy.Append(l, kept[l]).ok();
+      for (int l = 0; l < num_layers && fits; ++l) {
+        for (int g = 0; g < num_kv_heads && fits; ++g) {
+          fits = copy.Append(l, g, kept[l * num_kv_heads + g]).ok();
+        }
+      }
       if (!fits) break;
       held.push_back(std::move(copy));
     }
@@ -312,9 +321,9 @@ absl::Status RunConcurrency(Run& run) {
       {"full_sequences", full_count},
       {"zigzag_ratio", params.ratio.value_or(0.0)},
       {"zigzag_blocks_per_sequence", zigzag_blocks},
-      {"zigzag_kept_tokens_per_layer", kept},
+      {"zigzag_kept_tokens_per_layer_head", kept},
       {"zigzag_retained_fraction",
-       static_cast<double>(kept_total) / static_cast<double>(tokens * num_layers)},
+       static_cast<double>(kept_total) / static_cast<double>(tokens * num_layers * num_kv_heads)},
       {"zigzag_sequences", zigzag_count},
       {"zigzag_over_full", ratio},
       {"prefill_seconds", prefill_seconds},

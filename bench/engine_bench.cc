@@ -78,7 +78,8 @@ void BM_Prefill(benchmark::State& state) {
   Engine& e = GetEngine();
   const auto tokens = Tokens(state.range(0), e.model->config().vocab_size);
   for (auto _ : state) {
-    SequenceKv kv(&e.cache->pool(), static_cast<int>(e.model->config().num_layers));
+    SequenceKv kv(&e.cache->pool(), static_cast<int>(e.model->config().num_layers),
+                  static_cast<int>(e.model->config().num_kv_heads));
     if (!kv.AppendAllLayers(static_cast<int64_t>(tokens.size())).ok()) {
       state.SkipWithError("KV pool too small");
       return;
@@ -106,7 +107,8 @@ void BM_Decode(benchmark::State& state) {
   std::vector<SequenceKv> kvs;
   const auto prompt = Tokens(context, e.model->config().vocab_size);
   for (int b = 0; b < batch; ++b) {
-    kvs.emplace_back(&e.cache->pool(), num_layers);
+    kvs.emplace_back(&e.cache->pool(), num_layers,
+                     static_cast<int>(e.model->config().num_kv_heads));
     if (!kvs.back().AppendAllLayers(context).ok()) {
       state.SkipWithError("KV pool too small");
       return;

@@ -233,8 +233,8 @@ void BM_DecodeAttention(benchmark::State& state, DType dtype, int64_t batch, int
   const int64_t kv_bytes = batch * context * s.kv_heads * s.head_dim * 2 *
                            static_cast<int64_t>(DTypeSize(dtype));  // K + V read per call
   const int64_t sets = RotationCopies(kv_bytes, 64);
-  const int64_t num_blocks = sets * batch * blocks_per_seq;
-  auto pool = RandomKvPool(*backend, num_blocks, s.block_size, s.kv_heads, s.head_dim, 3);
+  const int64_t num_blocks = sets * batch * s.kv_heads * blocks_per_seq;
+  auto pool = RandomKvPool(*backend, num_blocks, s.block_size, s.head_dim, 3);
   auto q = RandomTensor(*backend, dtype, {batch, s.heads, s.head_dim}, 5);
   auto out = backend->Allocate(dtype, {batch, s.heads, s.head_dim});
   if (!pool.ok() || !q.ok() || !out.ok()) {
@@ -245,17 +245,21 @@ void BM_DecodeAttention(benchmark::State& state, DType dtype, int64_t batch, int
     return;
   }
   const std::vector<int32_t> block_ids = ShuffledIds(static_cast<int32_t>(num_blocks), 9);
-  // sequences[set][b]
+  // sequences[set][b], each KV head with its own scattered blocks.
   std::vector<std::vector<AttentionSequence>> sequences(sets);
+  std::vector<BenchSequenceTables> tables;
+  tables.reserve(static_cast<size_t>(sets * batch));
   for (int64_t set = 0; set < sets; ++set) {
     for (int64_t b = 0; b < batch; ++b) {
+      const BenchSequenceTables& t = tables.emplace_back(UniformHeadTables(
+          block_ids, static_cast<size_t>((set * batch + b) * s.kv_heads * blocks_per_seq),
+          s.kv_heads, blocks_per_seq, static_cast<int32_t>(context)));
       AttentionSequence seq;
       seq.query_begin = static_cast<int32_t>(b);
       seq.num_queries = 1;
-      seq.kv_len = static_cast<int32_t>(context);
-      seq.block_ids = std::span<const int32_t>(block_ids).subspan(
-          static_cast<size_t>((set * batch + b) * blocks_per_seq),
-          static_cast<size_t>(blocks_per_seq));
+      seq.kv_lens = t.kv_lens;
+      seq.block_offsets = t.block_offsets;
+      seq.block_ids = t.block_ids;
       sequences[set].push_back(seq);
     }
   }
@@ -263,6 +267,7 @@ void BM_DecodeAttention(benchmark::State& state, DType dtype, int64_t batch, int
   auto call = [&](int i) {
     AttentionBatch attention;
     attention.sequences = sequences[static_cast<size_t>(i) % sequences.size()];
+    attention.num_kv_heads = static_cast<int32_t>(s.kv_heads);
     attention.scale = scale;
     return backend->Attention(attention, *q, *pool, &*out);
   };
@@ -289,8 +294,9 @@ void BM_PrefillAttention(benchmark::State& state, DType dtype, int64_t tokens, b
     }
     return;
   }
-  const int64_t blocks = (tokens + s.block_size - 1) / s.block_size;
-  auto pool = RandomKvPool(*backend, blocks, s.block_size, s.kv_heads, s.head_dim, 13);
+  const int64_t blocks_per_head = (tokens + s.block_size - 1) / s.block_size;
+  const int64_t blocks = s.kv_heads * blocks_per_head;
+  auto pool = RandomKvPool(*backend, blocks, s.block_size, s.head_dim, 13);
   auto q = RandomTensor(*backend, dtype, {tokens, s.heads, s.head_dim}, 15);
   auto out = backend->Allocate(dtype, {tokens, s.heads, s.head_dim});
   auto mass = backend->AllocateZeros(DType::kF32, {s.heads, tokens});
@@ -301,11 +307,14 @@ void BM_PrefillAttention(benchmark::State& state, DType dtype, int64_t tokens, b
     return;
   }
   const std::vector<int32_t> block_ids = ShuffledIds(static_cast<int32_t>(blocks), 17);
+  const BenchSequenceTables tables =
+      UniformHeadTables(block_ids, 0, s.kv_heads, blocks_per_head, static_cast<int32_t>(tokens));
   AttentionSequence seq;
   seq.query_begin = 0;
   seq.num_queries = static_cast<int32_t>(tokens);
-  seq.kv_len = static_cast<int32_t>(tokens);
-  seq.block_ids = block_ids;
+  seq.kv_lens = tables.kv_lens;
+  seq.block_offsets = tables.block_offsets;
+  seq.block_ids = tables.block_ids;
   if (window_mass) {
     seq.window_mass = &*mass;
     seq.window_begin = static_cast<int32_t>(std::max<int64_t>(0, tokens - 32));
@@ -313,6 +322,7 @@ void BM_PrefillAttention(benchmark::State& state, DType dtype, int64_t tokens, b
   auto call = [&](int) {
     AttentionBatch attention;
     attention.sequences = {&seq, 1};
+    attention.num_kv_heads = static_cast<int32_t>(s.kv_heads);
     attention.scale = 1.0f / std::sqrt(static_cast<float>(s.head_dim));
     return backend->Attention(attention, *q, *pool, &*out);
   };

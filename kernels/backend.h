@@ -23,28 +23,42 @@
 
 namespace zigzag {
 
-// One sequence's part of a batched attention call, for one layer.
+// One sequence's part of a batched attention call, for one layer. The pool pages per KV head
+// (a block holds one KV head's K and V of block_size tokens), so every KV head g of the sequence
+// has its own stream: kv_lens[g] cache entries in blocks
+// block_ids[block_offsets[g] .. block_offsets[g + 1]) (FlashInfer's CSR form, one row per head).
 // The sequence's queries are rows [query_begin, query_begin + num_queries) of q. They are the
-// newest num_queries entries of the sequence's cache for this layer (already written with
-// WriteKv), so query r (0-based) sees cache entries [0, kv_len - num_queries + r]. Causality is by
-// cache index, never by position: after compression positions and cache indices differ.
+// newest num_queries entries of every head's stream (already written with WriteKv), so query r
+// (0-based) of a query head reading KV head g sees entries [0, kv_lens[g] - num_queries + r] of
+// g's stream. Causality is by cache index, never by position: after compression positions and
+// cache indices differ, and heads that kept different counts differ in length.
 struct AttentionSequence {
   int32_t query_begin = 0;
   int32_t num_queries = 0;
-  int32_t kv_len = 0;
-  // The layer's block ids for this sequence, at least ceil(kv_len / block_size) of them.
+  std::span<const int32_t> kv_lens;        // [kv_heads]
+  std::span<const int32_t> block_offsets;  // [kv_heads + 1], ascending, starting at 0
+  // Every head g needs at least ceil(kv_lens[g] / block_size) blocks in its row.
   std::span<const int32_t> block_ids;
-  // Optional window summary for compression: when non-null, every query whose cache index is
-  // >= window_begin adds its float32 attention probabilities into window_mass[h, j] (+=, so
-  // chunked prefills accumulate). Shape [num_query_heads, >= kv_len], float32, this backend's
-  // memory, zero-initialised by the caller.
+  // Optional window summary for compression: when non-null, every query whose cache index in
+  // its KV head's stream is >= window_begin adds its float32 attention probabilities into
+  // window_mass[h, j] (+=, so chunked prefills accumulate). Shape [num_query_heads, >= the
+  // longest kv_lens], float32, this backend's memory, zero-initialised by the caller.
   Tensor* window_mass = nullptr;
   int32_t window_begin = 0;
 };
 
 struct AttentionBatch {
   std::span<const AttentionSequence> sequences;
-  float scale = 1.0f;  // usually 1 / sqrt(head_dim)
+  int32_t num_kv_heads = 0;  // G: every sequence has G streams; must divide q's heads
+  float scale = 1.0f;        // usually 1 / sqrt(head_dim)
+};
+
+// One KV head stream's compaction (Backend::CompactKv): entry i of the stream takes the key and
+// value of entry kept[i], for i < kept.size(). kept is strictly ascending (so sources are at or
+// after their destinations) and within the stream's block_ids.size() * block_size entries.
+struct KvStreamCompaction {
+  std::span<const int32_t> block_ids;
+  std::span<const int32_t> kept;
 };
 
 class Backend {
@@ -97,31 +111,29 @@ class Backend {
   // dst[r, :] = src[rows[r], :]. src [N, D], dst [rows.size(), D].
   virtual absl::Status CopyRows(const Tensor& src, std::span<const int32_t> rows, Tensor* dst) = 0;
 
-  // Writes token n's key and value into slot slots[n] of the paged pool, where
-  // slot = block_id * block_size + offset_in_block.
-  // k, v [N, kv_heads, head_dim]; kv_pool [num_blocks, 2, block_size, kv_heads, head_dim] with
-  // index 0 = K and 1 = V along the second dimension.
+  // Writes KV head g of token n (its key and value) into slot slots[n * kv_heads + g] of the
+  // paged pool, where slot = block_id * block_size + offset_in_block: each KV head has its own
+  // blocks. k, v [N, kv_heads, head_dim]; slots [N * kv_heads];
+  // kv_pool [num_blocks, 2, block_size, head_dim] with index 0 = K and 1 = V along dimension 1.
   virtual absl::Status WriteKv(const Tensor& k, const Tensor& v, std::span<const int32_t> slots,
                                Tensor* kv_pool) = 0;
 
-  // Compaction of one (sequence, layer) after compression: for every KV head g and i < budget,
-  // cache entry i of head g takes the key and value of entry kept[g * budget + i] of head g.
-  // kept is [kv_heads][budget] flattened, each head's row strictly ascending (so sources are at
-  // or after their destinations); block_ids are the layer's blocks. Entries >= budget are left
-  // as they were (the caller shrinks the layer and frees its tail blocks).
-  virtual absl::Status CompactKv(std::span<const int32_t> block_ids, std::span<const int32_t> kept,
-                                 int32_t budget, Tensor* kv_pool) = 0;
+  // Compaction after compression, of any number of KV head streams at once (e.g. every
+  // (layer, KV head) of a sequence): see KvStreamCompaction. Streams must not share a block.
+  // Entries >= kept.size() are left as they were (the caller shrinks the stream and frees its
+  // tail blocks).
+  virtual absl::Status CompactKv(std::span<const KvStreamCompaction> streams, Tensor* kv_pool) = 0;
 
-  // Copies whole blocks of the pool (K and V of every entry): block dst_blocks[i] takes the
-  // contents of src_blocks[i]. Both lists have the same length, every id is within
-  // [0, num_blocks), and no destination is repeated or also a source. For forking a sequence's
-  // cache (one prefill shared by several continuations).
+  // Copies whole blocks of the pool (K and V of every entry of one KV head): block dst_blocks[i]
+  // takes the contents of src_blocks[i]. Both lists have the same length, every id is within [0,
+  // num_blocks), and no destination is repeated or also a source. For forking a sequence's cache
+  // (one prefill shared by several continuations).
   virtual absl::Status CopyBlocks(std::span<const int32_t> src_blocks,
                                   std::span<const int32_t> dst_blocks, Tensor* kv_pool) = 0;
 
   // Causal attention of a batch of sequences over their paged KV (one layer).
   // q, out [N_total, num_heads, head_dim]; kv_pool as in WriteKv. GQA: query head h reads KV head
-  // h / (num_heads / kv_heads). Softmax in float32.
+  // h / (num_heads / num_kv_heads), over that head's own stream and length. Softmax in float32.
   virtual absl::Status Attention(const AttentionBatch& batch, const Tensor& q,
                                  const Tensor& kv_pool, Tensor* out) = 0;
 };

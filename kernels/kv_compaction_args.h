@@ -10,41 +10,43 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "kernels/backend.h"
 
 namespace zigzag {
 
-// kept is [kv_heads][budget] flattened; every head's row must be strictly ascending, within
-// [0, block_ids.size() * block_size); every block id within [0, num_blocks).
-inline absl::Status ValidateCompactKvArgs(std::span<const int32_t> block_ids,
-                                          std::span<const int32_t> kept, int64_t budget,
-                                          int64_t kv_heads, int64_t block_size,
-                                          int64_t num_blocks) {
-  if (budget < 0)
-    return absl::InvalidArgumentError(absl::StrCat("CompactKv: budget ", budget, " < 0"));
-  if (static_cast<int64_t>(kept.size()) != kv_heads * budget) {
-    return absl::InvalidArgumentError(absl::StrCat("CompactKv: kept has ", kept.size(),
-                                                   " entries, expected kv_heads ", kv_heads,
-                                                   " x budget ", budget));
-  }
-  for (size_t b = 0; b < block_ids.size(); ++b) {
-    if (block_ids[b] < 0 || block_ids[b] >= num_blocks) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "CompactKv: block_ids[", b, "] = ", block_ids[b], " is outside [0, ", num_blocks, ")"));
+// Every stream's kept entries strictly ascending and within its blocks' capacity; every block
+// id within [0, num_blocks); no block in two streams (or twice in one), so that streams can be
+// compacted independently.
+inline absl::Status ValidateCompactKvArgs(std::span<const KvStreamCompaction> streams,
+                                          int64_t block_size, int64_t num_blocks) {
+  std::vector<bool> used(static_cast<size_t>(num_blocks), false);
+  for (size_t s = 0; s < streams.size(); ++s) {
+    const KvStreamCompaction& stream = streams[s];
+    for (size_t b = 0; b < stream.block_ids.size(); ++b) {
+      const int32_t id = stream.block_ids[b];
+      if (id < 0 || id >= num_blocks) {
+        return absl::InvalidArgumentError(absl::StrCat("CompactKv: streams[", s, "].block_ids[", b,
+                                                       "] = ", id, " is outside [0, ", num_blocks,
+                                                       ")"));
+      }
+      if (used[id]) {
+        return absl::InvalidArgumentError(absl::StrCat("CompactKv: streams[", s, "].block_ids[", b,
+                                                       "] = ", id, " already belongs to a stream"));
+      }
+      used[id] = true;
     }
-  }
-  const int64_t capacity = static_cast<int64_t>(block_ids.size()) * block_size;
-  for (int64_t g = 0; g < kv_heads; ++g) {
-    for (int64_t i = 0; i < budget; ++i) {
-      const int32_t entry = kept[g * budget + i];
+    const int64_t capacity = static_cast<int64_t>(stream.block_ids.size()) * block_size;
+    for (size_t i = 0; i < stream.kept.size(); ++i) {
+      const int32_t entry = stream.kept[i];
       if (entry < 0 || entry >= capacity) {
-        return absl::InvalidArgumentError(absl::StrCat("CompactKv: kept[", g, "][", i,
-                                                       "] = ", entry, " is outside the layer's ",
+        return absl::InvalidArgumentError(absl::StrCat("CompactKv: streams[", s, "].kept[", i,
+                                                       "] = ", entry, " is outside the stream's ",
                                                        capacity, " entries"));
       }
-      if (i > 0 && entry <= kept[g * budget + i - 1]) {
+      if (i > 0 && entry <= stream.kept[i - 1]) {
         return absl::InvalidArgumentError(
-            absl::StrCat("CompactKv: kept[", g, "] must be strictly ascending; entry ", i, " is ",
-                         entry, " after ", kept[g * budget + i - 1]));
+            absl::StrCat("CompactKv: streams[", s, "].kept must be strictly ascending; entry ", i,
+                         " is ", entry, " after ", stream.kept[i - 1]));
       }
     }
   }

@@ -1,6 +1,7 @@
-// The paged-KV ops on every backend this machine can create: WriteKv, and causal Attention over
-// a ragged batch (decode, prefill, chunked prefill; GQA groups 1, 2, 4; block sizes 1, 4, 16;
-// shuffled non-contiguous blocks) with the window-mass summary, against a float64 reference
+// The paged-KV ops on every backend this machine can create: WriteKv (each KV head of a token
+// into its own stream's slot), and causal Attention over a ragged batch (decode, prefill, chunked
+// prefill; GQA groups 1, 2, 4; block sizes 1, 4, 16; shuffled non-contiguous blocks per (sequence,
+// KV head); KV heads of unequal lengths) with the window-mass summary, against a float64 reference
 // written here. Harness: backend_ops_harness.h.
 #include <algorithm>
 #include <cmath>
@@ -32,29 +33,53 @@ struct SequenceSpec {
   int32_t kv_len;
   int32_t num_queries;
   std::optional<int32_t> window_begin = std::nullopt;  // set: the sequence has a window_mass
-  int32_t extra_blocks = 0;                            // block ids past the ones kv_len needs
+  int32_t extra_blocks = 0;                            // block ids past the ones a head needs
+  // Per KV head: how many entries fewer than kv_len its stream holds (as after a compaction that
+  // kept different counts per head); empty: every head holds kv_len.
+  std::vector<int32_t> shorter = {};
+  int32_t HeadLen(int64_t g) const { return shorter.empty() ? kv_len : kv_len - shorter[g]; }
 };
 
-// One attention scenario in host memory: per-sequence K/V, block tables and the batch's queries.
-// Values are already rounded to the backend's activation dtype.
+// One attention scenario in host memory: per-sequence K/V, per-(sequence, KV head) block tables
+// and the batch's queries. Values are already rounded to the backend's activation dtype. Head g
+// of a sequence holds entries [0, HeadLen(g)) of the sequence's keys and values.
 struct Scenario {
   PagedLayout layout;
   std::vector<SequenceSpec> specs;
   float scale = 1.0f;
   int64_t num_blocks = 0;
-  std::vector<std::vector<int32_t>> block_ids;  // per sequence
-  std::vector<std::vector<float>> keys;         // per sequence [kv_len, kv_heads, head_dim]
+  std::vector<std::vector<std::vector<int32_t>>> block_ids;  // [sequence][KV head]
+  std::vector<std::vector<float>> keys;  // per sequence [kv_len, kv_heads, head_dim]
   std::vector<std::vector<float>> values;
   std::vector<int32_t> query_begin;  // per sequence
   int64_t rows = 0;
   std::vector<float> q;  // [rows, num_heads, head_dim]
 
   int64_t MassWidth(size_t s) const { return specs[s].kv_len + 2; }  // wider than needed
-  int32_t Slot(size_t s, int64_t j) const {
-    return static_cast<int32_t>(block_ids[s][j / layout.block_size] * layout.block_size +
+  int32_t Slot(size_t s, int64_t g, int64_t j) const {
+    return static_cast<int32_t>(block_ids[s][g][j / layout.block_size] * layout.block_size +
                                 j % layout.block_size);
   }
+  // A slot of the last spare block (owned by nobody, read by nobody): where WriteKv puts the
+  // entries a shorter head does not hold.
+  int32_t SpareSlot() const { return static_cast<int32_t>((num_blocks - 1) * layout.block_size); }
 };
+
+// The CSR tables of one sequence for AttentionSequence.
+struct SequenceTables {
+  std::vector<int32_t> kv_lens, block_offsets, block_ids;
+};
+
+SequenceTables Tables(const Scenario& s, size_t i) {
+  SequenceTables t;
+  t.block_offsets.push_back(0);
+  for (int64_t g = 0; g < s.layout.kv_heads; ++g) {
+    t.kv_lens.push_back(s.specs[i].HeadLen(g));
+    t.block_ids.insert(t.block_ids.end(), s.block_ids[i][g].begin(), s.block_ids[i][g].end());
+    t.block_offsets.push_back(static_cast<int32_t>(t.block_ids.size()));
+  }
+  return t;
+}
 
 Scenario MakeScenario(const PagedLayout& layout, std::vector<SequenceSpec> specs, uint64_t seed,
                       DType dtype, float scale, float q_range = 1.0f) {
@@ -62,23 +87,27 @@ Scenario MakeScenario(const PagedLayout& layout, std::vector<SequenceSpec> specs
   s.layout = layout;
   s.specs = std::move(specs);
   s.scale = scale;
-  std::vector<int64_t> blocks_per_seq;
   for (const SequenceSpec& spec : s.specs) {
-    blocks_per_seq.push_back((spec.kv_len + layout.block_size - 1) / layout.block_size +
-                             spec.extra_blocks);
-    s.num_blocks += blocks_per_seq.back();
+    for (int64_t g = 0; g < layout.kv_heads; ++g) {
+      s.num_blocks +=
+          (spec.HeadLen(g) + layout.block_size - 1) / layout.block_size + spec.extra_blocks;
+    }
   }
-  s.num_blocks += 3;  // spare blocks nobody owns
-  std::vector<int32_t> shuffled(s.num_blocks);
+  s.num_blocks += 3;                                // spare blocks nobody owns
+  std::vector<int32_t> shuffled(s.num_blocks - 1);  // the last block stays spare
   std::iota(shuffled.begin(), shuffled.end(), 0);
   std::mt19937_64 rng(seed);
   std::shuffle(shuffled.begin(), shuffled.end(), rng);
   size_t next_block = 0;
   const int64_t row = layout.kv_heads * layout.head_dim;
   for (size_t i = 0; i < s.specs.size(); ++i) {
-    s.block_ids.emplace_back(shuffled.begin() + next_block,
-                             shuffled.begin() + next_block + blocks_per_seq[i]);
-    next_block += blocks_per_seq[i];
+    std::vector<std::vector<int32_t>>& heads = s.block_ids.emplace_back();
+    for (int64_t g = 0; g < layout.kv_heads; ++g) {
+      const int64_t count = (s.specs[i].HeadLen(g) + layout.block_size - 1) / layout.block_size +
+                            s.specs[i].extra_blocks;
+      heads.emplace_back(shuffled.begin() + next_block, shuffled.begin() + next_block + count);
+      next_block += count;
+    }
     s.keys.push_back(RoundTo(RandomFloats(s.specs[i].kv_len * row, seed * 31 + 2 * i), dtype));
     s.values.push_back(
         RoundTo(RandomFloats(s.specs[i].kv_len * row, seed * 31 + 2 * i + 1), dtype));
@@ -92,7 +121,8 @@ Scenario MakeScenario(const PagedLayout& layout, std::vector<SequenceSpec> specs
 }
 
 // Float64 reference: out [rows, num_heads, head_dim] and one [num_heads, MassWidth(s)] window
-// mass per sequence (zeros for sequences without one) after a single call.
+// mass per sequence (zeros for sequences without one) after a single call. Query r of head h
+// (KV head g) sees entries [0, HeadLen(g) - num_queries + r] of its head's stream.
 void RefAttention(const Scenario& s, std::vector<double>* out,
                   std::vector<std::vector<double>>* masses) {
   const PagedLayout& l = s.layout;
@@ -103,10 +133,10 @@ void RefAttention(const Scenario& s, std::vector<double>* out,
     const SequenceSpec& spec = s.specs[i];
     std::vector<double> mass(heads * s.MassWidth(i), 0.0);
     for (int32_t r = 0; r < spec.num_queries; ++r) {
-      const int64_t cache_index = spec.kv_len - spec.num_queries + r;
       const int64_t row = s.query_begin[i] + r;
       for (int64_t h = 0; h < heads; ++h) {
         const int64_t g = h / l.group;
+        const int64_t cache_index = spec.HeadLen(g) - spec.num_queries + r;
         const float* q = &s.q[(row * heads + h) * d];
         std::vector<double> logits(cache_index + 1);
         for (int64_t j = 0; j <= cache_index; ++j) {
@@ -138,16 +168,17 @@ class BackendAttentionTest : public BackendOpsTest {
   // not see moves the output far outside tolerance.
   Tensor GarbagePool(const Scenario& s) {
     const PagedLayout& l = s.layout;
-    const int64_t slot_floats = l.kv_heads * l.head_dim;
+    const int64_t slot_floats = l.head_dim;
     std::vector<float> host(s.num_blocks * 2 * l.block_size * slot_floats, 0.0f);
     for (int64_t b = 0; b < s.num_blocks; ++b) {
       auto v_begin = host.begin() + ((b * 2 + 1) * l.block_size) * slot_floats;
       std::fill(v_begin, v_begin + l.block_size * slot_floats, 1000.0f);
     }
-    return Upload(host, act_, {s.num_blocks, 2, l.block_size, l.kv_heads, l.head_dim});
+    return Upload(host, act_, {s.num_blocks, 2, l.block_size, l.head_dim});
   }
 
-  // Writes tokens [begin, end) of every sequence (clamped to its kv_len) with one WriteKv call.
+  // Writes tokens [begin, end) of every sequence (clamped to its kv_len) with one WriteKv call;
+  // entries a head's stream does not hold go to the spare block.
   void WriteTokens(const Scenario& s, int64_t begin, int64_t end, Tensor* pool) {
     const int64_t row = s.layout.kv_heads * s.layout.head_dim;
     std::vector<float> k, v;
@@ -156,10 +187,13 @@ class BackendAttentionTest : public BackendOpsTest {
       for (int64_t j = begin; j < std::min<int64_t>(end, s.specs[i].kv_len); ++j) {
         k.insert(k.end(), s.keys[i].begin() + j * row, s.keys[i].begin() + (j + 1) * row);
         v.insert(v.end(), s.values[i].begin() + j * row, s.values[i].begin() + (j + 1) * row);
-        slots.push_back(s.Slot(i, j));
+        for (int64_t g = 0; g < s.layout.kv_heads; ++g) {
+          slots.push_back(j < s.specs[i].HeadLen(g) ? s.Slot(i, g, j) : s.SpareSlot());
+        }
       }
     }
-    const Shape shape = {static_cast<int64_t>(slots.size()), s.layout.kv_heads, s.layout.head_dim};
+    const int64_t tokens = static_cast<int64_t>(slots.size()) / s.layout.kv_heads;
+    const Shape shape = {tokens, s.layout.kv_heads, s.layout.head_dim};
     Tensor k_t = Upload(k, act_, shape);
     Tensor v_t = Upload(v, act_, shape);
     const absl::Status status = backend_->WriteKv(k_t, v_t, slots, pool);
@@ -179,13 +213,16 @@ class BackendAttentionTest : public BackendOpsTest {
     Tensor q = Upload(s.q, act_, {s.rows, l.num_heads(), l.head_dim});
     Tensor out = Zeros(act_, {s.rows, l.num_heads(), l.head_dim});
     std::vector<Tensor> masses(s.specs.size());
+    std::vector<SequenceTables> tables;
+    for (size_t i = 0; i < s.specs.size(); ++i) tables.push_back(Tables(s, i));
     std::vector<AttentionSequence> sequences;
     for (size_t i = 0; i < s.specs.size(); ++i) {
       AttentionSequence seq;
       seq.query_begin = s.query_begin[i];
       seq.num_queries = s.specs[i].num_queries;
-      seq.kv_len = s.specs[i].kv_len;
-      seq.block_ids = s.block_ids[i];
+      seq.kv_lens = tables[i].kv_lens;
+      seq.block_offsets = tables[i].block_offsets;
+      seq.block_ids = tables[i].block_ids;
       if (s.specs[i].window_begin) {
         masses[i] = Zeros(DType::kF32, {l.num_heads(), s.MassWidth(i)});
         seq.window_mass = &masses[i];
@@ -193,7 +230,8 @@ class BackendAttentionTest : public BackendOpsTest {
       }
       sequences.push_back(seq);
     }
-    const AttentionBatch batch{.sequences = sequences, .scale = s.scale};
+    const AttentionBatch batch{
+        .sequences = sequences, .num_kv_heads = static_cast<int32_t>(l.kv_heads), .scale = s.scale};
     for (int call = 1; call <= 2; ++call) {
       const absl::Status status = backend_->Attention(batch, q, pool, &out);
       ASSERT_TRUE(status.ok()) << status;
@@ -212,59 +250,67 @@ class BackendAttentionTest : public BackendOpsTest {
 
 // WriteKv -----------------------------------------------------------------------------------------
 
-TEST_P(BackendAttentionTest, WriteKvFillsExactlyTheGivenSlots) {
+TEST_P(BackendAttentionTest, WriteKvPutsEachHeadInItsOwnSlot) {
   const int64_t blocks = 5, block_size = 4, kv_heads = 2, head_dim = 64;
   const int64_t row = kv_heads * head_dim;
-  const std::vector<int32_t> slots = {19, 0, 5, 6, 7, 12, 3};
-  const int64_t n = static_cast<int64_t>(slots.size());
+  // slots[n * kv_heads + g]: token n's head g; the two heads of a token go to different blocks.
+  const std::vector<int32_t> slots = {19, 0, 5, 12, 6, 13, 3, 7};
+  const int64_t n = static_cast<int64_t>(slots.size()) / kv_heads;
   const std::vector<float> k = RoundTo(RandomFloats(n * row, 800), act_);
   const std::vector<float> v = RoundTo(RandomFloats(n * row, 801), act_);
-  Tensor pool = Zeros(act_, {blocks, 2, block_size, kv_heads, head_dim});
+  Tensor pool = Zeros(act_, {blocks, 2, block_size, head_dim});
   Tensor k_t = Upload(k, act_, {n, kv_heads, head_dim});
   Tensor v_t = Upload(v, act_, {n, kv_heads, head_dim});
   ASSERT_TRUE(backend_->WriteKv(k_t, v_t, slots, &pool).ok());
 
   std::vector<double> expected(pool.numel(), 0.0);
-  auto place = [&](int32_t slot, int kv, const std::vector<float>& src, int64_t token) {
+  auto place = [&](int32_t slot, int kv, const std::vector<float>& src, int64_t token, int64_t g) {
     const int64_t block = slot / block_size, offset = slot % block_size;
-    std::copy(src.begin() + token * row, src.begin() + (token + 1) * row,
-              expected.begin() + ((block * 2 + kv) * block_size + offset) * row);
+    const auto from = src.begin() + token * row + g * head_dim;
+    std::copy(from, from + head_dim,
+              expected.begin() + ((block * 2 + kv) * block_size + offset) * head_dim);
   };
   for (int64_t t = 0; t < n; ++t) {
-    place(slots[t], 0, k, t);
-    place(slots[t], 1, v, t);
+    for (int64_t g = 0; g < kv_heads; ++g) {
+      place(slots[t * kv_heads + g], 0, k, t, g);
+      place(slots[t * kv_heads + g], 1, v, t, g);
+    }
   }
   ExpectClose(Download(pool), expected, 0.0, "WriteKv pool");
 
-  // Rewriting one slot replaces only it.
+  // Rewriting one token replaces only its two slots.
   const std::vector<float> k2 = RoundTo(RandomFloats(row, 802), act_);
   const std::vector<float> v2 = RoundTo(RandomFloats(row, 803), act_);
   Tensor k2_t = Upload(k2, act_, {1, kv_heads, head_dim});
   Tensor v2_t = Upload(v2, act_, {1, kv_heads, head_dim});
-  ASSERT_TRUE(backend_->WriteKv(k2_t, v2_t, std::vector<int32_t>{5}, &pool).ok());
-  place(5, 0, k2, 0);
-  place(5, 1, v2, 0);
+  ASSERT_TRUE(backend_->WriteKv(k2_t, v2_t, std::vector<int32_t>{5, 17}, &pool).ok());
+  for (int64_t g = 0; g < kv_heads; ++g) {
+    place(g == 0 ? 5 : 17, 0, k2, 0, g);
+    place(g == 0 ? 5 : 17, 1, v2, 0, g);
+  }
   ExpectClose(Download(pool), expected, 0.0, "WriteKv rewrite");
 }
 
 TEST_P(BackendAttentionTest, WriteKvRejectsBadArguments) {
-  Tensor pool = Zeros(act_, {3, 2, 4, 2, 64});
+  Tensor pool = Zeros(act_, {3, 2, 4, 64});
   Tensor k = Zeros(act_, {2, 2, 64});
   Tensor v = Zeros(act_, {2, 2, 64});
-  ExpectInvalidArgument(backend_->WriteKv(k, v, std::vector<int32_t>{0}, &pool), "WriteKv",
+  // 2 tokens x 2 KV heads need 4 slots.
+  ExpectInvalidArgument(backend_->WriteKv(k, v, std::vector<int32_t>{0, 1}, &pool), "WriteKv",
                         "slots");
-  ExpectInvalidArgument(backend_->WriteKv(k, v, std::vector<int32_t>{0, 12}, &pool), "WriteKv",
-                        "slots");
-  ExpectInvalidArgument(backend_->WriteKv(k, v, std::vector<int32_t>{-1, 2}, &pool), "WriteKv",
-                        "slots");
+  ExpectInvalidArgument(backend_->WriteKv(k, v, std::vector<int32_t>{0, 1, 2, 12}, &pool),
+                        "WriteKv", "slots");
+  ExpectInvalidArgument(backend_->WriteKv(k, v, std::vector<int32_t>{-1, 2, 3, 4}, &pool),
+                        "WriteKv", "slots");
   Tensor v_bad = Zeros(act_, {2, 1, 64});
-  ExpectInvalidArgument(backend_->WriteKv(k, v_bad, std::vector<int32_t>{0, 1}, &pool), "WriteKv",
-                        "v");
-  Tensor pool_bad_heads = Zeros(act_, {3, 2, 4, 4, 64});
-  ExpectInvalidArgument(backend_->WriteKv(k, v, std::vector<int32_t>{0, 1}, &pool_bad_heads),
-                        "WriteKv", "kv_pool");
-  Tensor pool_bad_rank = Zeros(act_, {3, 2, 4, 128});
-  ExpectInvalidArgument(backend_->WriteKv(k, v, std::vector<int32_t>{0, 1}, &pool_bad_rank),
+  ExpectInvalidArgument(backend_->WriteKv(k, v_bad, std::vector<int32_t>{0, 1, 2, 3}, &pool),
+                        "WriteKv", "v");
+  Tensor pool_bad_head_dim = Zeros(act_, {3, 2, 4, 32});
+  ExpectInvalidArgument(
+      backend_->WriteKv(k, v, std::vector<int32_t>{0, 1, 2, 3}, &pool_bad_head_dim), "WriteKv",
+      "kv_pool");
+  Tensor pool_bad_rank = Zeros(act_, {3, 2, 4, 2, 64});
+  ExpectInvalidArgument(backend_->WriteKv(k, v, std::vector<int32_t>{0, 1, 2, 3}, &pool_bad_rank),
                         "WriteKv", "kv_pool");
 }
 
@@ -299,6 +345,28 @@ TEST_P(BackendAttentionTest, Llama8BShapedHeadsDecodeAndPrefill) {
       {{.kv_len = 40, .num_queries = 1}, {.kv_len = 17, .num_queries = 17, .window_begin = 9}},
       2000, act_, 1.0f / std::sqrt(128.0f), 2.0f);
   RunScenario(s, "head_dim 128");
+}
+
+// After an adaptive compaction the KV heads of one layer hold different counts: each query head
+// reads its own KV head's stream up to that stream's length (decode, prefill chunk, window mass).
+TEST_P(BackendAttentionTest, KvHeadsOfUnequalLengthEachReadTheirOwnStream) {
+  uint64_t seed = 2500;
+  for (int64_t group : {1, 2}) {
+    for (int32_t bs : {1, 4}) {
+      const PagedLayout layout{.kv_heads = 3, .group = group, .head_dim = 64, .block_size = bs};
+      const std::vector<SequenceSpec> specs = {
+          // decode: heads of 9, 2 and 1 entries (head 2 sees only the query's own entry)
+          {.kv_len = 9, .num_queries = 1, .shorter = {0, 7, 8}},
+          // three queries over heads of 12, 5 and 3 entries, with a window from index 2
+          {.kv_len = 12, .num_queries = 3, .window_begin = 2, .shorter = {0, 7, 9}},
+          // a longer head 1 than head 0, block tables longer than needed
+          {.kv_len = 2 * bs + 3, .num_queries = 1, .extra_blocks = 1, .shorter = {2, 0, 1}},
+      };
+      const Scenario s = MakeScenario(layout, specs, ++seed, act_, 1.0f / 8.0f, 3.0f);
+      RunScenario(
+          s, "unequal heads group " + std::to_string(group) + " block_size " + std::to_string(bs));
+    }
+  }
 }
 
 // Decode-only batches (one query per sequence, no window mass) take the split-K kernel on CUDA:
@@ -355,14 +423,17 @@ TEST_P(BackendAttentionTest, ChunkedPrefillAccumulatesWindowMassAcrossCalls) {
     Tensor q = Upload(std::vector<float>(s.q.begin() + begin * row, s.q.begin() + end * row), act_,
                       {n, heads, d});
     Tensor out = Zeros(act_, {n, heads, d});
+    SequenceTables tables = Tables(s, 0);
+    tables.kv_lens.assign(layout.kv_heads, end);
     const AttentionSequence seq{.query_begin = 0,
                                 .num_queries = n,
-                                .kv_len = end,
-                                .block_ids = s.block_ids[0],
+                                .kv_lens = tables.kv_lens,
+                                .block_offsets = tables.block_offsets,
+                                .block_ids = tables.block_ids,
                                 .window_mass = &mass,
                                 .window_begin = window_begin};
     const absl::Status status = backend_->Attention(
-        AttentionBatch{.sequences = {&seq, 1}, .scale = s.scale}, q, pool, &out);
+        AttentionBatch{.sequences = {&seq, 1}, .num_kv_heads = 2, .scale = s.scale}, q, pool, &out);
     ASSERT_TRUE(status.ok()) << status;
     ExpectClose(
         Download(out),
@@ -373,37 +444,57 @@ TEST_P(BackendAttentionTest, ChunkedPrefillAccumulatesWindowMassAcrossCalls) {
 }
 
 TEST_P(BackendAttentionTest, AttentionRejectsBadArguments) {
-  // Valid: 4 blocks of 4 slots, 2 KV heads, 4 query heads of 64; one sequence of 5 cached tokens
-  // whose 2 newest are queries 0 and 1 of q's 6 rows.
-  Tensor pool = Zeros(act_, {4, 2, 4, 2, 64});
+  // Valid: 6 blocks of 4 slots, 2 KV heads, 4 query heads of 64; one sequence whose heads hold 5
+  // and 3 entries (blocks {3, 1} and {5}), its 2 newest are queries 0 and 1 of q's 6 rows.
+  Tensor pool = Zeros(act_, {6, 2, 4, 64});
   Tensor q = Zeros(act_, {6, 4, 64});
   Tensor out = Zeros(act_, {6, 4, 64});
-  const std::vector<int32_t> blocks = {3, 1};
-  const AttentionSequence valid{
-      .query_begin = 0, .num_queries = 2, .kv_len = 5, .block_ids = blocks};
+  const std::vector<int32_t> lens = {5, 3};
+  const std::vector<int32_t> offsets = {0, 2, 3};
+  const std::vector<int32_t> blocks = {3, 1, 5};
+  const AttentionSequence valid{.query_begin = 0,
+                                .num_queries = 2,
+                                .kv_lens = lens,
+                                .block_offsets = offsets,
+                                .block_ids = blocks};
   auto run = [&](const AttentionSequence& seq, const Tensor& q_t, const Tensor& pool_t,
-                 Tensor* out_t) {
-    return backend_->Attention(AttentionBatch{.sequences = {&seq, 1}, .scale = 0.125f}, q_t, pool_t,
-                               out_t);
+                 Tensor* out_t, int32_t kv_heads = 2) {
+    return backend_->Attention(
+        AttentionBatch{.sequences = {&seq, 1}, .num_kv_heads = kv_heads, .scale = 0.125f}, q_t,
+        pool_t, out_t);
   };
   ASSERT_TRUE(run(valid, q, pool, &out).ok());
 
   AttentionSequence seq = valid;
-  const std::vector<int32_t> block_out_of_range = {3, 4};
+  const std::vector<int32_t> block_out_of_range = {3, 1, 6};
   seq.block_ids = block_out_of_range;
   ExpectInvalidArgument(run(seq, q, pool, &out), "Attention", "block_ids");
-  const std::vector<int32_t> block_negative = {-1, 0};
+  const std::vector<int32_t> block_negative = {-1, 0, 5};
   seq.block_ids = block_negative;
   ExpectInvalidArgument(run(seq, q, pool, &out), "Attention", "block_ids");
 
   seq = valid;
-  seq.kv_len = 9;  // needs 3 blocks, has 2
-  seq.num_queries = 1;
-  ExpectInvalidArgument(run(seq, q, pool, &out), "Attention", "kv_len");
+  const std::vector<int32_t> too_long = {5, 5};  // head 1 needs 2 blocks, has 1
+  seq.kv_lens = too_long;
+  ExpectInvalidArgument(run(seq, q, pool, &out), "Attention", "kv_lens[1] = 5 needs 2 blocks");
+  const std::vector<int32_t> one_len = {5};
+  seq.kv_lens = one_len;
+  ExpectInvalidArgument(run(seq, q, pool, &out), "Attention", "kv_lens has 1 entries");
 
   seq = valid;
-  seq.num_queries = 6;  // more queries than cached tokens
-  ExpectInvalidArgument(run(seq, q, pool, &out), "Attention", "num_queries");
+  const std::vector<int32_t> bad_offsets = {0, 2, 4};  // past block_ids' 3
+  seq.block_offsets = bad_offsets;
+  ExpectInvalidArgument(run(seq, q, pool, &out), "Attention", "block_offsets");
+  const std::vector<int32_t> descending = {0, 2, 1};
+  seq.block_offsets = descending;
+  ExpectInvalidArgument(run(seq, q, pool, &out), "Attention", "block_offsets");
+  const std::vector<int32_t> short_offsets = {0, 2};
+  seq.block_offsets = short_offsets;
+  ExpectInvalidArgument(run(seq, q, pool, &out), "Attention", "block_offsets");
+
+  seq = valid;
+  seq.num_queries = 4;  // more queries than head 1's 3 entries
+  ExpectInvalidArgument(run(seq, q, pool, &out), "Attention", "num_queries 4");
 
   seq = valid;
   seq.query_begin = 5;  // rows 5 and 6 of a 6-row q
@@ -413,19 +504,20 @@ TEST_P(BackendAttentionTest, AttentionRejectsBadArguments) {
   Tensor mass_heads = Zeros(DType::kF32, {3, 5});
   seq.window_mass = &mass_heads;
   ExpectInvalidArgument(run(seq, q, pool, &out), "Attention", "window_mass");
-  Tensor mass_short = Zeros(DType::kF32, {4, 4});
+  Tensor mass_short = Zeros(DType::kF32, {4, 4});  // narrower than the longest head's 5
   seq.window_mass = &mass_short;
   ExpectInvalidArgument(run(seq, q, pool, &out), "Attention", "window_mass");
 
+  ExpectInvalidArgument(run(valid, q, pool, &out, 3), "Attention", "num_kv_heads");
+  ExpectInvalidArgument(run(valid, q, pool, &out, 0), "Attention", "num_kv_heads");
   Tensor out_bad = Zeros(act_, {6, 4, 32});
   ExpectInvalidArgument(run(valid, q, pool, &out_bad), "Attention", "out");
-  Tensor q3 = Zeros(act_, {6, 3, 64});
-  Tensor out3 = Zeros(act_, {6, 3, 64});
-  ExpectInvalidArgument(run(valid, q3, pool, &out3), "Attention", "heads");
-  Tensor pool_not_kv = Zeros(act_, {4, 3, 4, 2, 64});
+  Tensor pool_not_kv = Zeros(act_, {6, 3, 4, 64});
   ExpectInvalidArgument(run(valid, q, pool_not_kv, &out), "Attention", "kv_pool");
-  Tensor pool_head_dim = Zeros(act_, {4, 2, 4, 2, 32});
+  Tensor pool_head_dim = Zeros(act_, {6, 2, 4, 32});
   ExpectInvalidArgument(run(valid, q, pool_head_dim, &out), "Attention", "kv_pool");
+  Tensor pool_old_layout = Zeros(act_, {6, 2, 4, 2, 64});
+  ExpectInvalidArgument(run(valid, q, pool_old_layout, &out), "Attention", "kv_pool");
 }
 
 INSTANTIATE_TEST_SUITE_P(AllBackends, BackendAttentionTest,

@@ -35,7 +35,8 @@ class CompressionEngineTest : public ::testing::Test {
     spec.num_heads = 4;
     spec.num_kv_heads = 2;
     spec.seed = 21;
-    auto engine = testing::MakeTinyEngine(spec, kBlockSize, 400, "compression");
+    // 800 blocks of one KV head: the bytes of 400 blocks holding both heads.
+    auto engine = testing::MakeTinyEngine(spec, kBlockSize, 800, "compression");
     ASSERT_TRUE(engine.ok()) << engine.status();
     engine_ = std::move(*engine);
   }
@@ -69,12 +70,17 @@ class CompressionEngineTest : public ::testing::Test {
     return plan.ok() ? *plan : CompressionPlan();
   }
 
+  // ceil(length / block) over every (layer, KV head) stream.
   int64_t ExpectedBlocks(const SequenceKv& kv) const {
     int64_t blocks = 0;
-    for (int l = 0; l < kv.num_layers(); ++l)
-      blocks += (kv.length(l) + kBlockSize - 1) / kBlockSize;
+    for (int l = 0; l < kv.num_layers(); ++l) {
+      for (int g = 0; g < kv.num_kv_heads(); ++g) {
+        blocks += (kv.length(l, g) + kBlockSize - 1) / kBlockSize;
+      }
+    }
     return blocks;
   }
+  int num_kv_heads() const { return static_cast<int>(config().num_kv_heads); }
 
   testing::TinyEngine engine_;
 };
@@ -91,103 +97,125 @@ CompressionParams Params(KvPolicy policy, int64_t tokens_per_layer) {
 const KvPolicy kAllPolicies[] = {KvPolicy::kFull, KvPolicy::kStreaming, KvPolicy::kSnapKv,
                                  KvPolicy::kPyramidKv, KvPolicy::kZigZag};
 
+// Uniform and adaptive head splits: under adaptive the KV heads of a layer keep different counts,
+// and each query head must attend over exactly its own KV head's kept positions.
 TEST_F(CompressionEngineTest, AttentionAfterCompactionSeesExactlyTheKeptPositions) {
   const int64_t heads = config().num_heads, kv_heads = config().num_kv_heads;
   const int64_t hd = config().head_dim, group = heads / kv_heads;
   const std::vector<int32_t> prompt = RandomTokens(40, 1);
+  int unequal_layers = 0;
   for (KvPolicy policy : kAllPolicies) {
-    SCOPED_TRACE(KvPolicyName(policy));
-    SequenceKv kv(&engine_.cache->pool(), num_layers());
-    // The pool before compaction, and each layer's blocks, to read original K/V from.
-    EXPECT_TRUE(kv.AppendAllLayers(static_cast<int64_t>(prompt.size())).ok());
-    auto compression =
-        PrefillCompression::Create(Params(policy, 16), config(), *engine_.backend, 40);
-    ASSERT_TRUE(compression.ok());
-    ForwardSequence seq{.tokens = prompt,
-                        .kv = &kv,
-                        .window_mass = compression->window_mass(),
-                        .window_begin = compression->window_begin()};
-    ASSERT_TRUE(engine_.model->Forward({&seq, 1}, engine_.cache.get()).ok());
-    std::vector<float> before(engine_.cache->pool_tensor().numel());
-    ASSERT_TRUE(engine_.backend->CopyToHost(engine_.cache->pool_tensor(), before).ok());
-    std::vector<std::vector<int32_t>> blocks_before;
-    for (int l = 0; l < num_layers(); ++l) {
-      blocks_before.emplace_back(kv.blocks(l).begin(), kv.blocks(l).end());
-    }
-    KvStats stats;
-    auto plan = compression->Apply(*engine_.backend, *engine_.cache, kv, &stats);
-    ASSERT_TRUE(plan.ok()) << plan.status();
-    EXPECT_EQ(plan->compressed, policy != KvPolicy::kFull);
-    auto pool_at = [&](const std::vector<int32_t>& blocks, int64_t entry, int kv_index, int64_t g,
-                       int64_t e) {
-      const int64_t block = blocks[entry / kBlockSize];
-      return static_cast<double>(
-          before[(((block * 2 + kv_index) * kBlockSize + entry % kBlockSize) * kv_heads + g) * hd +
-                 e]);
-    };
-
-    // A new token in every layer: its key/value and a query, random.
-    ASSERT_TRUE(kv.AppendAllLayers(1).ok());
-    for (int l = 0; l < num_layers(); ++l) {
-      const int64_t len = kv.length(l);
-      EXPECT_EQ(len, (plan->compressed ? plan->budgets[l] : 40) + 1);
-      const std::vector<float> k_new = testing::RandomFloats(kv_heads * hd, 100 + l);
-      const std::vector<float> v_new = testing::RandomFloats(kv_heads * hd, 200 + l);
-      const std::vector<float> q_new = testing::RandomFloats(heads * hd, 300 + l, -2, 2);
-      auto upload = [&](const std::vector<float>& host, const Shape& shape) {
-        Tensor t = *engine_.backend->Allocate(DType::kF32, shape);
-        EXPECT_TRUE(engine_.backend->CopyToDevice(host.data(), DType::kF32, &t).ok());
-        return t;
-      };
-      Tensor k = upload(k_new, {1, kv_heads, hd}), v = upload(v_new, {1, kv_heads, hd});
-      Tensor q = upload(q_new, {1, heads, hd});
-      Tensor out = *engine_.backend->Allocate(DType::kF32, {1, heads, hd});
-      const int32_t slot = kv.Slot(l, len - 1);
-      ASSERT_TRUE(engine_.backend->WriteKv(k, v, {&slot, 1}, &engine_.cache->pool_tensor()).ok());
-      AttentionSequence a{.query_begin = 0,
-                          .num_queries = 1,
-                          .kv_len = static_cast<int32_t>(len),
-                          .block_ids = kv.blocks(l)};
-      AttentionBatch batch{.sequences = {&a, 1}, .scale = 1.0f / std::sqrt(static_cast<float>(hd))};
-      ASSERT_TRUE(engine_.backend->Attention(batch, q, engine_.cache->pool_tensor(), &out).ok());
-      std::vector<float> got(heads * hd);
-      ASSERT_TRUE(engine_.backend->CopyToHost(out, got).ok());
-
-      for (int64_t h = 0; h < heads; ++h) {
-        const int64_t g = h / group;
-        std::vector<int64_t> kept;
-        if (plan->compressed) {
-          kept.assign(plan->kept[l][g].begin(), plan->kept[l][g].end());
-        } else {
-          for (int64_t j = 0; j < 40; ++j) kept.push_back(j);
-        }
-        // Naive float64 attention over the kept prompt positions (original K/V) + the new token.
-        std::vector<double> logits;
-        for (int64_t j : kept) {
-          double dot = 0;
-          for (int64_t e = 0; e < hd; ++e)
-            dot += q_new[h * hd + e] * pool_at(blocks_before[l], j, 0, g, e);
-          logits.push_back(dot / std::sqrt(static_cast<double>(hd)));
-        }
-        double dot = 0;
-        for (int64_t e = 0; e < hd; ++e) dot += q_new[h * hd + e] * k_new[g * hd + e];
-        logits.push_back(dot / std::sqrt(static_cast<double>(hd)));
-        const double mx = *std::max_element(logits.begin(), logits.end());
-        double sum = 0;
-        for (double& z : logits) sum += (z = std::exp(z - mx));
-        for (int64_t e = 0; e < hd; ++e) {
-          double want = 0;
-          for (size_t a = 0; a < kept.size(); ++a)
-            want += logits[a] / sum * pool_at(blocks_before[l], kept[a], 1, g, e);
-          want += logits.back() / sum * v_new[g * hd + e];
-          EXPECT_NEAR(got[h * hd + e], want, 1e-5 * (1 + std::abs(want)))
-              << "layer " << l << " head " << h << " dim " << e;
+    for (HeadBudgets split : {HeadBudgets::kUniform, HeadBudgets::kAdaptive}) {
+      SCOPED_TRACE(std::string(KvPolicyName(policy)) + " " + HeadBudgetsName(split));
+      SequenceKv kv(&engine_.cache->pool(), num_layers(), num_kv_heads());
+      // The pool before compaction, and each stream's blocks, to read original K/V from.
+      EXPECT_TRUE(kv.AppendAllLayers(static_cast<int64_t>(prompt.size())).ok());
+      CompressionParams params = Params(policy, 16);
+      params.head_budgets = split;
+      auto compression = PrefillCompression::Create(params, config(), *engine_.backend, 40);
+      ASSERT_TRUE(compression.ok());
+      ForwardSequence seq{.tokens = prompt,
+                          .kv = &kv,
+                          .window_mass = compression->window_mass(),
+                          .window_begin = compression->window_begin()};
+      ASSERT_TRUE(engine_.model->Forward({&seq, 1}, engine_.cache.get()).ok());
+      std::vector<float> before(engine_.cache->pool_tensor().numel());
+      ASSERT_TRUE(engine_.backend->CopyToHost(engine_.cache->pool_tensor(), before).ok());
+      std::vector<std::vector<std::vector<int32_t>>> blocks_before(num_layers());  // [l][g]
+      for (int l = 0; l < num_layers(); ++l) {
+        for (int g = 0; g < kv_heads; ++g) {
+          blocks_before[l].emplace_back(kv.blocks(l, g).begin(), kv.blocks(l, g).end());
         }
       }
+      KvStats stats;
+      auto plan = compression->Apply(*engine_.backend, *engine_.cache, kv, &stats);
+      ASSERT_TRUE(plan.ok()) << plan.status();
+      EXPECT_EQ(plan->compressed, policy != KvPolicy::kFull);
+      // Entry `entry` of a stream, in the pool [num_blocks, 2, block, head_dim] before compaction.
+      auto pool_at = [&](const std::vector<int32_t>& blocks, int64_t entry, int kv_index,
+                         int64_t e) {
+        const int64_t block = blocks[entry / kBlockSize];
+        return static_cast<double>(
+            before[((block * 2 + kv_index) * kBlockSize + entry % kBlockSize) * hd + e]);
+      };
+
+      // A new token in every layer: its key/value and a query, random.
+      ASSERT_TRUE(kv.AppendAllLayers(1).ok());
+      for (int l = 0; l < num_layers(); ++l) {
+        std::vector<int32_t> lens, offsets = {0}, blocks, slots;
+        for (int g = 0; g < kv_heads; ++g) {
+          const int64_t len = kv.length(l, g);
+          EXPECT_EQ(len,
+                    (plan->compressed ? static_cast<int64_t>(plan->kept[l][g].size()) : 40) + 1);
+          lens.push_back(static_cast<int32_t>(len));
+          blocks.insert(blocks.end(), kv.blocks(l, g).begin(), kv.blocks(l, g).end());
+          offsets.push_back(static_cast<int32_t>(blocks.size()));
+          slots.push_back(kv.Slot(l, g, len - 1));
+        }
+        unequal_layers += *std::max_element(lens.begin(), lens.end()) !=
+                          *std::min_element(lens.begin(), lens.end());
+        const std::vector<float> k_new = testing::RandomFloats(kv_heads * hd, 100 + l);
+        const std::vector<float> v_new = testing::RandomFloats(kv_heads * hd, 200 + l);
+        const std::vector<float> q_new = testing::RandomFloats(heads * hd, 300 + l, -2, 2);
+        auto upload = [&](const std::vector<float>& host, const Shape& shape) {
+          Tensor t = *engine_.backend->Allocate(DType::kF32, shape);
+          EXPECT_TRUE(engine_.backend->CopyToDevice(host.data(), DType::kF32, &t).ok());
+          return t;
+        };
+        Tensor k = upload(k_new, {1, kv_heads, hd}), v = upload(v_new, {1, kv_heads, hd});
+        Tensor q = upload(q_new, {1, heads, hd});
+        Tensor out = *engine_.backend->Allocate(DType::kF32, {1, heads, hd});
+        ASSERT_TRUE(engine_.backend->WriteKv(k, v, slots, &engine_.cache->pool_tensor()).ok());
+        AttentionSequence a{.query_begin = 0,
+                            .num_queries = 1,
+                            .kv_lens = lens,
+                            .block_offsets = offsets,
+                            .block_ids = blocks};
+        AttentionBatch batch{.sequences = {&a, 1},
+                             .num_kv_heads = static_cast<int32_t>(kv_heads),
+                             .scale = 1.0f / std::sqrt(static_cast<float>(hd))};
+        ASSERT_TRUE(engine_.backend->Attention(batch, q, engine_.cache->pool_tensor(), &out).ok());
+        std::vector<float> got(heads * hd);
+        ASSERT_TRUE(engine_.backend->CopyToHost(out, got).ok());
+
+        for (int64_t h = 0; h < heads; ++h) {
+          const int64_t g = h / group;
+          std::vector<int64_t> kept;
+          if (plan->compressed) {
+            kept.assign(plan->kept[l][g].begin(), plan->kept[l][g].end());
+          } else {
+            for (int64_t j = 0; j < 40; ++j) kept.push_back(j);
+          }
+          // Naive float64 attention over the kept prompt positions (original K/V) + the new token.
+          std::vector<double> logits;
+          for (int64_t j : kept) {
+            double dot = 0;
+            for (int64_t e = 0; e < hd; ++e)
+              dot += q_new[h * hd + e] * pool_at(blocks_before[l][g], j, 0, e);
+            logits.push_back(dot / std::sqrt(static_cast<double>(hd)));
+          }
+          double dot = 0;
+          for (int64_t e = 0; e < hd; ++e) dot += q_new[h * hd + e] * k_new[g * hd + e];
+          logits.push_back(dot / std::sqrt(static_cast<double>(hd)));
+          const double mx = *std::max_element(logits.begin(), logits.end());
+          double sum = 0;
+          for (double& z : logits) sum += (z = std::exp(z - mx));
+          for (int64_t e = 0; e < hd; ++e) {
+            double want = 0;
+            for (size_t a = 0; a < kept.size(); ++a)
+              want += logits[a] / sum * pool_at(blocks_before[l][g], kept[a], 1, e);
+            want += logits.back() / sum * v_new[g * hd + e];
+            EXPECT_NEAR(got[h * hd + e], want, 1e-5 * (1 + std::abs(want)))
+                << "layer " << l << " head " << h << " dim " << e;
+          }
+        }
+      }
+      kv.Release();
+      EXPECT_EQ(engine_.cache->pool().num_used(), 0);
     }
-    kv.Release();
-    EXPECT_EQ(engine_.cache->pool().num_used(), 0);
   }
+  // The adaptive runs really left heads of one layer at different lengths.
+  EXPECT_GT(unequal_layers, 0);
 }
 
 TEST_F(CompressionEngineTest, FullAndBudgetsCoveringThePromptChangeNothing) {
@@ -277,14 +305,17 @@ TEST_F(CompressionEngineTest, BlockAccountingAndKvStatsFollowThePool) {
   params.tokens_per_layer.reset();
   params.ratio = 0.3;
   for (size_t s = 0; s < prompts.size(); ++s) {
-    sequences.push_back(std::make_unique<SequenceKv>(&engine_.cache->pool(), num_layers()));
+    sequences.push_back(
+        std::make_unique<SequenceKv>(&engine_.cache->pool(), num_layers(), num_kv_heads()));
     const int32_t free_before = engine_.cache->pool().num_free();
     CompressionPlan plan = PrefillAndCompress(prompts[s], params, *sequences.back(), &stats[s]);
     ASSERT_TRUE(plan.compressed);
     EXPECT_EQ(engine_.cache->pool().num_used(), used_should_be());
-    // Only the compressed layers' blocks stay taken.
+    // Only the compressed streams' blocks stay taken (uniform: every head keeps the budget).
     int64_t kept_blocks = 0;
-    for (int64_t budget : plan.budgets) kept_blocks += (budget + kBlockSize - 1) / kBlockSize;
+    for (int64_t budget : plan.budgets) {
+      kept_blocks += num_kv_heads() * ((budget + kBlockSize - 1) / kBlockSize);
+    }
     EXPECT_EQ(free_before - engine_.cache->pool().num_free(), kept_blocks);
   }
   // Decode 9 steps for every sequence, checking the invariant after each.
@@ -320,11 +351,11 @@ TEST_F(CompressionEngineTest, BlockAccountingAndKvStatsFollowThePool) {
   }
   EXPECT_EQ(retained_block_bytes, engine_.cache->bytes_in_use());
   // The blocks compression freed serve another sequence: it can take exactly all that are free.
-  SequenceKv other(&engine_.cache->pool(), 1);
+  SequenceKv other(&engine_.cache->pool(), 1, 1);
   const int32_t free_now = engine_.cache->pool().num_free();
-  ASSERT_TRUE(other.Append(0, int64_t{free_now} * kBlockSize).ok());
+  ASSERT_TRUE(other.Append(0, 0, int64_t{free_now} * kBlockSize).ok());
   EXPECT_EQ(engine_.cache->pool().num_free(), 0);
-  EXPECT_EQ(other.Append(0, 1).code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(other.Append(0, 0, 1).code(), absl::StatusCode::kResourceExhausted);
   other.Release();
   for (auto& kv : sequences) kv->Release();
   EXPECT_EQ(engine_.cache->pool().num_free(), total);
@@ -342,9 +373,10 @@ TEST_F(CompressionEngineTest, GenerationReportsStatsFromTheBlocksItHeld) {
   const KvStats& stats = (*result)[0].kv_stats;
   ASSERT_TRUE(stats.compressed);
   EXPECT_EQ(stats.appended_tokens, 11);  // the last sampled token is never written
+  // Both KV heads of every layer hold kept + 11 entries, in blocks of one head each.
   int64_t blocks = 0, tokens = 0;
   for (int64_t kept : stats.prompt_kept_per_layer) {
-    blocks += (kept + 11 + kBlockSize - 1) / kBlockSize;
+    blocks += 2 * ((kept + 11 + kBlockSize - 1) / kBlockSize);
     tokens += kept + 11;
   }
   EXPECT_EQ(stats.blocks_held, blocks);

@@ -223,11 +223,17 @@ TEST_F(CudaGpuTest, HostTensorsAndOtherDTypesAreRejectedBeforeAnyLaunch) {
   EXPECT_THAT(std::string(wrong_dtype.message()), HasSubstr("expected dtype f32"));
   // head_dim beyond the attention kernel's register tiles.
   auto q = backend->AllocateZeros(DType::kF32, {1, 1, 512});
-  auto pool = backend->AllocateZeros(DType::kF32, {1, 2, 4, 1, 512});
+  auto pool = backend->AllocateZeros(DType::kF32, {1, 2, 4, 512});
   const std::vector<int32_t> blocks = {0};
-  const AttentionSequence seq{.query_begin = 0, .num_queries = 1, .kv_len = 1, .block_ids = blocks};
+  const std::vector<int32_t> lens = {1};
+  const std::vector<int32_t> offsets = {0, 1};
+  const AttentionSequence seq{.query_begin = 0,
+                              .num_queries = 1,
+                              .kv_lens = lens,
+                              .block_offsets = offsets,
+                              .block_ids = blocks};
   const absl::Status attention =
-      backend->Attention(AttentionBatch{.sequences = {&seq, 1}}, *q, *pool, &*q);
+      backend->Attention(AttentionBatch{.sequences = {&seq, 1}, .num_kv_heads = 1}, *q, *pool, &*q);
   EXPECT_EQ(attention.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(attention.message()), HasSubstr("Attention: head_dim 512"));
   EXPECT_TRUE(backend->Synchronize().ok());
@@ -309,12 +315,14 @@ TEST_F(CudaGpuTest, LongContextAttentionMatchesFloat64Reference) {
   ASSERT_NE(backend, nullptr);
   const int64_t kv_heads = 2, group = 3, heads = kv_heads * group, block_size = 16;
   const int32_t kv_len = 1000, num_queries = 3, window_begin = kv_len - 2;
-  const int64_t num_blocks = (kv_len + block_size - 1) / block_size + 4;
+  // Each KV head's stream has its own scattered blocks: head g takes blocks[g * per_head, ...).
+  const int64_t per_head = (kv_len + block_size - 1) / block_size;
+  const int64_t num_blocks = kv_heads * per_head + 4;
   for (int64_t head_dim : {16, 80, 128, 256}) {
     std::vector<int32_t> blocks(num_blocks);
     std::iota(blocks.begin(), blocks.end(), 0);
     std::shuffle(blocks.begin(), blocks.end(), std::mt19937(static_cast<unsigned>(head_dim)));
-    const int64_t slot_floats = kv_heads * head_dim;
+    const int64_t slot_floats = head_dim;
     const std::vector<float> pool =
         testing::RandomFloats(num_blocks * 2 * block_size * slot_floats, 10 + head_dim);
     const std::vector<float> q = testing::RandomFloats(num_queries * heads * head_dim, head_dim);
@@ -323,8 +331,8 @@ TEST_F(CudaGpuTest, LongContextAttentionMatchesFloat64Reference) {
     std::vector<double> expected_out(q.size(), 0.0);
     std::vector<double> expected_mass(heads * kv_len, 0.0);
     auto pool_at = [&](int64_t j, int kv, int64_t g) {
-      const int64_t block = blocks[j / block_size];
-      return &pool[((block * 2 + kv) * block_size + j % block_size) * slot_floats + g * head_dim];
+      const int64_t block = blocks[g * per_head + j / block_size];
+      return &pool[((block * 2 + kv) * block_size + j % block_size) * slot_floats];
     };
     for (int32_t r = 0; r < num_queries; ++r) {
       const int64_t cache_index = kv_len - num_queries + r;
@@ -349,20 +357,25 @@ TEST_F(CudaGpuTest, LongContextAttentionMatchesFloat64Reference) {
       }
     }
 
-    Tensor pool_t =
-        Upload(*backend, pool, DType::kF32, {num_blocks, 2, block_size, kv_heads, head_dim});
+    Tensor pool_t = Upload(*backend, pool, DType::kF32, {num_blocks, 2, block_size, head_dim});
     Tensor q_t = Upload(*backend, q, DType::kF32, {num_queries, heads, head_dim});
     auto out = backend->AllocateZeros(DType::kF32, {num_queries, heads, head_dim});
     auto mass = backend->AllocateZeros(DType::kF32, {heads, kv_len});
     ASSERT_TRUE(out.ok() && mass.ok());
+    const std::vector<int32_t> lens(kv_heads, kv_len);
+    std::vector<int32_t> offsets;
+    for (int64_t g = 0; g <= kv_heads; ++g) offsets.push_back(static_cast<int32_t>(g * per_head));
     const AttentionSequence seq{.query_begin = 0,
                                 .num_queries = num_queries,
-                                .kv_len = kv_len,
+                                .kv_lens = lens,
+                                .block_offsets = offsets,
                                 .block_ids = blocks,
                                 .window_mass = &*mass,
                                 .window_begin = window_begin};
     const absl::Status status = backend->Attention(
-        AttentionBatch{.sequences = {&seq, 1}, .scale = scale}, q_t, pool_t, &*out);
+        AttentionBatch{
+            .sequences = {&seq, 1}, .num_kv_heads = static_cast<int32_t>(kv_heads), .scale = scale},
+        q_t, pool_t, &*out);
     ASSERT_TRUE(status.ok()) << status;
     const std::vector<float> got_out = Download(*backend, *out);
     const std::vector<float> got_mass = Download(*backend, *mass);

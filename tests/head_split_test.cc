@@ -1,7 +1,7 @@
 // The adaptive head split (ZIGZAG.md section 8): hand-worked allocations, a brute-force reference
 // that applies the rule literally over many random small layers (ties on purpose), the params
-// that select it, PlanCompression with it (uniform unchanged), and today's KV compaction refusing
-// a plan whose heads keep different counts.
+// that select it, PlanCompression with it (uniform unchanged), and the head-granular KV
+// compaction applying a plan whose heads keep different counts.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -541,9 +541,9 @@ TEST(PlanCompressionHeadSplitTest, StreamingAndFullIgnoreAdaptive) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Today's cache compacts whole layers: a plan with unequal head counts must be refused, with the
-// cache left as it was (issue 12's head-granular blocks will lift this).
-TEST(PlanCompressionHeadSplitTest, CompactionRefusesUnequalHeadCountsAndChangesNothing) {
+// The head-granular cache applies unequal head counts: each KV head's stream is compacted to its
+// own count and returns its own tail blocks (issue 12; end-to-end: kv_head_stream_test.cc).
+TEST(PlanCompressionHeadSplitTest, CompactionAppliesUnequalHeadCountsPerHead) {
   absl::StatusOr<std::unique_ptr<Backend>> backend = CreateBackend("cpu");
   ASSERT_TRUE(backend.ok()) << backend.status();
   KvLayout layout;
@@ -553,8 +553,9 @@ TEST(PlanCompressionHeadSplitTest, CompactionRefusesUnequalHeadCountsAndChangesN
   layout.block_size = 4;
   absl::StatusOr<std::unique_ptr<KvCache>> cache = KvCache::Create(backend->get(), layout, 8);
   ASSERT_TRUE(cache.ok()) << cache.status();
-  SequenceKv kv(&(*cache)->pool(), 1);
-  ASSERT_TRUE(kv.AppendAllLayers(8).ok());
+  SequenceKv kv(&(*cache)->pool(), 1, 2);
+  ASSERT_TRUE(kv.AppendAllLayers(8).ok());  // 2 blocks in each of the 2 heads' streams
+  EXPECT_EQ((*cache)->pool().num_used(), 4);
 
   CompressionPlan plan;
   plan.policy = KvPolicy::kSnapKv;
@@ -566,11 +567,23 @@ TEST(PlanCompressionHeadSplitTest, CompactionRefusesUnequalHeadCountsAndChangesN
   EXPECT_FALSE(plan.HeadCountsUniform());
 
   const absl::Status status = CompactSequenceKv(plan, **backend, **cache, kv);
-  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(status.message()), HasSubstr("keeps 7 entries for a KV head"));
-  EXPECT_EQ(kv.length(0), 8);
-  EXPECT_EQ(kv.blocks_held(), 2);
-  EXPECT_EQ((*cache)->pool().num_used(), 2);
+  ASSERT_TRUE(status.ok()) << status;
+  EXPECT_EQ(kv.length(0, 0), 7);
+  EXPECT_EQ(kv.length(0, 1), 3);
+  // Head 0 keeps ceil(7 / 4) = 2 blocks, head 1 ceil(3 / 4) = 1: one block back in the pool.
+  EXPECT_EQ(kv.blocks(0, 0).size(), 2u);
+  EXPECT_EQ(kv.blocks(0, 1).size(), 1u);
+  EXPECT_EQ(kv.blocks_held(), 3);
+  EXPECT_EQ((*cache)->pool().num_used(), 3);
+
+  // head_counts that disagree with the kept rows are refused and change nothing.
+  plan.kept = {{{0, 1}, {0}}};
+  plan.head_counts = {{1, 1}};
+  const absl::Status mismatch = CompactSequenceKv(plan, **backend, **cache, kv);
+  EXPECT_EQ(mismatch.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(mismatch.message()), HasSubstr("head_counts"));
+  EXPECT_EQ(kv.length(0, 0), 7);
+  EXPECT_EQ((*cache)->pool().num_used(), 3);
 }
 
 }  // namespace

@@ -28,17 +28,23 @@ KvLayout SmallLayout() {
 
 TEST(KvLayoutTest, BytesPerBlockAndToken) {
   KvLayout layout = SmallLayout();
+  // A block holds one KV head: K and V of 4 tokens of 8 floats.
+  EXPECT_EQ(layout.bytes_per_token_head(), 2 * 8 * 4);
   EXPECT_EQ(layout.bytes_per_token_layer(), 2 * 2 * 8 * 4);
-  EXPECT_EQ(layout.bytes_per_block(), 2 * 4 * 2 * 8 * 4);
+  EXPECT_EQ(layout.bytes_per_block(), 2 * 4 * 8 * 4);
+  // 5 tokens: 2 blocks in each of 2 layers x 2 heads.
+  EXPECT_EQ(layout.BlocksForTokensAllStreams(5), 8);
+  EXPECT_EQ(layout.BlocksForTokensAllStreams(0), 0);
   layout.dtype = DType::kBF16;
   EXPECT_EQ(layout.bytes_per_token_layer(), 2 * 2 * 8 * 2);
-  EXPECT_EQ(layout.bytes_per_block(), 2 * 4 * 2 * 8 * 2);
+  EXPECT_EQ(layout.bytes_per_block(), 2 * 4 * 8 * 2);
   // A realistic 8B-class layout must not overflow 32 bits.
   layout.num_kv_heads = 8;
   layout.head_dim = 128;
   layout.block_size = 16;
   layout.dtype = DType::kF32;
-  EXPECT_EQ(layout.bytes_per_block(), int64_t{2} * 16 * 8 * 128 * 4);
+  EXPECT_EQ(layout.bytes_per_block(), int64_t{2} * 16 * 128 * 4);
+  EXPECT_EQ(layout.bytes_per_token_layer(), int64_t{2} * 8 * 128 * 4);
 }
 
 class KvCacheTest : public ::testing::Test {
@@ -60,42 +66,42 @@ TEST_F(KvCacheTest, CreateAllocatesThePoolTensor) {
   EXPECT_EQ(kv.pool().block_size(), 4);
   EXPECT_EQ(kv.pool().num_free(), 10);
   EXPECT_EQ(kv.layout().num_layers, 2);
-  EXPECT_EQ(kv.pool_tensor().shape(), (Shape{10, 2, 4, 2, 8}));
+  EXPECT_EQ(kv.pool_tensor().shape(), (Shape{10, 2, 4, 8}));
   EXPECT_EQ(kv.pool_tensor().dtype(), DType::kF32);
   EXPECT_EQ(kv.pool_tensor().device(), backend_->device());
-  EXPECT_EQ(kv.pool_tensor().bytes(), 10u * 512u);
-  EXPECT_EQ(kv.bytes_total(), 10 * 512);
+  EXPECT_EQ(kv.pool_tensor().bytes(), 10u * 256u);
+  EXPECT_EQ(kv.bytes_total(), 10 * 256);
   EXPECT_EQ(kv.bytes_in_use(), 0);
   {
-    SequenceKv seq(&kv.pool(), kv.layout().num_layers);
-    ASSERT_TRUE(seq.AppendAllLayers(5).ok());  // 2 blocks per layer
-    EXPECT_EQ(kv.bytes_in_use(), 4 * 512);
+    SequenceKv seq(&kv.pool(), kv.layout().num_layers, kv.layout().num_kv_heads);
+    ASSERT_TRUE(seq.AppendAllLayers(5).ok());  // 2 blocks per (layer, KV head)
+    EXPECT_EQ(kv.bytes_in_use(), 8 * 256);
   }
   EXPECT_EQ(kv.bytes_in_use(), 0);
 }
 
 TEST_F(KvCacheTest, CreateWithBytesFitsWholeBlocks) {
-  const KvLayout layout = SmallLayout();  // 512 bytes per block
-  auto cache = KvCache::CreateWithBytes(backend_.get(), layout, 7 * 512 + 511);
+  const KvLayout layout = SmallLayout();  // 256 bytes per block
+  auto cache = KvCache::CreateWithBytes(backend_.get(), layout, 7 * 256 + 255);
   ASSERT_TRUE(cache.ok()) << cache.status();
   EXPECT_EQ((*cache)->pool().num_blocks(), 7);
-  EXPECT_EQ((*cache)->pool_tensor().shape(), (Shape{7, 2, 4, 2, 8}));
-  EXPECT_EQ((*cache)->bytes_total(), 7 * 512);
+  EXPECT_EQ((*cache)->pool_tensor().shape(), (Shape{7, 2, 4, 8}));
+  EXPECT_EQ((*cache)->bytes_total(), 7 * 256);
 
-  auto exact = KvCache::CreateWithBytes(backend_.get(), layout, 512);
+  auto exact = KvCache::CreateWithBytes(backend_.get(), layout, 256);
   ASSERT_TRUE(exact.ok()) << exact.status();
   EXPECT_EQ((*exact)->pool().num_blocks(), 1);
 }
 
 TEST_F(KvCacheTest, CreateWithBytesTooSmall) {
   const KvLayout layout = SmallLayout();
-  for (int64_t bytes : {int64_t{511}, int64_t{0}, int64_t{-4096}}) {
+  for (int64_t bytes : {int64_t{255}, int64_t{0}, int64_t{-4096}}) {
     auto cache = KvCache::CreateWithBytes(backend_.get(), layout, bytes);
     ASSERT_FALSE(cache.ok()) << bytes;
     EXPECT_EQ(cache.status().code(), absl::StatusCode::kInvalidArgument);
     EXPECT_THAT(
         std::string(cache.status().message()),
-        HasSubstr(absl::StrCat("KV memory of ", bytes, " bytes holds no block of 512 bytes")));
+        HasSubstr(absl::StrCat("KV memory of ", bytes, " bytes holds no block of 256 bytes")));
   }
 }
 
@@ -139,10 +145,10 @@ TEST_F(KvCacheTest, SlotRangeIsBounded) {
 }
 
 TEST_F(KvCacheTest, BackendAllocationFailureIsResourceExhausted) {
-  // 2^63 bytes: the backend refuses before asking the OS, so this is the same on every machine.
+  // About 2^63 bytes: the backend refuses before asking the OS, so this is the same on every
+  // machine. A block is one KV head: 2 x 16 tokens x 2^29 floats.
   KvLayout layout = SmallLayout();
-  layout.num_kv_heads = 1 << 14;
-  layout.head_dim = 1 << 15;
+  layout.head_dim = 1 << 29;
   layout.block_size = 16;
   auto created = KvCache::Create(backend_.get(), layout, (1 << 27) - 1);
   ASSERT_FALSE(created.ok());

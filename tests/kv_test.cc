@@ -138,19 +138,20 @@ TEST_F(BlockPoolDeathTest, NegativeCountAborts) {
   EXPECT_DEATH((void)pool.Allocate(-1), "Allocate");
 }
 
-// SequenceKv -----------------------------------------------------------------------------------
+// SequenceKv (one KV head per layer here; several heads: kv_head_stream_test.cc)
+// -----------------------------------------------------------------------------------
 
 TEST(SequenceKvTest, AppendAllLayersDistributesOneAllocation) {
   BlockPool pool(10, 4);
-  SequenceKv seq(&pool, 3);
+  SequenceKv seq(&pool, 3, 1);
   EXPECT_EQ(seq.num_layers(), 3);
   EXPECT_EQ(seq.block_size(), 4);
   EXPECT_EQ(seq.BlocksNeededToAppend(5), 6);
   ASSERT_TRUE(seq.AppendAllLayers(5).ok());
-  EXPECT_THAT(ToVector(seq.blocks(0)), ElementsAre(0, 1));
-  EXPECT_THAT(ToVector(seq.blocks(1)), ElementsAre(2, 3));
-  EXPECT_THAT(ToVector(seq.blocks(2)), ElementsAre(4, 5));
-  for (int layer = 0; layer < 3; ++layer) EXPECT_EQ(seq.length(layer), 5);
+  EXPECT_THAT(ToVector(seq.blocks(0, 0)), ElementsAre(0, 1));
+  EXPECT_THAT(ToVector(seq.blocks(1, 0)), ElementsAre(2, 3));
+  EXPECT_THAT(ToVector(seq.blocks(2, 0)), ElementsAre(4, 5));
+  for (int layer = 0; layer < 3; ++layer) EXPECT_EQ(seq.length(layer, 0), 5);
   EXPECT_EQ(seq.blocks_held(), 6);
   EXPECT_EQ(seq.tokens_held(), 15);
   EXPECT_EQ(pool.num_free(), 4);
@@ -164,9 +165,9 @@ TEST(SequenceKvTest, AppendAllLayersDistributesOneAllocation) {
   // 8 -> 9 needs one block per layer.
   EXPECT_EQ(seq.BlocksNeededToAppend(1), 3);
   ASSERT_TRUE(seq.AppendAllLayers(1).ok());
-  EXPECT_THAT(ToVector(seq.blocks(0)), ElementsAre(0, 1, 6));
-  EXPECT_THAT(ToVector(seq.blocks(1)), ElementsAre(2, 3, 7));
-  EXPECT_THAT(ToVector(seq.blocks(2)), ElementsAre(4, 5, 8));
+  EXPECT_THAT(ToVector(seq.blocks(0, 0)), ElementsAre(0, 1, 6));
+  EXPECT_THAT(ToVector(seq.blocks(1, 0)), ElementsAre(2, 3, 7));
+  EXPECT_THAT(ToVector(seq.blocks(2, 0)), ElementsAre(4, 5, 8));
   EXPECT_EQ(seq.tokens_held(), 27);
   EXPECT_EQ(pool.num_free(), 1);
 
@@ -177,111 +178,111 @@ TEST(SequenceKvTest, AppendAllLayersDistributesOneAllocation) {
 
 TEST(SequenceKvTest, AppendAllLayersIsAllOrNothing) {
   BlockPool pool(7, 4);
-  SequenceKv seq(&pool, 3);
+  SequenceKv seq(&pool, 3, 1);
   ASSERT_TRUE(seq.AppendAllLayers(8).ok());            // 6 blocks, 1 left
   const absl::Status status = seq.AppendAllLayers(1);  // needs 3
   EXPECT_EQ(status.code(), absl::StatusCode::kResourceExhausted);
   EXPECT_THAT(std::string(status.message()), HasSubstr("need 3 blocks, only 1 free of 7"));
   for (int layer = 0; layer < 3; ++layer) {
-    EXPECT_EQ(seq.length(layer), 8);
-    EXPECT_EQ(seq.blocks(layer).size(), 2u);
+    EXPECT_EQ(seq.length(layer, 0), 8);
+    EXPECT_EQ(seq.blocks(layer, 0).size(), 2u);
   }
   EXPECT_EQ(pool.num_free(), 1);
 }
 
 TEST(SequenceKvTest, AppendOneLayerAndDifferentLengths) {
   BlockPool pool(8, 4);
-  SequenceKv seq(&pool, 2);
-  ASSERT_TRUE(seq.Append(1, 6).ok());
-  EXPECT_EQ(seq.length(0), 0);
-  EXPECT_EQ(seq.length(1), 6);
-  EXPECT_THAT(ToVector(seq.blocks(0)), IsEmpty());
-  EXPECT_THAT(ToVector(seq.blocks(1)), ElementsAre(0, 1));
-  ASSERT_TRUE(seq.Append(0, 1).ok());
-  EXPECT_THAT(ToVector(seq.blocks(0)), ElementsAre(2));
+  SequenceKv seq(&pool, 2, 1);
+  ASSERT_TRUE(seq.Append(1, 0, 6).ok());
+  EXPECT_EQ(seq.length(0, 0), 0);
+  EXPECT_EQ(seq.length(1, 0), 6);
+  EXPECT_THAT(ToVector(seq.blocks(0, 0)), IsEmpty());
+  EXPECT_THAT(ToVector(seq.blocks(1, 0)), ElementsAre(0, 1));
+  ASSERT_TRUE(seq.Append(0, 0, 1).ok());
+  EXPECT_THAT(ToVector(seq.blocks(0, 0)), ElementsAre(2));
   // Layer 0 at 1 token, layer 1 at 6: growing both by 3 needs 0 + 1 blocks.
   EXPECT_EQ(seq.BlocksNeededToAppend(3), 1);
   ASSERT_TRUE(seq.AppendAllLayers(3).ok());
-  EXPECT_THAT(ToVector(seq.blocks(0)), ElementsAre(2));
-  EXPECT_THAT(ToVector(seq.blocks(1)), ElementsAre(0, 1, 3));
-  EXPECT_EQ(seq.length(0), 4);
-  EXPECT_EQ(seq.length(1), 9);
+  EXPECT_THAT(ToVector(seq.blocks(0, 0)), ElementsAre(2));
+  EXPECT_THAT(ToVector(seq.blocks(1, 0)), ElementsAre(0, 1, 3));
+  EXPECT_EQ(seq.length(0, 0), 4);
+  EXPECT_EQ(seq.length(1, 0), 9);
 
   // Append to one layer beyond the pool fails and changes nothing.
-  const absl::Status status = seq.Append(0, 100);
+  const absl::Status status = seq.Append(0, 0, 100);
   EXPECT_EQ(status.code(), absl::StatusCode::kResourceExhausted);
-  EXPECT_EQ(seq.length(0), 4);
+  EXPECT_EQ(seq.length(0, 0), 4);
   EXPECT_EQ(pool.num_free(), 4);
 }
 
 TEST(SequenceKvTest, TruncateReturnsTailBlocks) {
   BlockPool pool(8, 4);
-  SequenceKv seq(&pool, 2);
+  SequenceKv seq(&pool, 2, 1);
   ASSERT_TRUE(seq.AppendAllLayers(10).ok());  // 3 blocks per layer: {0,1,2} and {3,4,5}
-  seq.Truncate(0, 9);                         // still 3 blocks
-  EXPECT_EQ(seq.blocks(0).size(), 3u);
-  seq.Truncate(0, 8);  // 2 blocks; block 2 back
-  EXPECT_THAT(ToVector(seq.blocks(0)), ElementsAre(0, 1));
-  EXPECT_EQ(seq.length(0), 8);
+  seq.Truncate(0, 0, 9);                      // still 3 blocks
+  EXPECT_EQ(seq.blocks(0, 0).size(), 3u);
+  seq.Truncate(0, 0, 8);  // 2 blocks; block 2 back
+  EXPECT_THAT(ToVector(seq.blocks(0, 0)), ElementsAre(0, 1));
+  EXPECT_EQ(seq.length(0, 0), 8);
   EXPECT_EQ(pool.num_free(), 3);
-  seq.Truncate(1, 1);
-  EXPECT_THAT(ToVector(seq.blocks(1)), ElementsAre(3));
-  seq.Truncate(1, 0);
-  EXPECT_THAT(ToVector(seq.blocks(1)), IsEmpty());
-  EXPECT_EQ(seq.length(1), 0);
+  seq.Truncate(1, 0, 1);
+  EXPECT_THAT(ToVector(seq.blocks(1, 0)), ElementsAre(3));
+  seq.Truncate(1, 0, 0);
+  EXPECT_THAT(ToVector(seq.blocks(1, 0)), IsEmpty());
+  EXPECT_EQ(seq.length(1, 0), 0);
   EXPECT_EQ(seq.blocks_held(), 2);
   EXPECT_EQ(pool.num_free(), 6);
   // Freed blocks serve the other layer; lowest ids first.
-  ASSERT_TRUE(seq.Append(0, 4).ok());
-  EXPECT_THAT(ToVector(seq.blocks(0)), ElementsAre(0, 1, 2));
+  ASSERT_TRUE(seq.Append(0, 0, 4).ok());
+  EXPECT_THAT(ToVector(seq.blocks(0, 0)), ElementsAre(0, 1, 2));
   // Truncating to the current length is a no-op.
-  seq.Truncate(0, 12);
-  EXPECT_EQ(seq.blocks(0).size(), 3u);
+  seq.Truncate(0, 0, 12);
+  EXPECT_EQ(seq.blocks(0, 0).size(), 3u);
 }
 
 TEST(SequenceKvTest, SlotMapsIndexThroughBlockTable) {
   BlockPool pool(8, 4);
-  SequenceKv other(&pool, 1);
-  SequenceKv seq(&pool, 2);
+  SequenceKv other(&pool, 1, 1);
+  SequenceKv seq(&pool, 2, 1);
   ASSERT_TRUE(other.AppendAllLayers(4).ok());  // takes block 0
   ASSERT_TRUE(seq.AppendAllLayers(6).ok());    // layer 0 {1,2}, layer 1 {3,4}
   other.Release();                             // block 0 free again
-  ASSERT_TRUE(seq.Append(0, 3).ok());          // layer 0 grows to 9: {1,2,0}
-  EXPECT_THAT(ToVector(seq.blocks(0)), ElementsAre(1, 2, 0));
-  EXPECT_EQ(seq.Slot(0, 0), 4);   // block 1, offset 0
-  EXPECT_EQ(seq.Slot(0, 3), 7);   // block 1, offset 3
-  EXPECT_EQ(seq.Slot(0, 4), 8);   // block 2, offset 0
-  EXPECT_EQ(seq.Slot(0, 8), 0);   // block 0, offset 0
-  EXPECT_EQ(seq.Slot(1, 5), 17);  // block 4, offset 1
+  ASSERT_TRUE(seq.Append(0, 0, 3).ok());       // layer 0 grows to 9: {1,2,0}
+  EXPECT_THAT(ToVector(seq.blocks(0, 0)), ElementsAre(1, 2, 0));
+  EXPECT_EQ(seq.Slot(0, 0, 0), 4);   // block 1, offset 0
+  EXPECT_EQ(seq.Slot(0, 0, 3), 7);   // block 1, offset 3
+  EXPECT_EQ(seq.Slot(0, 0, 4), 8);   // block 2, offset 0
+  EXPECT_EQ(seq.Slot(0, 0, 8), 0);   // block 0, offset 0
+  EXPECT_EQ(seq.Slot(1, 0, 5), 17);  // block 4, offset 1
 }
 
 TEST_F(SequenceKvDeathTest, SlotOutOfRangeAborts) {
   BlockPool pool(4, 4);
-  SequenceKv seq(&pool, 2);
+  SequenceKv seq(&pool, 2, 1);
   ASSERT_TRUE(seq.AppendAllLayers(5).ok());
-  EXPECT_DEATH((void)seq.Slot(0, 5), "cache index 5");
-  EXPECT_DEATH((void)seq.Slot(0, -1), "cache index");
-  EXPECT_DEATH((void)seq.Slot(2, 0), "layer 2");
+  EXPECT_DEATH((void)seq.Slot(0, 0, 5), "cache index 5");
+  EXPECT_DEATH((void)seq.Slot(0, 0, -1), "cache index");
+  EXPECT_DEATH((void)seq.Slot(2, 0, 0), "layer 2");
 }
 
 TEST_F(SequenceKvDeathTest, TruncateBeyondLengthAborts) {
   BlockPool pool(4, 4);
-  SequenceKv seq(&pool, 1);
+  SequenceKv seq(&pool, 1, 1);
   ASSERT_TRUE(seq.AppendAllLayers(5).ok());
-  EXPECT_DEATH(seq.Truncate(0, 6), "truncate");
+  EXPECT_DEATH(seq.Truncate(0, 0, 6), "truncate");
 }
 
 TEST(SequenceKvTest, ReleaseAndDestructionReturnEverything) {
   BlockPool pool(12, 2);
   {
-    SequenceKv seq(&pool, 4);
+    SequenceKv seq(&pool, 4, 1);
     ASSERT_TRUE(seq.AppendAllLayers(3).ok());
     EXPECT_EQ(pool.num_free(), 4);
     seq.Release();
     EXPECT_EQ(pool.num_free(), 12);
     EXPECT_EQ(seq.blocks_held(), 0);
     EXPECT_EQ(seq.tokens_held(), 0);
-    for (int layer = 0; layer < 4; ++layer) EXPECT_EQ(seq.length(layer), 0);
+    for (int layer = 0; layer < 4; ++layer) EXPECT_EQ(seq.length(layer, 0), 0);
     // Usable again after Release; a second Release is harmless.
     ASSERT_TRUE(seq.AppendAllLayers(1).ok());
     EXPECT_EQ(pool.num_free(), 8);
@@ -295,13 +296,13 @@ TEST(SequenceKvTest, ReleaseAndDestructionReturnEverything) {
 
 TEST(SequenceKvTest, MoveConstructionTransfersOwnership) {
   BlockPool pool(8, 4);
-  SequenceKv source(&pool, 2);
+  SequenceKv source(&pool, 2, 1);
   ASSERT_TRUE(source.AppendAllLayers(5).ok());
   {
     SequenceKv moved(std::move(source));
     EXPECT_EQ(moved.blocks_held(), 4);
-    EXPECT_EQ(moved.length(1), 5);
-    EXPECT_THAT(ToVector(moved.blocks(1)), ElementsAre(2, 3));
+    EXPECT_EQ(moved.length(1, 0), 5);
+    EXPECT_THAT(ToVector(moved.blocks(1, 0)), ElementsAre(2, 3));
     EXPECT_EQ(source.blocks_held(), 0);  // NOLINT(bugprone-use-after-move): documented state
     EXPECT_EQ(source.tokens_held(), 0);
     EXPECT_EQ(pool.num_free(), 4);
@@ -313,15 +314,15 @@ TEST(SequenceKvTest, MoveConstructionTransfersOwnership) {
 
 TEST(SequenceKvTest, MoveAssignmentReleasesTheTargetFirst) {
   BlockPool pool(10, 4);
-  SequenceKv target(&pool, 1);
+  SequenceKv target(&pool, 1, 1);
   ASSERT_TRUE(target.AppendAllLayers(8).ok());  // {0,1}
-  SequenceKv source(&pool, 3);
+  SequenceKv source(&pool, 3, 1);
   ASSERT_TRUE(source.AppendAllLayers(1).ok());  // {2},{3},{4}
   EXPECT_EQ(pool.num_free(), 5);
   target = std::move(source);
   EXPECT_EQ(pool.num_free(), 7);  // target's old blocks came back
   EXPECT_EQ(target.num_layers(), 3);
-  EXPECT_THAT(ToVector(target.blocks(2)), ElementsAre(4));
+  EXPECT_THAT(ToVector(target.blocks(2, 0)), ElementsAre(4));
   EXPECT_EQ(source.blocks_held(), 0);  // NOLINT(bugprone-use-after-move)
   {
     SequenceKv sink = std::move(target);
@@ -332,9 +333,9 @@ TEST(SequenceKvTest, MoveAssignmentReleasesTheTargetFirst) {
 
 TEST(SequenceKvTest, DestroyingAMovedFromSequenceFreesNothing) {
   BlockPool pool(4, 4);
-  auto owner = std::make_unique<SequenceKv>(&pool, 1);
+  auto owner = std::make_unique<SequenceKv>(&pool, 1, 1);
   ASSERT_TRUE(owner->AppendAllLayers(4).ok());
-  SequenceKv keeper(&pool, 0);
+  SequenceKv keeper(&pool, 0, 1);
   {
     SequenceKv temporary(std::move(*owner));
     owner.reset();  // destroying the moved-from object must not free block 0
@@ -342,10 +343,11 @@ TEST(SequenceKvTest, DestroyingAMovedFromSequenceFreesNothing) {
     keeper = std::move(temporary);
   }
   EXPECT_EQ(pool.num_free(), 3);
-  EXPECT_THAT(ToVector(keeper.blocks(0)), ElementsAre(0));
+  EXPECT_THAT(ToVector(keeper.blocks(0, 0)), ElementsAre(0));
 }
 
-// A model of one sequence written independently of SequenceKv: per-layer lengths and block lists.
+// A model of one sequence written independently of SequenceKv: per-stream lengths and block lists
+// (stream i is layer i / heads, KV head i % heads).
 struct ModelSequence {
   std::vector<int64_t> lengths;
   std::vector<std::vector<int32_t>> blocks;
@@ -355,7 +357,8 @@ int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // Random Append / AppendAllLayers / Truncate / Release on several sequences sharing a pool,
 // checked after every step against the model and against global invariants: every block is
-// owned by exactly one (sequence, layer) or free, kept prefixes never move, slots are distinct.
+// owned by exactly one (sequence, layer, KV head) or free, kept prefixes never move, slots are
+// distinct.
 TEST(SequenceKvTest, RandomOperationsMatchAModel) {
   for (uint64_t seed = 1; seed <= 20; ++seed) {
     std::mt19937_64 rng(seed);
@@ -366,16 +369,18 @@ TEST(SequenceKvTest, RandomOperationsMatchAModel) {
     std::vector<ModelSequence> models;
     for (int s = 0; s < 3; ++s) {
       const int layers = 1 + static_cast<int>(rng() % 4);
-      sequences.emplace_back(&pool, layers);
-      models.push_back(
-          {std::vector<int64_t>(layers, 0), std::vector<std::vector<int32_t>>(layers)});
+      const int heads = 1 + static_cast<int>(rng() % 3);
+      sequences.emplace_back(&pool, layers, heads);
+      models.push_back({std::vector<int64_t>(layers * heads, 0),
+                        std::vector<std::vector<int32_t>>(layers * heads)});
     }
     int failures = 0;
     for (int step = 0; step < 400; ++step) {
       const size_t s = rng() % sequences.size();
       SequenceKv& seq = sequences[s];
       ModelSequence& model = models[s];
-      const int layers = seq.num_layers();
+      const int heads = seq.num_kv_heads();
+      const int layers = seq.num_layers() * heads;  // streams, layer-major
       int64_t used = 0;
       for (const ModelSequence& m : models) {
         for (const auto& b : m.blocks) used += static_cast<int64_t>(b.size());
@@ -398,29 +403,29 @@ TEST(SequenceKvTest, RandomOperationsMatchAModel) {
           ++failures;
           ASSERT_EQ(status.code(), absl::StatusCode::kResourceExhausted);
         }
-      } else if (op < 7) {  // Append to one layer
+      } else if (op < 7) {  // Append to one stream
         const int l = static_cast<int>(rng() % layers);
         const int64_t tokens = static_cast<int64_t>(rng() % (2 * block_size + 1));
         const int64_t needed = CeilDiv(model.lengths[l] + tokens, block_size) -
                                static_cast<int64_t>(model.blocks[l].size());
-        const absl::Status status = seq.Append(l, tokens);
+        const absl::Status status = seq.Append(l / heads, l % heads, tokens);
         ASSERT_EQ(status.ok(), needed <= free_blocks) << status;
         if (status.ok()) model.lengths[l] += tokens;
-      } else if (op < 9) {  // Truncate one layer
+      } else if (op < 9) {  // Truncate one stream
         const int l = static_cast<int>(rng() % layers);
         const int64_t new_length =
             model.lengths[l] == 0 ? 0 : static_cast<int64_t>(rng() % (model.lengths[l] + 1));
-        seq.Truncate(l, new_length);
+        seq.Truncate(l / heads, l % heads, new_length);
         model.lengths[l] = new_length;
       } else {  // Release
         seq.Release();
         std::fill(model.lengths.begin(), model.lengths.end(), 0);
       }
 
-      // Compare with the model: lengths, ceil(len / bs) blocks per layer, kept prefixes intact.
+      // Compare with the model: lengths, ceil(len / bs) blocks per stream, kept prefixes intact.
       for (int l = 0; l < layers; ++l) {
-        ASSERT_EQ(seq.length(l), model.lengths[l]);
-        const std::vector<int32_t> actual = ToVector(seq.blocks(l));
+        ASSERT_EQ(seq.length(l / heads, l % heads), model.lengths[l]);
+        const std::vector<int32_t> actual = ToVector(seq.blocks(l / heads, l % heads));
         const size_t expected_blocks = CeilDiv(model.lengths[l], block_size);
         ASSERT_EQ(actual.size(), expected_blocks) << "seed " << seed << " step " << step;
         const size_t kept = std::min(model.blocks[l].size(), actual.size());
@@ -434,17 +439,19 @@ TEST(SequenceKvTest, RandomOperationsMatchAModel) {
       for (size_t i = 0; i < sequences.size(); ++i) {
         int64_t seq_blocks = 0;
         int64_t seq_tokens = 0;
-        for (int l = 0; l < sequences[i].num_layers(); ++l) {
-          for (int32_t block : sequences[i].blocks(l)) {
+        const int h = sequences[i].num_kv_heads();
+        for (int l = 0; l < sequences[i].num_layers() * h; ++l) {
+          const int layer = l / h, head = l % h;
+          for (int32_t block : sequences[i].blocks(layer, head)) {
             ASSERT_GE(block, 0);
             ASSERT_LT(block, num_blocks);
             ASSERT_TRUE(owned.insert(block).second) << "block " << block << " owned twice";
           }
-          seq_blocks += CeilDiv(sequences[i].length(l), block_size);
-          seq_tokens += sequences[i].length(l);
-          for (int64_t index = 0; index < sequences[i].length(l); ++index) {
-            const int32_t slot = sequences[i].Slot(l, index);
-            ASSERT_EQ(slot / block_size, sequences[i].blocks(l)[index / block_size]);
+          seq_blocks += CeilDiv(sequences[i].length(layer, head), block_size);
+          seq_tokens += sequences[i].length(layer, head);
+          for (int64_t index = 0; index < sequences[i].length(layer, head); ++index) {
+            const int32_t slot = sequences[i].Slot(layer, head, index);
+            ASSERT_EQ(slot / block_size, sequences[i].blocks(layer, head)[index / block_size]);
             ASSERT_EQ(slot % block_size, index % block_size);
             ASSERT_TRUE(slots.insert(slot).second);
           }

@@ -86,7 +86,9 @@ class ModelTest : public ::testing::TestWithParam<Case> {
     auto model = LlamaModel::Load(*checkpoint_, backend_.get());
     ASSERT_TRUE(model.ok()) << model.status();
     model_ = std::move(*model);
-    auto cache = KvCache::Create(backend_.get(), model_->kv_layout(/*block_size=*/4), 512);
+    // The bytes of 512 blocks that held every KV head; a block now holds one KV head.
+    auto cache = KvCache::Create(backend_.get(), model_->kv_layout(/*block_size=*/4),
+                                 512 * static_cast<int32_t>(model_->config().num_kv_heads));
     ASSERT_TRUE(cache.ok()) << cache.status();
     cache_ = std::move(*cache);
     reference_ = std::make_unique<testing::ReferenceModel>(*checkpoint_);
@@ -121,7 +123,8 @@ class ModelTest : public ::testing::TestWithParam<Case> {
 
 TEST_P(ModelTest, PrefillLogitsMatchFloat64Reference) {
   const std::vector<int32_t> tokens = RandomTokens(13, 1);
-  SequenceKv kv(&cache_->pool(), static_cast<int>(model_->config().num_layers));
+  SequenceKv kv(&cache_->pool(), static_cast<int>(model_->config().num_layers),
+                static_cast<int>(model_->config().num_kv_heads));
   ASSERT_TRUE(kv.AppendAllLayers(tokens.size()).ok());
   ForwardSequence seq{.tokens = tokens, .first_position = 0, .kv = &kv, .all_logits = true};
   auto logits = model_->Forward({&seq, 1}, cache_.get());
@@ -138,7 +141,8 @@ TEST_P(ModelTest, DecodeAndChunkedPrefillMatchRecomputation) {
   const std::vector<int32_t> tokens = RandomTokens(19, 2);
   const auto want = reference_->Logits(tokens);
   const size_t vocab = model_->config().vocab_size;
-  SequenceKv kv(&cache_->pool(), static_cast<int>(model_->config().num_layers));
+  SequenceKv kv(&cache_->pool(), static_cast<int>(model_->config().num_layers),
+                static_cast<int>(model_->config().num_kv_heads));
   // Chunks of 7 and 5 (crossing block boundaries of size 4), then one token at a time.
   size_t done = 0;
   for (size_t chunk : {size_t{7}, size_t{5}, size_t{1}, size_t{1}, size_t{1}, size_t{1}, size_t{1},
@@ -200,7 +204,7 @@ class ModelErrorsTest : public ModelTest {};
 
 TEST_P(ModelErrorsTest, BadBatchesGetClearErrors) {
   const int num_layers = static_cast<int>(model_->config().num_layers);
-  SequenceKv kv(&cache_->pool(), num_layers);
+  SequenceKv kv(&cache_->pool(), num_layers, static_cast<int>(model_->config().num_kv_heads));
   std::vector<int32_t> bad = {1, static_cast<int32_t>(model_->config().vocab_size)};
   ASSERT_TRUE(kv.AppendAllLayers(2).ok());
   ForwardSequence seq{.tokens = bad, .first_position = 0, .kv = &kv};

@@ -40,7 +40,7 @@ class ProfileCaptureTest : public ::testing::Test {
     spec_.qkv_bias = true;
     spec_.rope_theta = 10000.0;
     spec_.seed = 21;
-    auto engine = testing::MakeTinyEngine(spec_, kBlockSize, 256, "profile_capture");
+    auto engine = testing::MakeTinyEngine(spec_, kBlockSize, 512, "profile_capture");
     ASSERT_TRUE(engine.ok()) << engine.status();
     engine_ = std::move(*engine);
     std::mt19937_64 rng(5);
@@ -98,9 +98,10 @@ class ProfileCaptureTest : public ::testing::Test {
   // Key of cache entry j of `layer`, KV head g, read from the pool through the block table.
   std::vector<double> CachedKey(const std::vector<float>& pool, const SequenceKv& kv, int layer,
                                 int64_t j, int64_t g) const {
-    const int64_t kv_heads = config().num_kv_heads, d = config().head_dim;
-    const int64_t block = kv.blocks(layer)[j / kBlockSize], offset = j % kBlockSize;
-    const float* key = pool.data() + (((block * 2 + 0) * kBlockSize + offset) * kv_heads + g) * d;
+    const int64_t d = config().head_dim;
+    const int64_t block = kv.blocks(layer, static_cast<int>(g))[j / kBlockSize];
+    const int64_t offset = j % kBlockSize;
+    const float* key = pool.data() + ((block * 2 + 0) * kBlockSize + offset) * d;
     return std::vector<double>(key, key + d);
   }
 
@@ -137,7 +138,8 @@ class ProfileCaptureTest : public ::testing::Test {
 };
 
 TEST_F(ProfileCaptureTest, LayerZeroQueriesMatchFloat64FromTheWeights) {
-  SequenceKv kv(&engine_.cache->pool(), static_cast<int>(config().num_layers));
+  SequenceKv kv(&engine_.cache->pool(), static_cast<int>(config().num_layers),
+                static_cast<int>(config().num_kv_heads));
   const Prefill prefill = RunWholePrompt(kv);
   ASSERT_EQ(static_cast<int64_t>(prefill.captured.size()),
             config().num_layers * kWindow * QueryFloats());
@@ -152,7 +154,8 @@ TEST_F(ProfileCaptureTest, LayerZeroQueriesMatchFloat64FromTheWeights) {
 }
 
 TEST_F(ProfileCaptureTest, EveryLayersQueriesReproduceTheBackendsWindowMass) {
-  SequenceKv kv(&engine_.cache->pool(), static_cast<int>(config().num_layers));
+  SequenceKv kv(&engine_.cache->pool(), static_cast<int>(config().num_layers),
+                static_cast<int>(config().num_kv_heads));
   const Prefill prefill = RunWholePrompt(kv);
   std::vector<float> pool(engine_.cache->pool_tensor().numel());
   ASSERT_TRUE(engine_.backend->CopyToHost(engine_.cache->pool_tensor(), pool).ok());
@@ -185,11 +188,13 @@ TEST_F(ProfileCaptureTest, EveryLayersQueriesReproduceTheBackendsWindowMass) {
 }
 
 TEST_F(ProfileCaptureTest, ChunkedPrefillCapturesOnlyItsWindowRows) {
-  SequenceKv whole_kv(&engine_.cache->pool(), static_cast<int>(config().num_layers));
+  SequenceKv whole_kv(&engine_.cache->pool(), static_cast<int>(config().num_layers),
+                      static_cast<int>(config().num_kv_heads));
   const Prefill whole = RunWholePrompt(whole_kv);
   const int64_t layers = config().num_layers, row = QueryFloats();
 
-  SequenceKv kv(&engine_.cache->pool(), static_cast<int>(layers));
+  SequenceKv kv(&engine_.cache->pool(), static_cast<int>(layers),
+                static_cast<int>(config().num_kv_heads));
   std::vector<float> captured = {1.0f, 2.0f};  // replaced by every call
   size_t done = 0;
   for (size_t chunk : {size_t{6}, size_t{4}, size_t{3}}) {
@@ -219,12 +224,15 @@ TEST_F(ProfileCaptureTest, ChunkedPrefillCapturesOnlyItsWindowRows) {
 }
 
 TEST_F(ProfileCaptureTest, RaggedBatchCapturesEachSequenceOwnRows) {
-  SequenceKv alone_kv(&engine_.cache->pool(), static_cast<int>(config().num_layers));
+  SequenceKv alone_kv(&engine_.cache->pool(), static_cast<int>(config().num_layers),
+                      static_cast<int>(config().num_kv_heads));
   const Prefill alone = RunWholePrompt(alone_kv);
 
   const std::vector<int32_t> other = {3, 1, 4, 1, 5, 9, 2};
-  SequenceKv first_kv(&engine_.cache->pool(), static_cast<int>(config().num_layers));
-  SequenceKv second_kv(&engine_.cache->pool(), static_cast<int>(config().num_layers));
+  SequenceKv first_kv(&engine_.cache->pool(), static_cast<int>(config().num_layers),
+                      static_cast<int>(config().num_kv_heads));
+  SequenceKv second_kv(&engine_.cache->pool(), static_cast<int>(config().num_layers),
+                       static_cast<int>(config().num_kv_heads));
   ASSERT_TRUE(first_kv.AppendAllLayers(other.size()).ok());
   ASSERT_TRUE(second_kv.AppendAllLayers(kTokens).ok());
   std::vector<float> first_captured, second_captured;
@@ -246,9 +254,11 @@ TEST_F(ProfileCaptureTest, RaggedBatchCapturesEachSequenceOwnRows) {
 }
 
 TEST_F(ProfileCaptureTest, UnevenLayerLengthsAreRejected) {
-  SequenceKv kv(&engine_.cache->pool(), static_cast<int>(config().num_layers));
+  SequenceKv kv(&engine_.cache->pool(), static_cast<int>(config().num_layers),
+                static_cast<int>(config().num_kv_heads));
   ASSERT_TRUE(kv.AppendAllLayers(kTokens).ok());
-  ASSERT_TRUE(kv.Append(1, 2).ok());  // layer 1 is longer, as after compression and decoding
+  // Layer 1's KV head 1 is longer, as after an adaptive compression and decoding.
+  ASSERT_TRUE(kv.Append(1, 1, 2).ok());
   std::vector<float> captured;
   ForwardSequence seq{.tokens = std::span<const int32_t>(tokens_).first(1),
                       .first_position = 0,
@@ -258,7 +268,7 @@ TEST_F(ProfileCaptureTest, UnevenLayerLengthsAreRejected) {
   ASSERT_FALSE(logits.ok());
   EXPECT_EQ(logits.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(logits.status().message(), HasSubstr("captured_window_queries"));
-  EXPECT_THAT(logits.status().message(), HasSubstr("layer 1 holds 15"));
+  EXPECT_THAT(logits.status().message(), HasSubstr("layer 1 holds 13 to 15"));
 }
 
 }  // namespace

@@ -129,7 +129,7 @@ class SchedulerHarness {
     auto model = LlamaModel::LoadFromDir(dir, backend_.get());
     ASSERT_TRUE(model.ok()) << model.status();
     model_ = std::move(*model);
-    auto reference_cache = KvCache::Create(backend_.get(), layout(), 2048);
+    auto reference_cache = KvCache::Create(backend_.get(), layout(), 4096);
     ASSERT_TRUE(reference_cache.ok()) << reference_cache.status();
     reference_cache_ = std::move(*reference_cache);
   }

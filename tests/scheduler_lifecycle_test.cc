@@ -72,7 +72,7 @@ class SchedulerLifecycleTest : public ::testing::Test {
 };
 
 TEST_F(SchedulerLifecycleTest, BadRequestsAreRefusedNamingTheField) {
-  Scheduler& scheduler = MakeScheduler(64);
+  Scheduler& scheduler = MakeScheduler(128);
   const auto prompt = harness_.RandomPrompt(6, 1);
   struct Case {
     std::string field;
@@ -115,7 +115,7 @@ TEST_F(SchedulerLifecycleTest, BadRequestsAreRefusedNamingTheField) {
 TEST_F(SchedulerLifecycleTest, QueueFullDuplicateIdAndPastDeadline) {
   SchedulerOptions options;
   options.max_waiting = 2;
-  Scheduler& scheduler = MakeScheduler(64, options);
+  Scheduler& scheduler = MakeScheduler(128, options);
   ASSERT_TRUE(scheduler.Submit(collector_.Make("a", harness_.RandomPrompt(5, 1), Greedy(3))).ok());
   const absl::Status duplicate =
       scheduler.Submit(collector_.Make("a", harness_.RandomPrompt(5, 2), Greedy(3)));
@@ -142,29 +142,30 @@ TEST_F(SchedulerLifecycleTest, QueueFullDuplicateIdAndPastDeadline) {
 }
 
 TEST_F(SchedulerLifecycleTest, RequestThatCanNeverFitIsRefusedAtOnce) {
-  // 2 layers, 4-token blocks: a 17-token prompt with max_tokens 5 holds up to 17 + 5 - 1 = 21
-  // entries per layer (the last token is never fed back): 2 * 6 = 12 blocks; the pool has 10.
-  Scheduler& scheduler = MakeScheduler(10);
+  // 2 layers x 2 KV heads, 4-token blocks: a 17-token prompt with max_tokens 5 holds up to
+  // 17 + 5 - 1 = 21 entries per stream (the last token is never fed back): 4 * 6 = 24 blocks; the
+  // pool has 20.
+  Scheduler& scheduler = MakeScheduler(20);
   scheduler.Start();
   const absl::Status status =
       scheduler.Submit(collector_.Make("huge", harness_.RandomPrompt(17, 1), Greedy(5)));
   EXPECT_EQ(status.code(), absl::StatusCode::kResourceExhausted) << status;
   EXPECT_THAT(std::string(status.message()), HasSubstr("can never fit"));
-  EXPECT_THAT(std::string(status.message()), HasSubstr("needs up to 12 blocks"));
-  // max_tokens 4 peaks at 20 entries = 2 * 5 blocks: exactly the pool, and it runs to the end.
+  EXPECT_THAT(std::string(status.message()), HasSubstr("needs up to 24 blocks"));
+  // max_tokens 4 peaks at 20 entries = 4 * 5 blocks: exactly the pool, and it runs to the end.
   ASSERT_TRUE(
       scheduler.Submit(collector_.Make("fits", harness_.RandomPrompt(17, 1), Greedy(4))).ok());
   ASSERT_TRUE(collector_.WaitForFinished(1));
   EXPECT_TRUE(collector_.outcome("fits").status.ok());
   EXPECT_EQ(collector_.outcome("fits").tokens.size(), 4u);
-  EXPECT_EQ(collector_.outcome("fits").kv_stats.blocks_held, 10);
+  EXPECT_EQ(collector_.outcome("fits").kv_stats.blocks_held, 20);
   ExpectPoolAllFree();
 }
 
 TEST_F(SchedulerLifecycleTest, AbortMidPrefillReturnsEveryBlock) {
   SchedulerOptions options;
   options.max_prefill_tokens_per_step = 4;
-  Scheduler& scheduler = MakeScheduler(64, options);
+  Scheduler& scheduler = MakeScheduler(128, options);
   int iterations = 0;
   int32_t blocks_at_abort = 0;
   observer_.on_iteration = [&](const IterationMetrics& metrics) {
@@ -184,8 +185,8 @@ TEST_F(SchedulerLifecycleTest, AbortMidPrefillReturnsEveryBlock) {
   EXPECT_THAT(std::string(outcome.status.message()), HasSubstr("prefilling"));
   EXPECT_EQ(outcome.finish_reason, FinishReason::kAborted);
   EXPECT_TRUE(outcome.tokens.empty());
-  EXPECT_EQ(blocks_at_abort, 2 * 2);               // 8 tokens in 4-token blocks, 2 layers
-  EXPECT_EQ(outcome.kv_stats.blocks_held, 2 * 2);  // what it held when it was dropped
+  EXPECT_EQ(blocks_at_abort, 2 * 2 * 2);  // 8 tokens in 4-token blocks, 2 layers x 2 KV heads
+  EXPECT_EQ(outcome.kv_stats.blocks_held, 2 * 2 * 2);  // what it held when it was dropped
   // Nothing was evicted yet: a full cache would hold the same 8 tokens, so nothing was saved.
   EXPECT_FALSE(outcome.kv_stats.compressed);
   EXPECT_EQ(outcome.kv_stats.full_kv_bytes, outcome.kv_stats.retained_kv_bytes);
@@ -198,7 +199,7 @@ TEST_F(SchedulerLifecycleTest, AbortMidPrefillReturnsEveryBlock) {
 }
 
 TEST_F(SchedulerLifecycleTest, AbortMidDecodeKeepsTheTokensSoFar) {
-  Scheduler& scheduler = MakeScheduler(64);
+  Scheduler& scheduler = MakeScheduler(128);
   ASSERT_TRUE(scheduler
                   .Submit(collector_.Make("victim", harness_.RandomPrompt(9, 1), Greedy(40), {},
                                           [&](size_t streamed) {
@@ -221,7 +222,7 @@ TEST_F(SchedulerLifecycleTest, AbortMidDecodeKeepsTheTokensSoFar) {
 TEST_F(SchedulerLifecycleTest, AbortWhileWaitingBehindARunningRequest) {
   SchedulerOptions options;
   options.max_running = 1;
-  Scheduler& scheduler = MakeScheduler(64, options);
+  Scheduler& scheduler = MakeScheduler(128, options);
   ASSERT_TRUE(scheduler
                   .Submit(collector_.Make("first", harness_.RandomPrompt(5, 1), Greedy(6), {},
                                           [&](size_t streamed) {
@@ -246,7 +247,7 @@ TEST_F(SchedulerLifecycleTest, AbortWhileWaitingBehindARunningRequest) {
 TEST_F(SchedulerLifecycleTest, DeadlineMidPrefillAndMidDecode) {
   SchedulerOptions options;
   options.max_prefill_tokens_per_step = 4;
-  Scheduler& scheduler = MakeScheduler(64, options);
+  Scheduler& scheduler = MakeScheduler(128, options);
   const SteadyTime start = clock_.Now();
   // "prefill" (26 tokens, 4 per step) expires after 10 s; "decode" after 100 s, and the clock
   // jumps 100 s when its 2nd token is streamed; "patient" has no deadline.
@@ -284,7 +285,7 @@ TEST_F(SchedulerLifecycleTest, DeadlineMidPrefillAndMidDecode) {
 TEST_F(SchedulerLifecycleTest, DrainFinishesRunningAndRefusesNew) {
   // Ids by absl::StrCat: gcc 12 at -O3 reports a false -Wrestrict in "d" + std::to_string(i)
   // (GCC bug 105329), which failed the Release build.
-  Scheduler& scheduler = MakeScheduler(64);
+  Scheduler& scheduler = MakeScheduler(128);
   for (int i = 0; i < 3; ++i) {
     ASSERT_TRUE(scheduler
                     .Submit(collector_.Make(absl::StrCat("d", i), harness_.RandomPrompt(4 + i, i),
@@ -310,7 +311,7 @@ TEST_F(SchedulerLifecycleTest, DrainFinishesRunningAndRefusesNew) {
 TEST_F(SchedulerLifecycleTest, DrainTimeoutAbortsTheRestWithUnavailable) {
   SchedulerOptions options;
   options.max_running = 1;
-  Scheduler& scheduler = MakeScheduler(64, options);
+  Scheduler& scheduler = MakeScheduler(128, options);
   // The worker parks after its first iteration until the drain deadline has passed, so neither
   // request can finish in time: one is running, the other waiting.
   std::promise<void> parked;
@@ -348,7 +349,7 @@ TEST_F(SchedulerLifecycleTest, DrainTimeoutAbortsTheRestWithUnavailable) {
 }
 
 TEST_F(SchedulerLifecycleTest, StopFinishesEverythingOnceAndSchedulerCanBeDestroyed) {
-  Scheduler& scheduler = MakeScheduler(64);
+  Scheduler& scheduler = MakeScheduler(128);
   // Not started: Stop finishes the queued requests itself.
   ASSERT_TRUE(scheduler.Submit(collector_.Make("q1", harness_.RandomPrompt(4, 1), Greedy(3))).ok());
   ASSERT_TRUE(scheduler.Submit(collector_.Make("q2", harness_.RandomPrompt(4, 2), Greedy(3))).ok());
@@ -365,7 +366,7 @@ TEST_F(SchedulerLifecycleTest, StopFinishesEverythingOnceAndSchedulerCanBeDestro
 }
 
 TEST_F(SchedulerLifecycleTest, CreateRejectsBadOptions) {
-  cache_ = harness_.MakeCache(16);
+  cache_ = harness_.MakeCache(32);
   SchedulerOptions options;
   options.max_running = 0;
   auto bad = Scheduler::Create(&harness_.model(), cache_.get(), options);

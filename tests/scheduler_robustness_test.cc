@@ -75,9 +75,8 @@ class FailingBackend : public Backend {
                        Tensor* kv_pool) override {
     return inner_->WriteKv(k, v, slots, kv_pool);
   }
-  absl::Status CompactKv(std::span<const int32_t> block_ids, std::span<const int32_t> kept,
-                         int32_t budget, Tensor* kv_pool) override {
-    return inner_->CompactKv(block_ids, kept, budget, kv_pool);
+  absl::Status CompactKv(std::span<const KvStreamCompaction> streams, Tensor* kv_pool) override {
+    return inner_->CompactKv(streams, kv_pool);
   }
   absl::Status CopyBlocks(std::span<const int32_t> src_blocks, std::span<const int32_t> dst_blocks,
                           Tensor* kv_pool) override {
@@ -115,7 +114,7 @@ TEST(SchedulerRobustnessTest, ForwardFailureFinishesTheBatchWithInternalAndKeeps
   const GenerationResult expected_c = harness.GenerateAlone(requests[2]);
   const GenerationResult expected_e = harness.GenerateAlone(requests[4]);
 
-  auto cache = harness.MakeCache(64);
+  auto cache = harness.MakeCache(128);
   SchedulerOptions options;
   options.max_running = 2;  // a and b share the failing first call; c waits for it
   auto scheduler = Scheduler::Create(&harness.model(), cache.get(), options);
@@ -154,8 +153,9 @@ TEST(SchedulerRobustnessTest, SoakOfRandomRequestsWithAbortsEndsClean) {
   testing::SchedulerHarness harness;
   harness.Init();
   OutcomeCollector collector;
-  // 2 layers x 4-token blocks; the longest request peaks at 2 * ceil((40 + 16 - 1) / 4) = 28.
-  auto cache = harness.MakeCache(40);
+  // 2 layers x 2 KV heads x 4-token blocks; the longest request peaks at
+  // 4 * ceil((40 + 16 - 1) / 4) = 56.
+  auto cache = harness.MakeCache(80);
   SchedulerOptions options;
   options.max_running = 6;
   options.max_waiting = 24;

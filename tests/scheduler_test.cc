@@ -126,7 +126,7 @@ TEST_F(SchedulerTest, ConcurrentGreedyRequestsGetWhatEachGetsAlone) {
     requests.push_back(collector_.Make(
         absl::StrCat("r", i), harness_.RandomPrompt(prompt_lengths[i], 100 + i), sampling));
   }
-  RunAndCompare(std::move(requests), 256, SchedulerOptions{});
+  RunAndCompare(std::move(requests), 512, SchedulerOptions{});
   // Continuous batching: everyone was prefilled in the first forward call, then decoded together.
   const auto iterations = observer_.iterations();
   ASSERT_FALSE(iterations.empty());
@@ -150,7 +150,7 @@ TEST_F(SchedulerTest, StopTokensAndEosEndRequestsAsOfflineGeneration) {
   // This prompt makes the tiny model produce its EOS id (2) as its 45th token.
   requests.push_back(collector_.Make("eos", harness_.RandomPrompt(17, 14), Greedy(60, false)));
   requests.push_back(collector_.Make("other", harness_.RandomPrompt(4, 9), Greedy(9)));
-  RunAndCompare(std::move(requests), 256, SchedulerOptions{});
+  RunAndCompare(std::move(requests), 512, SchedulerOptions{});
   EXPECT_EQ(collector_.outcome("stop").finish_reason, FinishReason::kStop);
   EXPECT_EQ(collector_.outcome("eos").finish_reason, FinishReason::kEos);
 }
@@ -165,7 +165,7 @@ TEST_F(SchedulerTest, ChunkedPrefillGivesTheSameTokens) {
   }
   SchedulerOptions options;
   options.max_prefill_tokens_per_step = 5;
-  RunAndCompare(std::move(requests), 256, options);
+  RunAndCompare(std::move(requests), 1024, options);
   bool mixed = false;
   for (const IterationMetrics& it : observer_.iterations()) {
     EXPECT_LE(it.prefill_tokens, 5);
@@ -175,8 +175,8 @@ TEST_F(SchedulerTest, ChunkedPrefillGivesTheSameTokens) {
 }
 
 TEST_F(SchedulerTest, PreemptionByRecomputeKeepsTokensAndSeededSamples) {
-  // 2 layers x 4-token blocks: each request peaks at 2 * ceil((10 + 24 - 1) / 4) = 18 blocks,
-  // 24 blocks admit all four prompts (6 each) and then decoding runs out.
+  // 2 layers x 2 KV heads x 4-token blocks: each request peaks at 4 * ceil((10 + 24 - 1) / 4) =
+  // 36 blocks, 48 blocks admit all four prompts (12 each) and then decoding runs out.
   std::vector<EngineRequest> requests;
   for (size_t i = 0; i < 4; ++i) {
     SamplingParams sampling = Greedy(24);
@@ -191,7 +191,7 @@ TEST_F(SchedulerTest, PreemptionByRecomputeKeepsTokensAndSeededSamples) {
   }
   SchedulerOptions options;
   options.max_prefill_tokens_per_step = 8;  // recomputes are chunked too
-  RunAndCompare(std::move(requests), 24, options);
+  RunAndCompare(std::move(requests), 48, options);
   EXPECT_GT(total_preemptions_, 0);
 }
 
@@ -208,7 +208,7 @@ TEST_F(SchedulerTest, PreemptedCompressedRequestRecompressesTheSamePrompt) {
   requests.push_back(collector_.Make("zigzag", harness_.RandomPrompt(20, 402), Greedy(26), zigzag));
   SchedulerOptions options;
   options.max_prefill_tokens_per_step = 6;
-  RunAndCompare(std::move(requests), 26, options);
+  RunAndCompare(std::move(requests), 52, options);  // 26 blocks of both heads
   // The newest admitted go first, so a compressed request was preempted and re-compressed.
   EXPECT_GT(collector_.outcome("zigzag").num_preemptions, 0);
 }
@@ -251,7 +251,7 @@ TEST_F(SchedulerTest, CompressionPoliciesReportTheKvStatsOfOfflineGeneration) {
   }
   SchedulerOptions options;
   options.max_prefill_tokens_per_step = 7;  // the window straddles chunk boundaries
-  RunAndCompare(std::move(requests), 512, options);
+  RunAndCompare(std::move(requests), 1024, options);
   for (const Policy& policy : policies) {
     const KvStats stats = collector_.outcome(policy.name).kv_stats;
     const bool expect_compressed = policy.name != "full" && policy.name != "snapkv_short";

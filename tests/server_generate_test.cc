@@ -257,9 +257,9 @@ TEST_F(ServerGenerateTest, ModelAndServerInfo) {
     EXPECT_EQ(info.max_context(), 1024);
     EXPECT_EQ(info.backend(), "cpu");
     EXPECT_EQ(info.kv_block_size(), 16u);
-    // K and V x 16 tokens x 2 KV heads x 16 dims x 4 bytes.
-    EXPECT_EQ(info.kv_bytes_per_block(), 2 * 16 * 2 * 16 * 4);
-    EXPECT_EQ(info.kv_num_blocks(), (4 << 20) / (2 * 16 * 2 * 16 * 4));
+    // K and V x 16 tokens x 16 dims x 4 bytes: a block holds one KV head.
+    EXPECT_EQ(info.kv_bytes_per_block(), 2 * 16 * 16 * 4);
+    EXPECT_EQ(info.kv_num_blocks(), (4 << 20) / (2 * 16 * 16 * 4));
     EXPECT_EQ(info.default_kv_compression().policy(), v1::KV_POLICY_FULL);
     EXPECT_EQ(info.max_tokens_limit(), 512u);
     ASSERT_EQ(info.eos_token_ids_size(), 1);
@@ -273,8 +273,8 @@ TEST_F(ServerGenerateTest, ModelAndServerInfo) {
     EXPECT_EQ(info.state(), v1::SERVER_STATE_SERVING);
     EXPECT_EQ(info.num_requests_running(), 0);
     EXPECT_EQ(info.num_requests_waiting(), 0);
-    EXPECT_EQ(info.kv_blocks_total(), 1024);
-    EXPECT_EQ(info.kv_blocks_free(), 1024);
+    EXPECT_EQ(info.kv_blocks_total(), 2048);
+    EXPECT_EQ(info.kv_blocks_free(), 2048);
     EXPECT_EQ(info.kv_blocks_used(), 0);
     EXPECT_EQ(info.max_waiting(), 64);
   }

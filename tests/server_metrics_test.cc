@@ -91,7 +91,7 @@ TEST_F(ServerMetricsTest, EveryDesignMetricIsExportedWithVllmBuckets) {
     EXPECT_EQ(Value(text, "zigzag_e2e_request_latency_seconds_bucket", With("le", le)), 0) << le;
     EXPECT_EQ(Value(text, "zigzag_request_queue_time_seconds_bucket", With("le", le)), 0) << le;
   }
-  EXPECT_EQ(Value(text, "zigzag_kv_blocks_free"), 1024);
+  EXPECT_EQ(Value(text, "zigzag_kv_blocks_free"), 2048);
   EXPECT_EQ(Value(text, "zigzag_kv_cache_usage_ratio"), 0);
 }
 
@@ -182,7 +182,7 @@ TEST_F(ServerMetricsTest, CountersAndHistogramsMoveByExactlyWhatRequestsReport) 
 
   EXPECT_EQ(Value(after, "zigzag_num_requests_running"), 0);
   EXPECT_EQ(Value(after, "zigzag_num_requests_waiting"), 0);
-  EXPECT_EQ(Value(after, "zigzag_kv_blocks_free"), 1024);
+  EXPECT_EQ(Value(after, "zigzag_kv_blocks_free"), 2048);
   EXPECT_EQ(Value(after, "zigzag_kv_cache_usage_ratio"), 0);
 }
 
@@ -203,7 +203,7 @@ TEST_F(ServerMetricsTest, AbortedRequestsCountAsAbortAndKeepOutOfRequestHistogra
   EXPECT_EQ(Value(running, "zigzag_num_requests_running"), 1);
   const SchedulerLoad load = server_->scheduler()->Load();
   EXPECT_EQ(Value(running, "zigzag_kv_blocks_free"), load.kv_blocks_free);
-  EXPECT_NEAR(Value(running, "zigzag_kv_cache_usage_ratio"), load.kv_blocks_used / 1024.0, 1e-12);
+  EXPECT_NEAR(Value(running, "zigzag_kv_cache_usage_ratio"), load.kv_blocks_used / 2048.0, 1e-12);
 
   const std::string before = running;
   auto stub = NewStub(server_->port());
@@ -232,7 +232,7 @@ TEST_F(ServerMetricsTest, AbortedRequestsCountAsAbortAndKeepOutOfRequestHistogra
   EXPECT_EQ(Value(after, "zigzag_inter_token_latency_seconds_count"),
             response.token_ids_size() - 1);
   EXPECT_EQ(Value(after, "zigzag_time_to_first_token_seconds_count"), 1);
-  EXPECT_EQ(Value(after, "zigzag_kv_blocks_free"), 1024);
+  EXPECT_EQ(Value(after, "zigzag_kv_blocks_free"), 2048);
 }
 
 TEST_F(ServerMetricsTest, ExpiredDeadlinesCountAsFailuresNotAborts) {

@@ -54,7 +54,8 @@ ServerOptions TestServerOptions() {
   // No /metrics listener unless a test asks for one (the metrics test does).
   options.metrics_port = -1;
   options.block_size = 16;
-  options.kv_memory_mb = 4;  // 4096-byte blocks (K+V, 16 tokens, 2 KV heads x 16, f32): 1024
+  // 2048-byte blocks (K+V, 16 tokens, one KV head of 16, f32): 2048 of them.
+  options.kv_memory_mb = 4;
   options.max_waiting = 64;
   options.max_running = 32;
   options.max_prefill_tokens_per_step = 256;
@@ -229,7 +230,7 @@ EngineReference::EngineReference() {
   EXPECT_TRUE(model.ok()) << model.status();
   model_ = std::move(*model);
   auto cache =
-      KvCache::Create(backend_.get(), model_->kv_layout(TestServerOptions().block_size), 1024);
+      KvCache::Create(backend_.get(), model_->kv_layout(TestServerOptions().block_size), 2048);
   EXPECT_TRUE(cache.ok()) << cache.status();
   cache_ = std::move(*cache);
 }

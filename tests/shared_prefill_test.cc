@@ -21,7 +21,7 @@ namespace {
 using ::testing::HasSubstr;
 
 constexpr int32_t kBlockSize = 4;
-constexpr int32_t kPoolBlocks = 1500;
+constexpr int32_t kPoolBlocks = 3000;  // one KV head per block: the bytes of 1500 two-head blocks
 
 class SharedPrefillTest : public ::testing::Test {
  protected:
@@ -115,10 +115,11 @@ TEST_F(SharedPrefillTest, EveryPolicyEqualsItsOwnPrefill) {
   EXPECT_EQ(engine_.cache->pool().num_free(), kPoolBlocks);
 }
 
-TEST_F(SharedPrefillTest, ForkCopiesEveryLayerIntoItsOwnBlocks) {
-  SequenceKv source(&engine_.cache->pool(), 3);
+TEST_F(SharedPrefillTest, ForkCopiesEveryStreamIntoItsOwnBlocks) {
+  const int heads = static_cast<int>(engine_.cache->layout().num_kv_heads);
+  SequenceKv source(&engine_.cache->pool(), 3, heads);
   ASSERT_TRUE(source.AppendAllLayers(10).ok());
-  ASSERT_TRUE(source.Append(1, 7).ok());  // layers of different lengths
+  ASSERT_TRUE(source.Append(1, 0, 7).ok());  // streams of different lengths
   std::vector<float> initial = testing::RandomFloats(engine_.cache->pool_tensor().numel(), 3);
   ASSERT_TRUE(
       engine_.backend->CopyToDevice(initial.data(), DType::kF32, &engine_.cache->pool_tensor())
@@ -130,17 +131,19 @@ TEST_F(SharedPrefillTest, ForkCopiesEveryLayerIntoItsOwnBlocks) {
   EXPECT_EQ(engine_.cache->pool().num_free(), free_before - source.blocks_held());
   const std::vector<float> after = PoolContents();
   const KvLayout& layout = engine_.cache->layout();
-  const size_t block_floats = 2 * kBlockSize * layout.num_kv_heads * layout.head_dim;
+  const size_t block_floats = 2 * kBlockSize * layout.head_dim;
   for (int layer = 0; layer < 3; ++layer) {
-    ASSERT_EQ(fork->length(layer), source.length(layer));
-    ASSERT_EQ(fork->blocks(layer).size(), source.blocks(layer).size());
-    for (size_t b = 0; b < source.blocks(layer).size(); ++b) {
-      const int32_t from = source.blocks(layer)[b];
-      const int32_t to = fork->blocks(layer)[b];
-      EXPECT_NE(from, to);
-      for (size_t e = 0; e < block_floats; ++e) {
-        ASSERT_EQ(after[to * block_floats + e], initial[from * block_floats + e])
-            << "layer " << layer << " block " << b;
+    for (int head = 0; head < heads; ++head) {
+      ASSERT_EQ(fork->length(layer, head), source.length(layer, head));
+      ASSERT_EQ(fork->blocks(layer, head).size(), source.blocks(layer, head).size());
+      for (size_t b = 0; b < source.blocks(layer, head).size(); ++b) {
+        const int32_t from = source.blocks(layer, head)[b];
+        const int32_t to = fork->blocks(layer, head)[b];
+        EXPECT_NE(from, to);
+        for (size_t e = 0; e < block_floats; ++e) {
+          ASSERT_EQ(after[to * block_floats + e], initial[from * block_floats + e])
+              << "layer " << layer << " head " << head << " block " << b;
+        }
       }
     }
   }
@@ -150,8 +153,10 @@ TEST_F(SharedPrefillTest, ForkCopiesEveryLayerIntoItsOwnBlocks) {
 }
 
 TEST_F(SharedPrefillTest, ForkWithoutRoomFailsAndTakesNothing) {
-  SequenceKv source(&engine_.cache->pool(), 3);
-  ASSERT_TRUE(source.AppendAllLayers(kBlockSize * (kPoolBlocks / 3 - 10)).ok());
+  const int heads = static_cast<int>(engine_.cache->layout().num_kv_heads);
+  SequenceKv source(&engine_.cache->pool(), 3, heads);
+  // Holds all but 10 blocks per stream's share of the pool: the copy cannot fit.
+  ASSERT_TRUE(source.AppendAllLayers(kBlockSize * (kPoolBlocks / (3 * heads) - 10)).ok());
   const int32_t free_before = engine_.cache->pool().num_free();
   auto fork = ForkSequenceKv(source, *engine_.backend, *engine_.cache);
   EXPECT_EQ(fork.status().code(), absl::StatusCode::kResourceExhausted) << fork.status();

@@ -128,24 +128,29 @@ absl::StatusOr<zigzag::CompressionParams> ReadCompressionParams() {
   return params;
 }
 
-// Keys and values [T][G][d] of one layer of a sequence, read block by block from the pool.
+// Keys and values [T][G][d] of one layer of a sequence, read block by block from the pool (a
+// block holds one KV head's K and V of block_size tokens).
 absl::Status ReadLayerKv(zigzag::Backend& backend, zigzag::KvCache& cache,
                          const zigzag::SequenceKv& kv, int layer, int64_t tokens,
                          std::vector<float>* keys, std::vector<float>* values) {
   const zigzag::KvLayout& layout = cache.layout();
   const int64_t block_size = layout.block_size;
-  const int64_t token_floats = int64_t{layout.num_kv_heads} * layout.head_dim;
-  keys->resize(static_cast<size_t>(tokens * token_floats));
+  const int64_t heads = layout.num_kv_heads;
+  const int64_t d = layout.head_dim;
+  keys->resize(static_cast<size_t>(tokens * heads * d));
   values->resize(keys->size());
-  std::vector<float> block(static_cast<size_t>(2 * block_size * token_floats));
-  for (int64_t first = 0; first < tokens; first += block_size) {
-    const int32_t block_id = kv.blocks(layer)[first / block_size];
-    RETURN_IF_ERROR(backend.CopyToHost(cache.pool_tensor().Rows(block_id, 1), block));
-    for (int64_t offset = 0; offset < block_size && first + offset < tokens; ++offset) {
-      const float* key = block.data() + offset * token_floats;
-      const float* value = block.data() + (block_size + offset) * token_floats;
-      std::copy(key, key + token_floats, keys->data() + (first + offset) * token_floats);
-      std::copy(value, value + token_floats, values->data() + (first + offset) * token_floats);
+  std::vector<float> block(static_cast<size_t>(2 * block_size * d));
+  for (int64_t g = 0; g < heads; ++g) {
+    for (int64_t first = 0; first < tokens; first += block_size) {
+      const int32_t block_id = kv.blocks(layer, static_cast<int>(g))[first / block_size];
+      RETURN_IF_ERROR(backend.CopyToHost(cache.pool_tensor().Rows(block_id, 1), block));
+      for (int64_t offset = 0; offset < block_size && first + offset < tokens; ++offset) {
+        const float* key = block.data() + offset * d;
+        const float* value = block.data() + (block_size + offset) * d;
+        const int64_t at = ((first + offset) * heads + g) * d;
+        std::copy(key, key + d, keys->data() + at);
+        std::copy(value, value + d, values->data() + at);
+      }
     }
   }
   return absl::OkStatus();
@@ -184,9 +189,10 @@ absl::StatusOr<Profile> RunProfile(zigzag::LlamaModel& model, zigzag::Backend& b
   // One prefill into a cache just big enough, measuring the window summaries and queries.
   ASSIGN_OR_RETURN(
       std::unique_ptr<zigzag::KvCache> cache,
-      zigzag::KvCache::Create(&backend, model.kv_layout(block_size),
-                              num_layers * zigzag::BlockPool::BlocksForTokens(tokens, block_size)));
-  zigzag::SequenceKv kv(&cache->pool(), num_layers);
+      zigzag::KvCache::Create(
+          &backend, model.kv_layout(block_size),
+          static_cast<int32_t>(model.kv_layout(block_size).BlocksForTokensAllStreams(tokens))));
+  zigzag::SequenceKv kv(&cache->pool(), num_layers, static_cast<int>(config.num_kv_heads));
   RETURN_IF_ERROR(kv.AppendAllLayers(tokens));
   std::vector<zigzag::Tensor> mass_tensors;
   for (int l = 0; l < num_layers; ++l) {

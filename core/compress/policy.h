@@ -40,10 +40,8 @@ struct CompressionPlan {
   // uniform every head of layer l keeps budgets[l]; under adaptive the sizes may differ.
   std::vector<std::vector<std::vector<int32_t>>> kept;
   // [L][G] kept[l][g].size(): the count each (layer, KV head) keeps; empty when not compressed.
-  // TODO(issue 12): the KV cache cannot hold unequal counts yet. core/kv's CompactSequenceKv
-  // (kv_compaction.cc) compacts every head of layer l to budgets[l] and refuses, with
-  // InvalidArgument and the cache unchanged, a plan whose heads keep other counts; head-granular
-  // blocks will let it compact each head to head_counts[l][g].
+  // core/kv's CompactSequenceKv compacts each (layer, KV head) stream to its own count, so an
+  // adaptive plan frees each head's own tail blocks.
   std::vector<std::vector<int64_t>> head_counts;
 
   // True when every head of every compressed layer keeps budgets[l] (always under uniform).

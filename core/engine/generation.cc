@@ -86,7 +86,7 @@ absl::Status SampleFirstAndDecode(LlamaModel& model, KvCache& cache,
         if (seq.kv.blocks_held() > 0) {
           // Finished: record what it held, then give the blocks back at once.
           KvStats& stats = seq.result->kv_stats;
-          stats.appended_tokens = seq.kv.length(0) - stats.prompt_kept_per_layer[0];
+          stats.appended_tokens = seq.kv.length(0, 0) - stats.prompt_kept_per_head[0][0];
           FillKvMemoryStats(seq.kv, cache.layout(), &stats);
           seq.kv.Release();
         }
@@ -130,9 +130,10 @@ absl::StatusOr<std::vector<GenerationResult>> GenerateBatch(
   std::vector<ActiveSequence> active;
   active.reserve(requests.size());
   const int num_layers = static_cast<int>(config.num_layers);
+  const int num_kv_heads = static_cast<int>(config.num_kv_heads);
   for (size_t i = 0; i < requests.size(); ++i) {
     active.push_back(ActiveSequence{&requests[i], &results[i],
-                                    SequenceKv(&cache.pool(), num_layers),
+                                    SequenceKv(&cache.pool(), num_layers, num_kv_heads),
                                     Sampler(requests[i].sampling), requests[i].prompt, 0, false});
   }
 
@@ -191,6 +192,7 @@ absl::StatusOr<std::vector<GenerationResult>> GenerateFromSharedPrefill(
   const std::vector<int32_t>& prompt = requests[0].prompt;
   const int64_t prompt_tokens = static_cast<int64_t>(prompt.size());
   const int num_layers = static_cast<int>(config.num_layers);
+  const int num_kv_heads = static_cast<int>(config.num_kv_heads);
 
   // One prefill, measuring the window summaries with the parameters of a policy that needs them.
   CompressionParams measuring;
@@ -202,7 +204,7 @@ absl::StatusOr<std::vector<GenerationResult>> GenerateFromSharedPrefill(
   }
   WindowSummary summary;
   std::vector<float> logits;
-  SequenceKv prefilled(&cache.pool(), num_layers);
+  SequenceKv prefilled(&cache.pool(), num_layers, num_kv_heads);
   {
     RETURN_IF_ERROR(prefilled.AppendAllLayers(prompt_tokens));
     ASSIGN_OR_RETURN(PrefillCompression measured,

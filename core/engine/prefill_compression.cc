@@ -89,6 +89,13 @@ absl::StatusOr<CompressionPlan> PrefillCompression::ApplyWithSummary(const Windo
   stats->compressed = plan.compressed;
   stats->prompt_tokens = prompt_tokens_;
   stats->prompt_kept_per_layer = plan.budgets;
+  stats->prompt_kept_per_head.assign(num_layers_, {});
+  for (int32_t l = 0; l < num_layers_; ++l) {
+    // head_counts is filled whenever the plan compresses; otherwise every head keeps the layer's.
+    stats->prompt_kept_per_head[l] = plan.head_counts.empty()
+                                         ? std::vector<int64_t>(num_kv_heads_, plan.budgets[l])
+                                         : plan.head_counts[l];
+  }
   return plan;
 }
 

@@ -10,10 +10,18 @@
 
 namespace zigzag {
 
-int64_t KvLayout::bytes_per_block() const { return int64_t{block_size} * bytes_per_token_layer(); }
+int64_t KvLayout::bytes_per_block() const { return int64_t{block_size} * bytes_per_token_head(); }
 
 int64_t KvLayout::bytes_per_token_layer() const {
-  return 2 * int64_t{num_kv_heads} * head_dim * static_cast<int64_t>(DTypeSize(dtype));
+  return int64_t{num_kv_heads} * bytes_per_token_head();
+}
+
+int64_t KvLayout::bytes_per_token_head() const {
+  return 2 * int64_t{head_dim} * static_cast<int64_t>(DTypeSize(dtype));
+}
+
+int64_t KvLayout::BlocksForTokensAllStreams(int64_t tokens) const {
+  return int64_t{num_layers} * num_kv_heads * BlockPool::BlocksForTokens(tokens, block_size);
 }
 
 namespace {
@@ -59,7 +67,7 @@ absl::StatusOr<std::unique_ptr<KvCache>> KvCache::Create(Backend* backend, const
         absl::StrCat("KV cache: num_blocks ", num_blocks, " of block_size ", layout.block_size,
                      " exceeds the int32 slot range (at most ", MaxBlocks(layout), " blocks)"));
   }
-  const Shape shape = {num_blocks, 2, layout.block_size, layout.num_kv_heads, layout.head_dim};
+  const Shape shape = {num_blocks, 2, layout.block_size, layout.head_dim};
   absl::StatusOr<Tensor> pool_tensor = backend->Allocate(layout.dtype, shape);
   if (!pool_tensor.ok()) {
     return absl::Status(

@@ -1,7 +1,8 @@
 // KvCache: the paged KV memory of one model on one backend: a single pool tensor allocated once
-// at start-up ([num_blocks, 2, block_size, kv_heads, head_dim]) and the BlockPool of its ids.
-// All layers of all sequences share it, so a block freed in one layer serves any other. It knows
-// nothing of requests; SequenceKv holds each sequence's blocks.
+// at start-up ([num_blocks, 2, block_size, head_dim]: a block holds one KV head's K and V of
+// block_size tokens) and the BlockPool of its ids. Every (layer, KV head) stream of every
+// sequence shares it, so a block freed by one head serves any other. It knows nothing of
+// requests; SequenceKv holds each sequence's blocks.
 #pragma once
 
 #include <cstdint>
@@ -20,10 +21,14 @@ struct KvLayout {
   int32_t block_size = 16;
   DType dtype = DType::kF32;
 
-  // K and V of one block: 2 * block_size * kv_heads * head_dim * sizeof(dtype).
+  // K and V of one block (one KV head): 2 * block_size * head_dim * sizeof(dtype).
   int64_t bytes_per_block() const;
-  // K and V of one token in one layer.
+  // K and V of one token in one layer, all KV heads.
   int64_t bytes_per_token_layer() const;
+  // K and V of one token in one (layer, KV head) stream.
+  int64_t bytes_per_token_head() const;
+  // Blocks a token count needs in every (layer, KV head) stream: L * G * ceil(tokens / block).
+  int64_t BlocksForTokensAllStreams(int64_t tokens) const;
 };
 
 class KvCache {

@@ -1,6 +1,6 @@
 // Forking one sequence's cache: a new SequenceKv with its own blocks holding a copy of every
-// layer's entries (Backend::CopyBlocks), so one prefill can be continued several ways (e.g. under
-// several compression policies). Sharing blocks copy-on-write is not done here.
+// (layer, KV head) stream's entries (Backend::CopyBlocks), so one prefill can be continued several
+// ways (e.g. under several compression policies). Sharing blocks copy-on-write is not done here.
 #pragma once
 
 #include "absl/status/statusor.h"

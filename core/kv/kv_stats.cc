@@ -6,8 +6,10 @@ void FillKvMemoryStats(const SequenceKv& kv, const KvLayout& layout, KvStats* st
   const int64_t layers = kv.num_layers();
   const int64_t full_tokens = stats->prompt_tokens + stats->appended_tokens;
   stats->full_kv_bytes = layers * full_tokens * layout.bytes_per_token_layer();
-  stats->retained_kv_bytes = kv.tokens_held() * layout.bytes_per_token_layer();
-  stats->full_kv_block_bytes = layers * BlockPool::BlocksForTokens(full_tokens, layout.block_size) *
+  // tokens_held() counts a token once per (layer, KV head) stream that holds it.
+  stats->retained_kv_bytes = kv.tokens_held() * layout.bytes_per_token_head();
+  stats->full_kv_block_bytes = layers * kv.num_kv_heads() *
+                               BlockPool::BlocksForTokens(full_tokens, layout.block_size) *
                                layout.bytes_per_block();
   stats->blocks_held = kv.blocks_held();
   stats->retained_kv_block_bytes = stats->blocks_held * layout.bytes_per_block();

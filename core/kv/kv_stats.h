@@ -18,15 +18,19 @@ struct KvStats {
   int32_t window = 0;          // w_eff
   bool compressed = false;
   int64_t prompt_tokens = 0;                   // T
-  std::vector<int64_t> prompt_kept_per_layer;  // tokens of the prompt each layer kept
-  int64_t appended_tokens = 0;                 // entries written after the prompt (decode)
-  int64_t full_kv_bytes = 0;                   // L * (T + appended) tokens
-  int64_t retained_kv_bytes = 0;               // sum over layers of the layer's length
-  int64_t full_kv_block_bytes = 0;             // L * ceil((T + appended) / block) whole blocks
-  int64_t retained_kv_block_bytes = 0;         // blocks held x bytes per block
-  int64_t saved_kv_bytes = 0;                  // full_kv_block_bytes - retained_kv_block_bytes
-  double retained_ratio = 1.0;                 // retained_kv_bytes / full_kv_bytes
-  int64_t blocks_held = 0;
+  std::vector<int64_t> prompt_kept_per_layer;  // tokens of the prompt each layer kept (per head,
+                                               // mean over KV heads under an adaptive split)
+  // [L][G] tokens of the prompt each (layer, KV head) kept; empty until the prompt is compressed
+  // (or found not to need it).
+  std::vector<std::vector<int64_t>> prompt_kept_per_head;
+  int64_t appended_tokens = 0;          // entries written after the prompt (decode)
+  int64_t full_kv_bytes = 0;            // L * (T + appended) tokens
+  int64_t retained_kv_bytes = 0;        // sum over (layer, KV head) of its length
+  int64_t full_kv_block_bytes = 0;      // L * G * ceil((T + appended) / block) blocks
+  int64_t retained_kv_block_bytes = 0;  // blocks held x bytes per block
+  int64_t saved_kv_bytes = 0;           // full_kv_block_bytes - retained_kv_block_bytes
+  double retained_ratio = 1.0;          // retained_kv_bytes / full_kv_bytes
+  int64_t blocks_held = 0;              // one block holds one KV head of block_size tokens
 };
 
 // Fills the byte and block figures of `stats` from `kv` (its current lengths and blocks);

@@ -156,11 +156,16 @@ absl::Status LlamaModel::ValidateBatch(std::span<const ForwardSequence> batch,
       return absl::InvalidArgumentError(absl::StrCat(
           "Forward: sequence ", s, " has no KV state for ", config_.num_layers, " layers"));
     }
+    if (seq.kv->num_kv_heads() != config_.num_kv_heads) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("Forward: sequence ", s, " has ", seq.kv->num_kv_heads(),
+                       " KV heads, the model ", config_.num_kv_heads));
+    }
     for (int l = 0; l < seq.kv->num_layers(); ++l) {
-      if (seq.kv->length(l) < n) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("Forward: sequence ", s, " layer ", l, " holds ", seq.kv->length(l),
-                         " KV entries, fewer than its ", n, " new tokens (reserve them first)"));
+      if (seq.kv->min_length(l) < n) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "Forward: sequence ", s, " layer ", l, " has a KV head holding ", seq.kv->min_length(l),
+            " entries, fewer than its ", n, " new tokens (reserve them first)"));
       }
     }
     if (!seq.window_mass.empty() &&
@@ -169,12 +174,13 @@ absl::Status LlamaModel::ValidateBatch(std::span<const ForwardSequence> batch,
           absl::StrCat("Forward: sequence ", s, " window_mass must have one tensor per layer"));
     }
     if (seq.captured_window_queries != nullptr) {
-      for (int l = 1; l < seq.kv->num_layers(); ++l) {
-        if (seq.kv->length(l) != seq.kv->length(0)) {
+      for (int l = 0; l < seq.kv->num_layers(); ++l) {
+        if (seq.kv->min_length(l) != seq.kv->length(0, 0) ||
+            seq.kv->max_length(l) != seq.kv->length(0, 0)) {
           return absl::InvalidArgumentError(absl::StrCat(
-              "Forward: sequence ", s, " captured_window_queries needs every layer at ",
-              "the same KV length; layer ", l, " holds ", seq.kv->length(l), ", layer 0 holds ",
-              seq.kv->length(0)));
+              "Forward: sequence ", s, " captured_window_queries needs every (layer, KV head) at ",
+              "the same KV length; layer ", l, " holds ", seq.kv->min_length(l), " to ",
+              seq.kv->max_length(l), ", layer 0 head 0 holds ", seq.kv->length(0, 0)));
         }
       }
     }
@@ -218,9 +224,15 @@ absl::StatusOr<std::vector<float>> LlamaModel::Forward(std::span<const ForwardSe
 
   const float eps = static_cast<float>(c.rms_norm_eps);
   AttentionBatch attention_batch;
+  attention_batch.num_kv_heads = static_cast<int32_t>(c.num_kv_heads);
   attention_batch.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
   std::vector<AttentionSequence> sequences(batch.size());
-  std::vector<int32_t> slots(rows);
+  // Every sequence's per-KV-head tables of the current layer (CSR: lengths, offsets, block ids),
+  // rebuilt per layer because streams differ per layer once compressed.
+  const int kv_heads = static_cast<int>(c.num_kv_heads);
+  std::vector<std::vector<int32_t>> kv_lens(batch.size()), block_offsets(batch.size()),
+      block_ids(batch.size());
+  std::vector<int32_t> slots(rows * kv_heads);
 
   // Window query capture: which rows of q each capturing sequence wants, and one scratch tensor
   // to gather them into before the copy to the host.
@@ -232,7 +244,7 @@ absl::StatusOr<std::vector<float>> LlamaModel::Forward(std::span<const ForwardSe
       const ForwardSequence& seq = batch[s];
       const int64_t n = static_cast<int64_t>(seq.tokens.size());
       if (seq.captured_window_queries != nullptr) {
-        const int64_t first_index = seq.kv->length(0) - n;  // cache index of this call's token 0
+        const int64_t first_index = seq.kv->length(0, 0) - n;  // cache index of this call's token 0
         for (int64_t i = 0; i < n; ++i) {
           if (first_index + i >= seq.window_begin) {
             capture_rows[s].push_back(first_row + static_cast<int32_t>(i));
@@ -257,18 +269,31 @@ absl::StatusOr<std::vector<float>> LlamaModel::Forward(std::span<const ForwardSe
   for (int64_t l = 0; l < c.num_layers; ++l) {
     const LayerWeights& w = layers_[l];
     const int layer = static_cast<int>(l);
-    // This layer's view of every sequence's cache: lengths differ per layer once compressed.
+    // This layer's view of every sequence's cache: each KV head's stream has its own blocks and
+    // length; token n's head g goes to slots[n * kv_heads + g], the newest entries of g's stream.
     int32_t row = 0;
     for (size_t s = 0; s < batch.size(); ++s) {
       const ForwardSequence& seq = batch[s];
       const int64_t n = static_cast<int64_t>(seq.tokens.size());
-      const int64_t kv_len = seq.kv->length(layer);
-      for (int64_t i = 0; i < n; ++i) slots[row + i] = seq.kv->Slot(layer, kv_len - n + i);
+      kv_lens[s].clear();
+      block_offsets[s].assign(1, 0);
+      block_ids[s].clear();
+      for (int g = 0; g < kv_heads; ++g) {
+        const int64_t kv_len = seq.kv->length(layer, g);
+        for (int64_t i = 0; i < n; ++i) {
+          slots[(row + i) * kv_heads + g] = seq.kv->Slot(layer, g, kv_len - n + i);
+        }
+        const std::span<const int32_t> stream = seq.kv->blocks(layer, g);
+        kv_lens[s].push_back(static_cast<int32_t>(kv_len));
+        block_ids[s].insert(block_ids[s].end(), stream.begin(), stream.end());
+        block_offsets[s].push_back(static_cast<int32_t>(block_ids[s].size()));
+      }
       AttentionSequence& a = sequences[s];
       a.query_begin = row;
       a.num_queries = static_cast<int32_t>(n);
-      a.kv_len = static_cast<int32_t>(kv_len);
-      a.block_ids = seq.kv->blocks(layer);
+      a.kv_lens = kv_lens[s];
+      a.block_offsets = block_offsets[s];
+      a.block_ids = block_ids[s];
       a.window_mass = seq.window_mass.empty() ? nullptr : &seq.window_mass[l];
       a.window_begin = seq.window_begin;
       row += static_cast<int32_t>(n);

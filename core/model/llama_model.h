@@ -21,7 +21,8 @@ namespace zigzag {
 
 // One sequence's part of a forward batch: `tokens` are new tokens at positions
 // first_position, first_position + 1, ... Their cache entries must already be reserved: each
-// layer of `kv` holds them as its last tokens.size() entries (SequenceKv::AppendAllLayers).
+// (layer, KV head) stream of `kv` holds them as its last tokens.size() entries
+// (SequenceKv::AppendAllLayers).
 struct ForwardSequence {
   std::span<const int32_t> tokens;
   int64_t first_position = 0;
@@ -34,7 +35,7 @@ struct ForwardSequence {
   // Optional (profiling, tests): when non-null, receives the post-RoPE queries of this call's
   // tokens whose cache index is >= window_begin, float32, layer-major [L][rows][H][head_dim]
   // (rows = how many of this call's tokens fall in the window; 0 leaves it empty). Replaced by
-  // each call. Needs every layer at the same length (an uncompressed sequence).
+  // each call. Needs every stream at the same length (an uncompressed sequence).
   std::vector<float>* captured_window_queries = nullptr;
 };
 

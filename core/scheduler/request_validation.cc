@@ -23,7 +23,7 @@ absl::Status ValidateEngineRequest(const EngineRequest& request, const ModelConf
 
 int64_t PeakKvBlocks(int64_t prompt_tokens, int32_t max_tokens, const KvLayout& layout) {
   const int64_t entries = prompt_tokens + max_tokens - 1;
-  return int64_t{layout.num_layers} * BlockPool::BlocksForTokens(entries, layout.block_size);
+  return layout.BlocksForTokensAllStreams(entries);
 }
 
 absl::Status CheckFitsInPool(const EngineRequest& request, const KvLayout& layout,
@@ -31,11 +31,12 @@ absl::Status CheckFitsInPool(const EngineRequest& request, const KvLayout& layou
   const int64_t prompt_tokens = static_cast<int64_t>(request.prompt.size());
   const int64_t peak = PeakKvBlocks(prompt_tokens, request.sampling.max_tokens, layout);
   if (peak > pool_blocks) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "request ", request.request_id, " can never fit in the KV cache: a prompt of ",
-        prompt_tokens, " tokens + max_tokens ", request.sampling.max_tokens, " needs up to ", peak,
-        " blocks (", layout.num_layers, " layers x ", layout.block_size,
-        " tokens per block, uncompressed) but the pool has ", pool_blocks, " blocks"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("request ", request.request_id, " can never fit in the KV cache: a prompt of ",
+                     prompt_tokens, " tokens + max_tokens ", request.sampling.max_tokens,
+                     " needs up to ", peak, " blocks (", layout.num_layers, " layers x ",
+                     layout.num_kv_heads, " KV heads x ", layout.block_size,
+                     " tokens per block, uncompressed) but the pool has ", pool_blocks, " blocks"));
   }
   return absl::OkStatus();
 }

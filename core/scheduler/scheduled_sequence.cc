@@ -14,9 +14,9 @@ double SecondsBetween(SteadyTime from, SteadyTime to) {
 }  // namespace
 
 ScheduledSequence::ScheduledSequence(EngineRequest request_in, BlockPool* pool, int num_layers,
-                                     SteadyTime submitted_at)
+                                     int num_kv_heads, SteadyTime submitted_at)
     : request(std::move(request_in)),
-      kv(pool, num_layers),
+      kv(pool, num_layers, num_kv_heads),
       sampler(request.sampling),
       context(request.prompt),
       submitted(submitted_at) {
@@ -28,8 +28,8 @@ int64_t ScheduledSequence::BlocksToReserve() const {
     case SequencePhase::kWaiting:
       return 0;
     case SequencePhase::kPrefill:
-      // Before compression every layer holds `prefilled` entries, so this is
-      // L * ceil(prefill_target / block) - held: the transient full KV. After it, the exact
+      // Before compression every (layer, KV head) stream holds `prefilled` entries, so this is
+      // L * G * ceil(prefill_target / block) - held: the transient full KV. After it, the exact
       // growth of the compressed layers by the generated tokens still to recompute.
       return kv.BlocksNeededToAppend(prefill_target - prefilled);
     case SequencePhase::kDecode:
@@ -81,11 +81,15 @@ void FillFinalKvStats(ScheduledSequence& seq, const KvLayout& layout) {
     stats.window =
         static_cast<int32_t>(std::min<int64_t>(seq.request.compression.window, prompt_tokens));
     stats.compressed = false;
-    stats.prompt_kept_per_layer.assign(seq.kv.num_layers(),
-                                       seq.kv.num_layers() > 0 ? seq.kv.length(0) : 0);
+    // Uncompressed: every stream holds the same length.
+    const int64_t held =
+        seq.kv.num_layers() > 0 && seq.kv.num_kv_heads() > 0 ? seq.kv.length(0, 0) : 0;
+    stats.prompt_kept_per_layer.assign(seq.kv.num_layers(), held);
+    stats.prompt_kept_per_head.assign(seq.kv.num_layers(),
+                                      std::vector<int64_t>(seq.kv.num_kv_heads(), held));
     stats.appended_tokens = 0;
   } else {
-    stats.appended_tokens = seq.kv.length(0) - stats.prompt_kept_per_layer[0];
+    stats.appended_tokens = seq.kv.length(0, 0) - stats.prompt_kept_per_head[0][0];
   }
   stats.prompt_tokens = prompt_tokens;
   FillKvMemoryStats(seq.kv, layout, &stats);

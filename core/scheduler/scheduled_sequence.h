@@ -26,7 +26,8 @@ enum class SequencePhase {
 };
 
 struct ScheduledSequence {
-  ScheduledSequence(EngineRequest request, BlockPool* pool, int num_layers, SteadyTime submitted);
+  ScheduledSequence(EngineRequest request, BlockPool* pool, int num_layers, int num_kv_heads,
+                    SteadyTime submitted);
 
   int64_t prompt_tokens() const { return static_cast<int64_t>(request.prompt.size()); }
   int64_t generated_tokens() const { return static_cast<int64_t>(outcome.tokens.size()); }

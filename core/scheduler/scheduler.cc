@@ -72,7 +72,8 @@ absl::Status Scheduler::Submit(EngineRequest request) {
         absl::StrCat("request ", request.request_id, ": deadline passed before it was queued"));
   }
   auto seq = std::make_unique<ScheduledSequence>(
-      std::move(request), &cache_->pool(), static_cast<int>(model_->config().num_layers), now);
+      std::move(request), &cache_->pool(), static_cast<int>(model_->config().num_layers),
+      static_cast<int>(model_->config().num_kv_heads), now);
   const std::string& id = seq->request.request_id;
   {
     std::lock_guard<std::mutex> lock(mu_);

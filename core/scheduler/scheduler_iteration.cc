@@ -10,10 +10,10 @@
 //
 // Block accounting. Every block is held by a running sequence or free. A prefilling sequence
 // has a claim on the blocks its remaining prefill needs (BlocksToReserve: before its prompt is
-// compressed, every layer's full length), and a decoding one on its next entry. Admission only
-// hands out blocks beyond all claims, and a decode may only take blocks beyond the prefill
-// claims, so a prefill chunk's allocation always succeeds. Compression never raises a claim by
-// more than the blocks it frees (kept_l <= T in every layer).
+// compressed, every (layer, KV head) stream's full length), and a decoding one on its next entry.
+// Admission only hands out blocks beyond all claims, and a decode may only take blocks beyond the
+// prefill claims, so a prefill chunk's allocation always succeeds. Compression never raises a claim
+// by more than the blocks it frees (kept <= T in every stream).
 #include <algorithm>
 #include <chrono>
 
@@ -119,12 +119,10 @@ int Scheduler::AdmitWaiting() {
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (waiting_.empty()) break;
-      // Its whole context (prompt, plus generated tokens after a preemption), every layer,
-      // uncompressed: the most it holds before its next sampled token.
+      // Its whole context (prompt, plus generated tokens after a preemption), every (layer,
+      // KV head) stream, uncompressed: the most it holds before its next sampled token.
       const int64_t need =
-          int64_t{layout.num_layers} *
-          BlockPool::BlocksForTokens(static_cast<int64_t>(waiting_.front()->context.size()),
-                                     layout.block_size);
+          layout.BlocksForTokensAllStreams(static_cast<int64_t>(waiting_.front()->context.size()));
       if (need > pool.num_free() - claimed) break;  // first come, first served: no overtaking
       seq = std::move(waiting_.front());
       waiting_.pop_front();

@@ -9,55 +9,54 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/util/status_macros.h"
+#include "kernels/attention_args.h"
 #include "kernels/cpu/cpu_checks.h"
 #include "kernels/kv_compaction_args.h"
 
 namespace zigzag::cpu {
 namespace {
 
-constexpr const char* kPoolLayout = "[num_blocks, 2, block_size, kv_heads, head_dim]";
+constexpr const char* kPoolLayout = "[num_blocks, 2, block_size, head_dim]";
 
-// Checks kv_pool's rank, dtype and its K/V dimension; the caller checks heads and head_dim.
+// Checks kv_pool's rank, dtype and its K/V dimension; the caller checks head_dim.
 absl::Status CheckPool(const char* op, const Tensor& kv_pool) {
-  RETURN_IF_ERROR(CheckF32(op, "kv_pool", kv_pool, 5, kPoolLayout));
+  RETURN_IF_ERROR(CheckF32(op, "kv_pool", kv_pool, 4, kPoolLayout));
   if (kv_pool.dim(1) != 2) {
     return ArgError(op, "kv_pool", "is ", kv_pool.DebugString(),
                     "; dimension 1 must be 2 (K, V) in ", kPoolLayout);
   }
-  if (kv_pool.dim(2) < 1 || kv_pool.dim(3) < 1) {
-    return ArgError(op, "kv_pool", "is ", kv_pool.DebugString(),
-                    "; block_size and kv_heads must be >= 1");
+  if (kv_pool.dim(2) < 1) {
+    return ArgError(op, "kv_pool", "is ", kv_pool.DebugString(), "; block_size must be >= 1");
   }
   return absl::OkStatus();
 }
 
-// Read-only addressing of the pool [num_blocks, 2, block_size, kv_heads, head_dim].
+// Read-only addressing of the pool [num_blocks, 2, block_size, head_dim]: a block holds one KV
+// head.
 struct PoolView {
   const float* base;
   int64_t block_size;
-  int64_t kv_heads;
   int64_t head_dim;
 
-  // Row of `kv_head` for cache slot (block, offset); kv_index 0 = K, 1 = V.
-  const float* At(int64_t block, int64_t offset, int kv_index, int64_t kv_head) const {
-    return base + (((block * 2 + kv_index) * block_size + offset) * kv_heads + kv_head) * head_dim;
+  // Row of cache slot (block, offset); kv_index 0 = K, 1 = V.
+  const float* At(int64_t block, int64_t offset, int kv_index) const {
+    return base + ((block * 2 + kv_index) * block_size + offset) * head_dim;
   }
 };
 
-// One query row against one head: softmax(scale * q.K^T) V over the first `visible` cache entries
-// of the sequence. `logits` is scratch of >= visible floats. When mass_row is non-null, the
-// probabilities are added into mass_row[0 .. visible).
+// One query row against one KV head's stream (its blocks in order): softmax(scale * q.K^T) V over
+// the first `visible` entries of the stream. `logits` is scratch of >= visible floats. When
+// mass_row is non-null, the probabilities are added into mass_row[0 .. visible).
 //
 // The softmax subtracts the running maximum before exponentiating, so large logits cannot
 // overflow; the result is mathematically unchanged because the factor exp(-max) cancels in the
 // normalisation.
-void AttendOneRow(const PoolView& kv, std::span<const int32_t> block_ids, int64_t visible,
-                  int64_t kv_head, float scale, const float* q_row, float* logits, float* out_row,
-                  float* mass_row) {
+void AttendOneRow(const PoolView& kv, std::span<const int32_t> stream_blocks, int64_t visible,
+                  float scale, const float* q_row, float* logits, float* out_row, float* mass_row) {
   const int64_t d = kv.head_dim;
   float max_logit = -std::numeric_limits<float>::infinity();
   for (int64_t j = 0; j < visible; ++j) {
-    const float* key = kv.At(block_ids[j / kv.block_size], j % kv.block_size, 0, kv_head);
+    const float* key = kv.At(stream_blocks[j / kv.block_size], j % kv.block_size, 0);
     float dot = 0.0f;
     for (int64_t i = 0; i < d; ++i) dot += q_row[i] * key[i];
     logits[j] = scale * dot;
@@ -72,52 +71,10 @@ void AttendOneRow(const PoolView& kv, std::span<const int32_t> block_ids, int64_
   std::fill(out_row, out_row + d, 0.0f);
   for (int64_t j = 0; j < visible; ++j) {
     const float p = logits[j] * inv_sum;
-    const float* value = kv.At(block_ids[j / kv.block_size], j % kv.block_size, 1, kv_head);
+    const float* value = kv.At(stream_blocks[j / kv.block_size], j % kv.block_size, 1);
     for (int64_t i = 0; i < d; ++i) out_row[i] += p * value[i];
     if (mass_row != nullptr) mass_row[j] += p;
   }
-}
-
-absl::Status CheckSequence(const AttentionBatch& batch, size_t index, int64_t q_rows,
-                           int64_t num_heads, const Tensor& kv_pool) {
-  const AttentionSequence& seq = batch.sequences[index];
-  const std::string name = absl::StrCat("sequences[", index, "].");
-  const char* op = "Attention";
-  if (seq.kv_len < 0 || seq.num_queries < 0 || seq.query_begin < 0) {
-    return ArgError(op, name + "kv_len", seq.kv_len, ", num_queries ", seq.num_queries,
-                    " and query_begin ", seq.query_begin, " must be >= 0");
-  }
-  if (seq.num_queries > seq.kv_len) {
-    return ArgError(op, name + "num_queries", seq.num_queries, " exceeds kv_len ", seq.kv_len,
-                    " (the queries are the newest cache entries)");
-  }
-  if (static_cast<int64_t>(seq.query_begin) + seq.num_queries > q_rows) {
-    return ArgError(op, name + "query_begin", seq.query_begin, " + num_queries ", seq.num_queries,
-                    " exceeds the ", q_rows, " query rows of q");
-  }
-  const int64_t block_size = kv_pool.dim(2);
-  const int64_t blocks_needed = (seq.kv_len + block_size - 1) / block_size;
-  if (static_cast<int64_t>(seq.block_ids.size()) < blocks_needed) {
-    return ArgError(op, name + "kv_len", seq.kv_len, " needs ", blocks_needed, " blocks of ",
-                    block_size, " but block_ids has ", seq.block_ids.size());
-  }
-  for (int64_t b = 0; b < blocks_needed; ++b) {
-    const int32_t id = seq.block_ids[b];
-    if (id < 0 || id >= kv_pool.dim(0)) {
-      return ArgError(op, absl::StrCat(name, "block_ids[", b, "]"), "= ", id,
-                      " is outside kv_pool's blocks [0, ", kv_pool.dim(0), ")");
-    }
-  }
-  if (seq.window_mass != nullptr) {
-    const Tensor& mass = *seq.window_mass;
-    const std::string arg = name + "window_mass";
-    RETURN_IF_ERROR(CheckF32(op, arg.c_str(), mass, 2, "[num_heads, >= kv_len]"));
-    if (mass.dim(0) != num_heads || mass.dim(1) < seq.kv_len) {
-      return ArgError(op, arg, "is ", mass.DebugString(), ", expected [", num_heads,
-                      ", >= ", seq.kv_len, "] (num_heads, kv_len)");
-    }
-  }
-  return absl::OkStatus();
 }
 
 absl::Status CheckAttention(const AttentionBatch& batch, const Tensor& q, const Tensor& kv_pool,
@@ -127,16 +84,20 @@ absl::Status CheckAttention(const AttentionBatch& batch, const Tensor& q, const 
   RETURN_IF_ERROR(CheckF32Output(op, "out", out, 3, "[N, num_heads, head_dim]"));
   RETURN_IF_ERROR(CheckShape(op, "out", *out, q.shape()));
   RETURN_IF_ERROR(CheckPool(op, kv_pool));
-  if (kv_pool.dim(4) != q.dim(2)) {
+  if (kv_pool.dim(3) != q.dim(2)) {
     return ArgError(op, "kv_pool", "is ", kv_pool.DebugString(), "; its head_dim must equal q's ",
                     q.dim(2));
   }
-  if (q.dim(1) % kv_pool.dim(3) != 0) {
-    return ArgError(op, "q", "has ", q.dim(1), " heads, not a multiple of kv_pool's ",
-                    kv_pool.dim(3), " kv heads");
-  }
+  RETURN_IF_ERROR(ValidateAttentionBatch(batch, {.num_rows = q.dim(0),
+                                                 .num_heads = q.dim(1),
+                                                 .block_size = kv_pool.dim(2),
+                                                 .num_blocks = kv_pool.dim(0)}));
   for (size_t i = 0; i < batch.sequences.size(); ++i) {
-    RETURN_IF_ERROR(CheckSequence(batch, i, q.dim(0), q.dim(1), kv_pool));
+    if (batch.sequences[i].window_mass != nullptr) {
+      const std::string arg = absl::StrCat("sequences[", i, "].window_mass");
+      RETURN_IF_ERROR(
+          CheckF32(op, arg.c_str(), *batch.sequences[i].window_mass, 2, "[num_heads, >= kv_len]"));
+    }
   }
   return absl::OkStatus();
 }
@@ -157,12 +118,14 @@ absl::Status WriteKv(const Tensor& k, const Tensor& v, std::span<const int32_t> 
   RETURN_IF_ERROR(CheckShape(op, "v", v, k.shape()));
   if (kv_pool == nullptr) return ArgError(op, "kv_pool", "is null");
   RETURN_IF_ERROR(CheckPool(op, *kv_pool));
-  if (kv_pool->dim(3) != k.dim(1) || kv_pool->dim(4) != k.dim(2)) {
-    return ArgError(op, "kv_pool", "is ", kv_pool->DebugString(),
-                    "; its kv_heads and head_dim must match k ", k.DebugString());
+  if (kv_pool->dim(3) != k.dim(2)) {
+    return ArgError(op, "kv_pool", "is ", kv_pool->DebugString(), "; its head_dim must match k ",
+                    k.DebugString());
   }
-  if (static_cast<int64_t>(slots.size()) != k.dim(0)) {
-    return ArgError(op, "slots", "has ", slots.size(), " entries but k has ", k.dim(0), " tokens");
+  const int64_t kv_heads = k.dim(1);
+  if (static_cast<int64_t>(slots.size()) != k.dim(0) * kv_heads) {
+    return ArgError(op, "slots", "has ", slots.size(), " entries but k has ", k.dim(0),
+                    " tokens x ", kv_heads, " KV heads (one slot per token and head)");
   }
   const int64_t block_size = kv_pool->dim(2);
   const int64_t num_slots = kv_pool->dim(0) * block_size;
@@ -172,17 +135,17 @@ absl::Status WriteKv(const Tensor& k, const Tensor& v, std::span<const int32_t> 
                       " is outside [0, num_blocks * block_size = ", num_slots, ")");
     }
   }
-  // Serial on purpose: it is a memory copy, and token order decides which write wins when a slot
+  // Serial on purpose: it is a memory copy, and order decides which write wins when a slot
   // repeats.
-  const int64_t row = k.dim(1) * k.dim(2);
+  const int64_t head_dim = k.dim(2);
   float* pool = kv_pool->data_as<float>();
   for (size_t n = 0; n < slots.size(); ++n) {
     const int64_t block = slots[n] / block_size;
     const int64_t offset = slots[n] % block_size;
-    float* key_dst = pool + ((block * 2 + 0) * block_size + offset) * row;
-    float* value_dst = pool + ((block * 2 + 1) * block_size + offset) * row;
-    std::memcpy(key_dst, k.data_as<float>() + n * row, row * sizeof(float));
-    std::memcpy(value_dst, v.data_as<float>() + n * row, row * sizeof(float));
+    float* key_dst = pool + ((block * 2 + 0) * block_size + offset) * head_dim;
+    float* value_dst = pool + ((block * 2 + 1) * block_size + offset) * head_dim;
+    std::memcpy(key_dst, k.data_as<float>() + n * head_dim, head_dim * sizeof(float));
+    std::memcpy(value_dst, v.data_as<float>() + n * head_dim, head_dim * sizeof(float));
   }
   return absl::OkStatus();
 }
@@ -193,7 +156,7 @@ absl::Status CopyBlocks(std::span<const int32_t> src_blocks, std::span<const int
   if (kv_pool == nullptr) return ArgError(op, "kv_pool", "is null");
   RETURN_IF_ERROR(CheckPool(op, *kv_pool));
   RETURN_IF_ERROR(ValidateCopyBlocksArgs(src_blocks, dst_blocks, kv_pool->dim(0)));
-  const int64_t block_floats = 2 * kv_pool->dim(2) * kv_pool->dim(3) * kv_pool->dim(4);
+  const int64_t block_floats = 2 * kv_pool->dim(2) * kv_pool->dim(3);
   float* pool = kv_pool->data_as<float>();
   for (size_t i = 0; i < src_blocks.size(); ++i) {
     std::memcpy(pool + dst_blocks[i] * block_floats, pool + src_blocks[i] * block_floats,
@@ -202,30 +165,27 @@ absl::Status CopyBlocks(std::span<const int32_t> src_blocks, std::span<const int
   return absl::OkStatus();
 }
 
-absl::Status CompactKv(std::span<const int32_t> block_ids, std::span<const int32_t> kept,
-                       int32_t budget, Tensor* kv_pool) {
+absl::Status CompactKv(std::span<const KvStreamCompaction> streams, Tensor* kv_pool) {
   const char* op = "CompactKv";
   if (kv_pool == nullptr) return ArgError(op, "kv_pool", "is null");
   RETURN_IF_ERROR(CheckPool(op, *kv_pool));
   const int64_t block_size = kv_pool->dim(2);
-  const int64_t kv_heads = kv_pool->dim(3);
-  const int64_t head_dim = kv_pool->dim(4);
-  RETURN_IF_ERROR(
-      ValidateCompactKvArgs(block_ids, kept, budget, kv_heads, block_size, kv_pool->dim(0)));
-  // Serial and front to back: each head's kept entries ascend, so entry i is written only after
-  // every source at or below i has been read (sources are >= their destinations).
+  const int64_t head_dim = kv_pool->dim(3);
+  RETURN_IF_ERROR(ValidateCompactKvArgs(streams, block_size, kv_pool->dim(0)));
+  // Serial and front to back within a stream: its kept entries ascend, so entry i is written only
+  // after every source at or below i has been read (sources are >= their destinations). Streams
+  // share no block, so their order does not matter.
   float* pool = kv_pool->data_as<float>();
-  const int64_t token_row = kv_heads * head_dim;
-  auto entry_base = [&](int64_t entry, int kv) {
-    const int64_t block = block_ids[entry / block_size];
-    return pool + ((block * 2 + kv) * block_size + entry % block_size) * token_row;
-  };
-  for (int64_t g = 0; g < kv_heads; ++g) {
-    for (int64_t i = 0; i < budget; ++i) {
-      const int64_t source = kept[g * budget + i];
-      if (source == i) continue;
+  for (const KvStreamCompaction& stream : streams) {
+    auto entry = [&](int64_t index, int kv) {
+      const int64_t block = stream.block_ids[index / block_size];
+      return pool + ((block * 2 + kv) * block_size + index % block_size) * head_dim;
+    };
+    for (size_t i = 0; i < stream.kept.size(); ++i) {
+      const int64_t source = stream.kept[i];
+      if (source == static_cast<int64_t>(i)) continue;
       for (int kv = 0; kv < 2; ++kv) {
-        std::memcpy(entry_base(i, kv) + g * head_dim, entry_base(source, kv) + g * head_dim,
+        std::memcpy(entry(static_cast<int64_t>(i), kv), entry(source, kv),
                     head_dim * sizeof(float));
       }
     }
@@ -238,21 +198,23 @@ absl::Status Attention(ThreadPool& pool, const AttentionBatch& batch, const Tens
   RETURN_IF_ERROR(CheckAttention(batch, q, kv_pool, out));
   const int64_t num_heads = q.dim(1);
   const int64_t head_dim = q.dim(2);
-  const PoolView kv{kv_pool.data_as<const float>(), kv_pool.dim(2), kv_pool.dim(3), head_dim};
-  const int64_t group = num_heads / kv.kv_heads;
+  const PoolView kv{kv_pool.data_as<const float>(), kv_pool.dim(2), head_dim};
+  const int64_t group = num_heads / batch.num_kv_heads;
 
   // Queries that add to a window_mass are kept apart: several of them write the same mass[h, j],
   // so they are split over heads only (each head's row of every mass tensor has one writer). All
-  // other queries are independent per (query, head) and split over those pairs.
+  // other queries are independent per (query, head) and split over those pairs. A query adds
+  // mass when its cache index in some head's stream reaches window_begin (heads may differ).
   std::vector<QueryRef> plain;
   std::vector<QueryRef> windowed;
   int64_t max_kv_len = 0;
   for (size_t s = 0; s < batch.sequences.size(); ++s) {
     const AttentionSequence& seq = batch.sequences[s];
-    max_kv_len = std::max<int64_t>(max_kv_len, seq.kv_len);
+    const int32_t longest = MaxKvLen(seq);
+    max_kv_len = std::max<int64_t>(max_kv_len, longest);
     for (int32_t r = 0; r < seq.num_queries; ++r) {
-      const int32_t cache_index = seq.kv_len - seq.num_queries + r;
-      const bool adds_mass = seq.window_mass != nullptr && cache_index >= seq.window_begin;
+      const int32_t last_index = longest - seq.num_queries + r;
+      const bool adds_mass = seq.window_mass != nullptr && last_index >= seq.window_begin;
       (adds_mass ? windowed : plain).push_back({static_cast<int32_t>(s), r});
     }
   }
@@ -262,8 +224,11 @@ absl::Status Attention(ThreadPool& pool, const AttentionBatch& batch, const Tens
   // Copies the query row first so that out may alias q.
   auto attend = [&](const QueryRef& query, int64_t head, float* scratch) {
     const AttentionSequence& seq = batch.sequences[query.sequence];
+    const int64_t kv_head = head / group;
     const int64_t row = seq.query_begin + query.r;
-    const int64_t visible = seq.kv_len - seq.num_queries + query.r + 1;
+    const int64_t visible = seq.kv_lens[kv_head] - seq.num_queries + query.r + 1;
+    const std::span<const int32_t> stream_blocks = seq.block_ids.subspan(
+        seq.block_offsets[kv_head], seq.block_offsets[kv_head + 1] - seq.block_offsets[kv_head]);
     float* q_copy = scratch;
     float* logits = scratch + head_dim;
     std::memcpy(q_copy, q_data + (row * num_heads + head) * head_dim, head_dim * sizeof(float));
@@ -271,7 +236,7 @@ absl::Status Attention(ThreadPool& pool, const AttentionBatch& batch, const Tens
     if (seq.window_mass != nullptr && visible - 1 >= seq.window_begin) {
       mass_row = seq.window_mass->data_as<float>() + head * seq.window_mass->dim(1);
     }
-    AttendOneRow(kv, seq.block_ids, visible, head / group, batch.scale, q_copy, logits,
+    AttendOneRow(kv, stream_blocks, visible, batch.scale, q_copy, logits,
                  out_data + (row * num_heads + head) * head_dim, mass_row);
   };
   const size_t scratch_floats = static_cast<size_t>(head_dim + max_kv_len);

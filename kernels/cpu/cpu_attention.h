@@ -1,6 +1,7 @@
-// The CPU backend's paged-KV ops: WriteKv (tokens into pool slots), CompactKv (kept entries to the
-// front after compression) and causal Attention over the
-// pool with GQA and the optional window-mass summary. Float32 host tensors only; the Backend
+// The CPU backend's paged-KV ops over a pool paged per KV head: WriteKv (each token's heads into
+// their streams' slots), CompactKv (kept entries to the front of each stream after compression),
+// CopyBlocks, and causal Attention over each KV head's own stream with GQA and the optional
+// window-mass summary. Float32 host tensors only; the Backend
 // contract for both ops is in kernels/backend.h. Internal to kernels/cpu (CpuBackend forwards).
 #pragma once
 
@@ -20,8 +21,7 @@ absl::Status WriteKv(const Tensor& k, const Tensor& v, std::span<const int32_t> 
 // Backend::CopyBlocks.
 absl::Status CopyBlocks(std::span<const int32_t> src_blocks, std::span<const int32_t> dst_blocks,
                         Tensor* kv_pool);
-absl::Status CompactKv(std::span<const int32_t> block_ids, std::span<const int32_t> kept,
-                       int32_t budget, Tensor* kv_pool);
+absl::Status CompactKv(std::span<const KvStreamCompaction> streams, Tensor* kv_pool);
 
 absl::Status Attention(ThreadPool& pool, const AttentionBatch& batch, const Tensor& q,
                        const Tensor& kv_pool, Tensor* out);

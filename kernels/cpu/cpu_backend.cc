@@ -56,9 +56,8 @@ class CpuBackend final : public Backend {
                        Tensor* kv_pool) override {
     return cpu::WriteKv(k, v, slots, kv_pool);
   }
-  absl::Status CompactKv(std::span<const int32_t> block_ids, std::span<const int32_t> kept,
-                         int32_t budget, Tensor* kv_pool) override {
-    return cpu::CompactKv(block_ids, kept, budget, kv_pool);
+  absl::Status CompactKv(std::span<const KvStreamCompaction> streams, Tensor* kv_pool) override {
+    return cpu::CompactKv(streams, kv_pool);
   }
   absl::Status CopyBlocks(std::span<const int32_t> src_blocks, std::span<const int32_t> dst_blocks,
                           Tensor* kv_pool) override {

@@ -45,14 +45,14 @@ __device__ __forceinline__ float DotWithKey(const float (&q)[kDimsPerLane], cons
 template <typename T, int kDimsPerLane>
 __global__ void __launch_bounds__(kThreads) AttentionKernel(AttentionParams p) {
   const AttentionQueryItem item = p.items[blockIdx.x];
-  const AttentionSeqDesc seq = p.seqs[item.seq];
   const int h = blockIdx.y;
   const int g = h / (p.num_heads / p.kv_heads);  // GQA: the KV head this query head reads
+  const AttentionSeqDesc seq = p.seqs[item.seq * p.kv_heads + g];  // that head's stream
   const int lane = threadIdx.x & 31;
   const int warp = threadIdx.x >> 5;
   const int head_dim = p.head_dim;
 
-  // The query's cache index; it sees cache entries [0, cache_index].
+  // The query's cache index in its KV head's stream; it sees entries [0, cache_index].
   const int cache_index = seq.kv_len - seq.num_queries + item.query;
   const int num_visible = cache_index + 1;
   const int64_t row = static_cast<int64_t>(seq.query_begin) + item.query;
@@ -65,10 +65,11 @@ __global__ void __launch_bounds__(kThreads) AttentionKernel(AttentionParams p) {
     q_scaled[t] = d < head_dim ? ToFloat(q[d]) * p.scale : 0.0f;
   }
 
-  // Element offsets in the pool [num_blocks, 2, block_size, kv_heads, head_dim].
-  const int64_t token_stride = static_cast<int64_t>(p.kv_heads) * head_dim;
+  // Element offsets in the pool [num_blocks, 2, block_size, head_dim]: the stream's blocks hold
+  // only KV head g.
+  const int64_t token_stride = head_dim;
   const int64_t v_offset = static_cast<int64_t>(p.block_size) * token_stride;
-  const T* pool = static_cast<const T*>(p.kv_pool) + static_cast<int64_t>(g) * head_dim;
+  const T* pool = static_cast<const T*>(p.kv_pool);
   const int32_t* blocks = p.block_table + seq.block_table_begin;
   auto key_row = [&](int j) -> const T* {
     const int64_t block = blocks[j / p.block_size];

@@ -13,7 +13,10 @@
 
 namespace zigzag::cuda {
 
-// One sequence of the batch (AttentionSequence, with its block ids moved into the flat table).
+// One (sequence, KV head) stream of the batch: AttentionSequence's fields for KV head g, with its
+// block ids moved into the flat table. A batch of S sequences and G KV heads has S * G of them,
+// sequence-major (descriptor s * G + g); query_begin, num_queries, window_mass and window_begin
+// are the sequence's, kv_len and block_table_begin the head's.
 struct AttentionSeqDesc {
   float* window_mass = nullptr;    // [num_heads, window_mass_stride] float32, or null
   int64_t window_mass_stride = 0;  // >= kv_len
@@ -25,7 +28,8 @@ struct AttentionSeqDesc {
   int32_t unused = 0;
 };
 
-// A work item: for the simple kernel the r-th query (0-based) of sequence seq, for the flash
+// A work item: for the simple kernel the r-th query (0-based) of sequence seq (a sequence index:
+// the kernel reads descriptor seq * kv_heads + g for query head h of KV head g), for the flash
 // kernel the tile of queries starting there.
 struct AttentionQueryItem {
   int32_t seq = 0;
@@ -34,9 +38,9 @@ struct AttentionQueryItem {
 
 struct AttentionParams {
   const void* q = nullptr;                    // [num_rows, num_heads, head_dim] of dtype
-  const void* kv_pool = nullptr;              // [num_blocks, 2, block_size, kv_heads, head_dim]
+  const void* kv_pool = nullptr;              // [num_blocks, 2, block_size, head_dim]
   void* out = nullptr;                        // [num_rows, num_heads, head_dim] of dtype
-  const AttentionSeqDesc* seqs = nullptr;     // [num_seqs] device memory
+  const AttentionSeqDesc* seqs = nullptr;     // [num_seqs * kv_heads] device memory
   const AttentionQueryItem* items = nullptr;  // [num_items] device memory
   const int32_t* block_table = nullptr;       // [total blocks] device memory, each < num_blocks
   int32_t num_items = 0;

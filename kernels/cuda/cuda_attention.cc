@@ -1,5 +1,6 @@
-// CudaBackend::Attention: checks the batch against the pool (every block id a kernel will read,
-// every window_mass row it will write), flattens the per-sequence block lists into one table,
+// CudaBackend::Attention: checks the batch against the pool (kernels/attention_args.h: every block
+// id a kernel will read, every window_mass row it will write), flattens the per-(sequence, KV
+// head) block lists into one table and one descriptor per stream,
 // uploads it with the sequence descriptors and work items in a single copy, and launches one of
 // three kernels: split-K decode (decode_attention_kernels.cu) for batches of single queries
 // without window mass, the tiled flash kernel (flash_attention_kernels.cu) for everything else,
@@ -12,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/util/status_macros.h"
+#include "kernels/attention_args.h"
 #include "kernels/cuda/attention_kernels.cuh"
 #include "kernels/cuda/cuda_backend_impl.h"
 #include "kernels/cuda/cuda_check.h"
@@ -37,41 +39,6 @@ struct Layout {
   int64_t block_size = 0;
 };
 
-absl::Status CheckSequence(const AttentionSequence& seq, size_t index, const Layout& layout) {
-  const auto error = [index](auto&&... parts) {
-    return absl::InvalidArgumentError(absl::StrCat("Attention: sequence ", index, ": ", parts...));
-  };
-  if (seq.query_begin < 0 || seq.num_queries < 0 ||
-      static_cast<int64_t>(seq.query_begin) + seq.num_queries > layout.num_rows) {
-    return error("query_begin ", seq.query_begin, " and num_queries ", seq.num_queries,
-                 " do not lie inside q's ", layout.num_rows, " rows");
-  }
-  if (seq.kv_len < seq.num_queries) {
-    return error("kv_len ", seq.kv_len, " < num_queries ", seq.num_queries,
-                 " (the queries are the newest cache entries)");
-  }
-  const int64_t blocks_needed = (seq.kv_len + layout.block_size - 1) / layout.block_size;
-  if (static_cast<int64_t>(seq.block_ids.size()) < blocks_needed) {
-    return error("kv_len ", seq.kv_len, " needs ", blocks_needed, " blocks of ", layout.block_size,
-                 " but block_ids has ", seq.block_ids.size());
-  }
-  for (int64_t b = 0; b < blocks_needed; ++b) {
-    if (seq.block_ids[b] < 0 || seq.block_ids[b] >= layout.num_blocks) {
-      return error("block_ids[", b, "] = ", seq.block_ids[b], " is outside the pool's [0, ",
-                   layout.num_blocks, ")");
-    }
-  }
-  if (seq.window_mass != nullptr) {
-    const Tensor& mass = *seq.window_mass;
-    RETURN_IF_ERROR(CheckDeviceTensor("Attention", "window_mass", mass, DType::kF32, 2));
-    if (mass.dim(0) != layout.num_heads || mass.dim(1) < seq.kv_len) {
-      return error("window_mass is ", mass.DebugString(), ", expected [", layout.num_heads,
-                   ", >= kv_len ", seq.kv_len, "]");
-    }
-  }
-  return absl::OkStatus();
-}
-
 // Appends the bytes of `values` to `bytes` at a 16-byte aligned offset, which it returns.
 template <typename T>
 size_t AppendAligned(const std::vector<T>& values, std::vector<uint8_t>* bytes) {
@@ -82,7 +49,7 @@ size_t AppendAligned(const std::vector<T>& values, std::vector<uint8_t>* bytes) 
   return offset;
 }
 
-// Decode split-K plan: which thread block reduces which keys of which sequence.
+// Decode split-K plan: which thread block reduces which keys of which (sequence, KV head) stream.
 struct DecodeWork {
   std::vector<cuda::DecodeSplit> splits;
   std::vector<cuda::DecodeCombine> combines;
@@ -93,26 +60,28 @@ struct DecodeWork {
 // loads in flight to approach copy bandwidth even at batch 1), but never below kMinSplitKeys keys:
 // each split costs a (head_dim + 2)-float partial per head written and read back by the merge, so
 // shorter splits spend more on partials than on keys. Each sequence's keys are then cut into
-// equal splits (a sequence that gets one split needs no merge). At 8K keys, batch 1, 8 head tiles
-// (Llama-3-8B: 32 heads, 8 KV heads) and 132 SMs this gives 66 splits of 125 keys.
+// equal splits (a stream that gets one split needs no merge). Each split of a stream runs one
+// thread block per head tile of its KV head, so a stream's keys count once per tile of its group.
+// At 8K keys in every head, batch 1, 8 head tiles (Llama-3-8B: 32 heads, 8 KV heads, one tile of
+// 4 heads per KV head) and 132 SMs this gives 66 splits of 125 keys per stream.
 DecodeWork PlanDecode(const std::vector<cuda::AttentionSeqDesc>& descs, const Layout& layout,
                       int num_sms) {
   constexpr int64_t kBlocksPerSm = 4;
   constexpr int64_t kMinSplitKeys = 64;
-  const int64_t head_tiles =
-      layout.num_heads / cuda::DecodeHeadsPerBlock(static_cast<int>(layout.num_heads),
-                                                   static_cast<int>(layout.kv_heads));
+  const int64_t tiles_per_stream = layout.num_heads / layout.kv_heads /
+                                   cuda::DecodeHeadsPerBlock(static_cast<int>(layout.num_heads),
+                                                             static_cast<int>(layout.kv_heads));
   int64_t total_keys = 0;
   for (const cuda::AttentionSeqDesc& desc : descs) {
     if (desc.num_queries == 1) total_keys += desc.kv_len;
   }
   const int64_t target_blocks = kBlocksPerSm * std::max(num_sms, 1);
   const int64_t split_keys =
-      std::max(kMinSplitKeys, (total_keys * head_tiles + target_blocks - 1) / target_blocks);
+      std::max(kMinSplitKeys, (total_keys * tiles_per_stream + target_blocks - 1) / target_blocks);
   DecodeWork work;
   for (size_t i = 0; i < descs.size(); ++i) {
     const int64_t kv_len = descs[i].kv_len;
-    if (descs[i].num_queries != 1) continue;  // 0 queries: nothing to compute
+    if (descs[i].num_queries != 1) continue;  // 0 queries: nothing to compute (kv_len >= 1 else)
     const int64_t count = (kv_len + split_keys - 1) / split_keys;
     const int64_t keys_each = (kv_len + count - 1) / count;  // every split non-empty
     const int32_t seq = static_cast<int32_t>(i);
@@ -136,23 +105,18 @@ DecodeWork PlanDecode(const std::vector<cuda::AttentionSeqDesc>& descs, const La
 absl::Status CudaBackend::Attention(const AttentionBatch& batch, const Tensor& q,
                                     const Tensor& kv_pool, Tensor* out) {
   RETURN_IF_ERROR(CheckDeviceTensor("Attention", "q", q, dtype_, 3));
-  RETURN_IF_ERROR(CheckDeviceTensor("Attention", "kv_pool", kv_pool, dtype_, 5));
+  RETURN_IF_ERROR(CheckDeviceTensor("Attention", "kv_pool", kv_pool, dtype_, 4));
   RETURN_IF_ERROR(CheckDeviceOutput("Attention", "out", out, dtype_, 3));
   RETURN_IF_ERROR(CheckSameShape("Attention", "q", q, "out", *out));
   RETURN_IF_ERROR(CheckDim("Attention", "kv_pool", kv_pool, 1, 2, "K and V"));
-  RETURN_IF_ERROR(CheckDim("Attention", "kv_pool", kv_pool, 4, q.dim(2), "q's head_dim"));
+  RETURN_IF_ERROR(CheckDim("Attention", "kv_pool", kv_pool, 3, q.dim(2), "q's head_dim"));
   Layout layout;
   layout.num_rows = q.dim(0);
   layout.num_heads = q.dim(1);
   layout.head_dim = q.dim(2);
   layout.num_blocks = kv_pool.dim(0);
   layout.block_size = kv_pool.dim(2);
-  layout.kv_heads = kv_pool.dim(3);
-  if (layout.kv_heads < 1 || layout.num_heads % layout.kv_heads != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("Attention: q's ", layout.num_heads,
-                                                   " heads are not a multiple of kv_pool's ",
-                                                   layout.kv_heads, " KV heads"));
-  }
+  layout.kv_heads = batch.num_kv_heads;
   if (layout.head_dim < 1 || layout.head_dim > cuda::kMaxAttentionHeadDim) {
     return absl::InvalidArgumentError(absl::StrCat("Attention: head_dim ", layout.head_dim,
                                                    " is outside the CUDA kernel's [1, ",
@@ -164,37 +128,49 @@ absl::Status CudaBackend::Attention(const AttentionBatch& batch, const Tensor& q
                                                    kv_pool.DebugString(),
                                                    " is outside the CUDA kernel's limits"));
   }
+  RETURN_IF_ERROR(ValidateAttentionBatch(batch, {.num_rows = layout.num_rows,
+                                                 .num_heads = layout.num_heads,
+                                                 .block_size = layout.block_size,
+                                                 .num_blocks = layout.num_blocks}));
 
+  // One descriptor per (sequence, KV head) stream, sequence-major.
   std::vector<cuda::AttentionSeqDesc> descs;
   std::vector<int32_t> block_table;
-  descs.reserve(batch.sequences.size());
+  descs.reserve(batch.sequences.size() * static_cast<size_t>(layout.kv_heads));
   int64_t total_queries = 0;
   // Split-K takes batches in which every sequence has at most one query and none adds window
   // mass (the flash kernel's second pass does that; a decode step rarely needs it).
   bool decode_only = true;
   for (size_t i = 0; i < batch.sequences.size(); ++i) {
     const AttentionSequence& seq = batch.sequences[i];
-    RETURN_IF_ERROR(CheckSequence(seq, i, layout));
-    const int64_t blocks_needed = (seq.kv_len + layout.block_size - 1) / layout.block_size;
-    if (static_cast<int64_t>(block_table.size()) + blocks_needed > INT_MAX) {
-      return absl::InvalidArgumentError("Attention: the batch's block tables exceed 2^31 entries");
+    if (seq.window_mass != nullptr) {
+      RETURN_IF_ERROR(
+          CheckDeviceTensor("Attention", "window_mass", *seq.window_mass, DType::kF32, 2));
     }
-    cuda::AttentionSeqDesc desc;
-    desc.window_mass = seq.window_mass == nullptr ? nullptr : seq.window_mass->data_as<float>();
-    desc.window_mass_stride = seq.window_mass == nullptr ? 0 : seq.window_mass->dim(1);
-    desc.query_begin = seq.query_begin;
-    desc.num_queries = seq.num_queries;
-    desc.kv_len = seq.kv_len;
-    desc.block_table_begin = static_cast<int32_t>(block_table.size());
-    desc.window_begin = seq.window_begin;
-    descs.push_back(desc);
-    block_table.insert(block_table.end(), seq.block_ids.begin(),
-                       seq.block_ids.begin() + blocks_needed);
+    for (int64_t g = 0; g < layout.kv_heads; ++g) {
+      const int32_t kv_len = seq.kv_lens[g];
+      const int64_t blocks_needed = (kv_len + layout.block_size - 1) / layout.block_size;
+      if (static_cast<int64_t>(block_table.size()) + blocks_needed > INT_MAX) {
+        return absl::InvalidArgumentError(
+            "Attention: the batch's block tables exceed 2^31 entries");
+      }
+      cuda::AttentionSeqDesc desc;
+      desc.window_mass = seq.window_mass == nullptr ? nullptr : seq.window_mass->data_as<float>();
+      desc.window_mass_stride = seq.window_mass == nullptr ? 0 : seq.window_mass->dim(1);
+      desc.query_begin = seq.query_begin;
+      desc.num_queries = seq.num_queries;
+      desc.kv_len = kv_len;
+      desc.block_table_begin = static_cast<int32_t>(block_table.size());
+      desc.window_begin = seq.window_begin;
+      descs.push_back(desc);
+      const auto first = seq.block_ids.begin() + seq.block_offsets[g];
+      block_table.insert(block_table.end(), first, first + blocks_needed);
+      if (seq.num_queries == 1 && seq.window_mass != nullptr && kv_len - 1 >= seq.window_begin) {
+        decode_only = false;
+      }
+    }
     total_queries += seq.num_queries;
-    if (seq.num_queries > 1 || (seq.num_queries == 1 && seq.window_mass != nullptr &&
-                                seq.kv_len - 1 >= seq.window_begin)) {
-      decode_only = false;
-    }
+    if (seq.num_queries > 1) decode_only = false;
   }
   if (total_queries == 0 || layout.num_heads == 0) return absl::OkStatus();
   if (total_queries > INT_MAX) {
@@ -247,9 +223,9 @@ absl::Status CudaBackend::Attention(const AttentionBatch& batch, const Tensor& q
   // Head dims it cannot tile (not a multiple of 4) take the simple kernel, one item per query.
   const bool flash = cuda::FlashAttentionSupports(head_dim);
   const int32_t rows_per_item = flash ? cuda::FlashQueryTileRows(head_dim) : 1;
-  std::vector<cuda::AttentionQueryItem> items;
-  for (size_t i = 0; i < descs.size(); ++i) {
-    for (int32_t r = 0; r < descs[i].num_queries; r += rows_per_item) {
+  std::vector<cuda::AttentionQueryItem> items;  // per sequence; kernels pick the head's stream
+  for (size_t i = 0; i < batch.sequences.size(); ++i) {
+    for (int32_t r = 0; r < batch.sequences[i].num_queries; r += rows_per_item) {
       items.push_back({static_cast<int32_t>(i), r});
     }
   }

@@ -46,8 +46,7 @@ class CudaBackend final : public Backend {
   absl::Status CopyRows(const Tensor& src, std::span<const int32_t> rows, Tensor* dst) override;
   absl::Status WriteKv(const Tensor& k, const Tensor& v, std::span<const int32_t> slots,
                        Tensor* kv_pool) override;
-  absl::Status CompactKv(std::span<const int32_t> block_ids, std::span<const int32_t> kept,
-                         int32_t budget, Tensor* kv_pool) override;
+  absl::Status CompactKv(std::span<const KvStreamCompaction> streams, Tensor* kv_pool) override;
   absl::Status CopyBlocks(std::span<const int32_t> src_blocks, std::span<const int32_t> dst_blocks,
                           Tensor* kv_pool) override;
   absl::Status Attention(const AttentionBatch& batch, const Tensor& q, const Tensor& kv_pool,

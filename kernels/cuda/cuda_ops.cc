@@ -218,16 +218,16 @@ absl::Status CudaBackend::WriteKv(const Tensor& k, const Tensor& v, std::span<co
                                   Tensor* kv_pool) {
   RETURN_IF_ERROR(CheckDeviceTensor("WriteKv", "k", k, dtype_, 3));
   RETURN_IF_ERROR(CheckDeviceTensor("WriteKv", "v", v, dtype_, 3));
-  RETURN_IF_ERROR(CheckDeviceOutput("WriteKv", "kv_pool", kv_pool, dtype_, 5));
+  RETURN_IF_ERROR(CheckDeviceOutput("WriteKv", "kv_pool", kv_pool, dtype_, 4));
   RETURN_IF_ERROR(CheckSameShape("WriteKv", "k", k, "v", v));
-  if (static_cast<int64_t>(slots.size()) != k.dim(0)) {
+  const int64_t rows = k.dim(0) * k.dim(1);  // one per (token, KV head)
+  if (static_cast<int64_t>(slots.size()) != rows) {
     return absl::InvalidArgumentError(absl::StrCat("WriteKv: slots has ", slots.size(),
                                                    " entries but k is ", k.DebugString(),
-                                                   " (one slot per row)"));
+                                                   " (one slot per token and KV head)"));
   }
   RETURN_IF_ERROR(CheckDim("WriteKv", "kv_pool", *kv_pool, 1, 2, "K and V"));
-  RETURN_IF_ERROR(CheckDim("WriteKv", "kv_pool", *kv_pool, 3, k.dim(1), "k's kv_heads"));
-  RETURN_IF_ERROR(CheckDim("WriteKv", "kv_pool", *kv_pool, 4, k.dim(2), "k's head_dim"));
+  RETURN_IF_ERROR(CheckDim("WriteKv", "kv_pool", *kv_pool, 3, k.dim(2), "k's head_dim"));
   const int64_t block_size = kv_pool->dim(2);
   RETURN_IF_ERROR(CheckIndices("WriteKv", "slots", slots, kv_pool->dim(0) * block_size,
                                "num_blocks * block_size"));
@@ -239,39 +239,48 @@ absl::Status CudaBackend::WriteKv(const Tensor& k, const Tensor& v, std::span<co
   params.v = v.data();
   params.slots = static_cast<const int32_t*>(device_slots);
   params.kv_pool = kv_pool->data();
-  params.tokens = k.dim(0);
-  params.row_size = k.dim(1) * k.dim(2);
+  params.tokens = rows;
+  params.row_size = k.dim(2);
   params.block_size = block_size;
   params.dtype = dtype_;
   CUDA_RETURN_IF_ERROR(cuda::LaunchWriteKv(params, stream_));
   return absl::OkStatus();
 }
 
-absl::Status CudaBackend::CompactKv(std::span<const int32_t> block_ids,
-                                    std::span<const int32_t> kept, int32_t budget,
-                                    Tensor* kv_pool) {
-  RETURN_IF_ERROR(CheckDeviceOutput("CompactKv", "kv_pool", kv_pool, dtype_, 5));
+absl::Status CudaBackend::CompactKv(std::span<const KvStreamCompaction> streams, Tensor* kv_pool) {
+  RETURN_IF_ERROR(CheckDeviceOutput("CompactKv", "kv_pool", kv_pool, dtype_, 4));
   RETURN_IF_ERROR(CheckDim("CompactKv", "kv_pool", *kv_pool, 1, 2, "K and V"));
   const int64_t block_size = kv_pool->dim(2);
-  const int64_t kv_heads = kv_pool->dim(3);
-  const int64_t head_dim = kv_pool->dim(4);
-  RETURN_IF_ERROR(
-      ValidateCompactKvArgs(block_ids, kept, budget, kv_heads, block_size, kv_pool->dim(0)));
-  if (budget == 0 || block_ids.empty()) return absl::OkStatus();
+  const int64_t head_dim = kv_pool->dim(3);
+  RETURN_IF_ERROR(ValidateCompactKvArgs(streams, block_size, kv_pool->dim(0)));
+  // Resolve every stream's moves to pool slots on the host: one upload holds the sources, then
+  // the destinations. Entries already in place are skipped.
+  std::vector<int32_t> metadata;
+  std::vector<int32_t> destinations;
+  for (const KvStreamCompaction& stream : streams) {
+    auto slot = [&](int64_t entry) {
+      return static_cast<int32_t>(stream.block_ids[entry / block_size] * block_size +
+                                  entry % block_size);
+    };
+    for (size_t i = 0; i < stream.kept.size(); ++i) {
+      if (stream.kept[i] == static_cast<int32_t>(i)) continue;
+      metadata.push_back(slot(stream.kept[i]));
+      destinations.push_back(slot(static_cast<int64_t>(i)));
+    }
+  }
+  const int64_t moves = static_cast<int64_t>(destinations.size());
+  if (moves == 0 || head_dim == 0) return absl::OkStatus();
   RETURN_IF_ERROR(Activate());
-  // One metadata upload holds the block table followed by the kept entries.
-  std::vector<int32_t> metadata(block_ids.begin(), block_ids.end());
-  metadata.insert(metadata.end(), kept.begin(), kept.end());
+  metadata.insert(metadata.end(), destinations.begin(), destinations.end());
   ASSIGN_OR_RETURN(void* device_metadata,
                    UploadMetadata(metadata.data(), metadata.size() * sizeof(int32_t)));
-  ASSIGN_OR_RETURN(Tensor staging, Allocate(dtype_, {2, kv_heads, budget, head_dim}));
+  ASSIGN_OR_RETURN(Tensor staging, Allocate(dtype_, {2, moves, head_dim}));
   cuda::CompactKvParams params;
-  params.block_ids = static_cast<const int32_t*>(device_metadata);
-  params.kept = params.block_ids + block_ids.size();
+  params.src_slots = static_cast<const int32_t*>(device_metadata);
+  params.dst_slots = params.src_slots + moves;
   params.kv_pool = kv_pool->data();
   params.staging = staging.data();
-  params.budget = budget;
-  params.kv_heads = kv_heads;
+  params.moves = moves;
   params.head_dim = head_dim;
   params.block_size = block_size;
   params.dtype = dtype_;
@@ -282,13 +291,13 @@ absl::Status CudaBackend::CompactKv(std::span<const int32_t> block_ids,
 
 absl::Status CudaBackend::CopyBlocks(std::span<const int32_t> src_blocks,
                                      std::span<const int32_t> dst_blocks, Tensor* kv_pool) {
-  RETURN_IF_ERROR(CheckDeviceOutput("CopyBlocks", "kv_pool", kv_pool, dtype_, 5));
+  RETURN_IF_ERROR(CheckDeviceOutput("CopyBlocks", "kv_pool", kv_pool, dtype_, 4));
   RETURN_IF_ERROR(CheckDim("CopyBlocks", "kv_pool", *kv_pool, 1, 2, "K and V"));
   RETURN_IF_ERROR(ValidateCopyBlocksArgs(src_blocks, dst_blocks, kv_pool->dim(0)));
   if (src_blocks.empty()) return absl::OkStatus();
   RETURN_IF_ERROR(Activate());
-  const size_t block_bytes = static_cast<size_t>(2 * kv_pool->dim(2) * kv_pool->dim(3) *
-                                                 kv_pool->dim(4) * DTypeSize(dtype_));
+  const size_t block_bytes =
+      static_cast<size_t>(2 * kv_pool->dim(2) * kv_pool->dim(3) * DTypeSize(dtype_));
   char* pool = static_cast<char*>(kv_pool->data());
   // Runs of consecutive source and destination ids (the common case: blocks allocated together)
   // go in one copy each.

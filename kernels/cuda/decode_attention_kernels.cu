@@ -3,7 +3,8 @@
 // Decode is memory-bound: one query per sequence against its whole cache, so the kernel's job is
 // to read every K/V element once, at close to copy bandwidth, and to have enough thread blocks in
 // flight to do so even for batch 1. Hence:
-// - Split-K: the host cuts each sequence's keys into chunks (see cuda_attention.cc for the split
+// - Split-K: the host cuts each (sequence, KV head) stream's keys into chunks (see
+// cuda_attention.cc for the split
 //   count) and each thread block reduces one chunk to a partial online-softmax state per head:
 //   m = max logit, l = sum exp(s - m), acc = sum exp(s - m) v (unnormalised). A sequence with a
 //   single chunk is normalised and written directly.
@@ -95,9 +96,9 @@ template <typename T, int kD, int kG>
 __global__ void __launch_bounds__(kThreads) DecodeSplitKernel(DecodeAttentionParams p) {
   using L = RowLayout<T, kD>;
   const DecodeSplit split = p.splits[blockIdx.x];
-  const AttentionSeqDesc seq = p.seqs[split.seq];
-  const int h0 = blockIdx.y * kG;                 // first query head of this block
-  const int g = h0 / (p.num_heads / p.kv_heads);  // their KV head
+  const AttentionSeqDesc seq = p.seqs[split.seq];  // one (sequence, KV head) stream
+  const int g = split.seq % p.kv_heads;            // its KV head
+  const int h0 = g * (p.num_heads / p.kv_heads) + blockIdx.y * kG;  // first query head here
   const int lane = threadIdx.x & 31;
   const int warp = threadIdx.x >> 5;
   const int sub = lane / L::kLanesPerKey;  // which key of the warp's kKeysPerWarp
@@ -131,10 +132,11 @@ __global__ void __launch_bounds__(kThreads) DecodeSplitKernel(DecodeAttentionPar
     for (int e = 0; e < L::kElems; ++e) acc[hg][e] = 0.0f;
   }
 
-  // Element offsets in the pool [num_blocks, 2, block_size, kv_heads, head_dim].
-  const int64_t token_stride = static_cast<int64_t>(p.kv_heads) * kD;
+  // Element offsets in the pool [num_blocks, 2, block_size, head_dim]: the stream's blocks hold
+  // only KV head g.
+  const int64_t token_stride = kD;
   const int64_t v_offset = static_cast<int64_t>(p.block_size) * token_stride;
-  const T* pool = static_cast<const T*>(p.kv_pool) + static_cast<int64_t>(g) * kD;
+  const T* pool = static_cast<const T*>(p.kv_pool);
   const int32_t* blocks = p.block_table + seq.block_table_begin;
 
   // In one step the block covers kBatch rounds of kStride consecutive keys; the loop bound is
@@ -292,7 +294,7 @@ template <typename T>
 __global__ void __launch_bounds__(kThreads) DecodeCombineKernel(DecodeAttentionParams p) {
   const DecodeCombine combine = p.combines[blockIdx.x];
   const AttentionSeqDesc seq = p.seqs[combine.seq];
-  const int h = blockIdx.y;
+  const int h = (combine.seq % p.kv_heads) * (p.num_heads / p.kv_heads) + blockIdx.y;
   const int head_dim = p.head_dim;
   const int64_t first_slot = static_cast<int64_t>(combine.partial_begin) * p.num_heads + h;
   float max_logit = -INFINITY;
@@ -317,7 +319,7 @@ __global__ void __launch_bounds__(kThreads) DecodeCombineKernel(DecodeAttentionP
 template <typename T, int kD, int kG>
 cudaError_t LaunchSplit(const DecodeAttentionParams& p, cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned int>(p.num_splits),
-                  static_cast<unsigned int>(p.num_heads / kG));
+                  static_cast<unsigned int>(p.num_heads / p.kv_heads / kG));
   DecodeSplitKernel<T, kD, kG><<<grid, kThreads, 0, stream>>>(p);
   return cudaGetLastError();
 }
@@ -360,7 +362,7 @@ cudaError_t LaunchForType(const DecodeAttentionParams& p, cudaStream_t stream) {
   }
   if (error != cudaSuccess || p.num_combines == 0) return error;
   const dim3 grid(static_cast<unsigned int>(p.num_combines),
-                  static_cast<unsigned int>(p.num_heads));
+                  static_cast<unsigned int>(p.num_heads / p.kv_heads));
   DecodeCombineKernel<T><<<grid, kThreads, 0, stream>>>(p);
   return cudaGetLastError();
 }

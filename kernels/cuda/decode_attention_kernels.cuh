@@ -13,9 +13,10 @@
 
 namespace zigzag::cuda {
 
-// One thread block's share of one sequence's decode query: cache entries [key_begin, key_end).
+// One thread block's share of one (sequence, KV head) stream's decode query: cache entries
+// [key_begin, key_end) of that stream, for the query heads of its KV head.
 struct DecodeSplit {
-  int32_t seq = 0;        // index into DecodeAttentionParams::seqs
+  int32_t seq = 0;        // index into DecodeAttentionParams::seqs: sequence * kv_heads + KV head
   int32_t key_begin = 0;  // key_begin < key_end <= kv_len: every split has at least one key
   int32_t key_end = 0;
   // Its slot in the partial buffers, or -1 when the sequence has a single split: that block then
@@ -23,18 +24,18 @@ struct DecodeSplit {
   int32_t partial = -1;
 };
 
-// The merge of one sequence's partial slots [partial_begin, partial_begin + count).
+// The merge of one stream's partial slots [partial_begin, partial_begin + count).
 struct DecodeCombine {
-  int32_t seq = 0;
+  int32_t seq = 0;  // stream descriptor, as in DecodeSplit
   int32_t partial_begin = 0;
   int32_t count = 0;
   int32_t unused = 0;
 };
 
 struct DecodeAttentionParams {
-  const void* q = nullptr;        // [num_rows, num_heads, head_dim] of dtype
-  const void* kv_pool = nullptr;  // [num_blocks, 2, block_size, kv_heads, head_dim], 16-B aligned
-  void* out = nullptr;            // [num_rows, num_heads, head_dim] of dtype
+  const void* q = nullptr;                  // [num_rows, num_heads, head_dim] of dtype
+  const void* kv_pool = nullptr;            // [num_blocks, 2, block_size, head_dim], 16-B aligned
+  void* out = nullptr;                      // [num_rows, num_heads, head_dim] of dtype
   const AttentionSeqDesc* seqs = nullptr;   // device; num_queries == 1 for every seq a split names
   const DecodeSplit* splits = nullptr;      // [num_splits] device
   const DecodeCombine* combines = nullptr;  // [num_combines] device
@@ -67,8 +68,9 @@ inline int DecodeHeadsPerBlock(int num_heads, int kv_heads) {
   return 1;
 }
 
-// The split kernel (grid num_splits x num_heads / DecodeHeadsPerBlock), then, when num_combines >
-// 0, the merge kernel (grid num_combines x num_heads). cudaErrorInvalidValue for unsupported
+// The split kernel (grid num_splits x group / DecodeHeadsPerBlock, group = num_heads / kv_heads:
+// a split covers the query heads of its stream's KV head), then, when num_combines > 0, the merge
+// kernel (grid num_combines x group). cudaErrorInvalidValue for unsupported
 // shapes.
 cudaError_t LaunchDecodeAttention(const DecodeAttentionParams& params, cudaStream_t stream);
 

@@ -153,24 +153,21 @@ __global__ void WriteKvKernel(const Element* __restrict__ k, const Element* __re
   }
 }
 
-// One CUDA block per (head, kept index); to_staging selects the direction of the copy.
+// One CUDA block per move; to_staging selects the direction of the copy.
 template <typename Element>
-__global__ void CompactKvKernel(const int32_t* __restrict__ block_ids,
-                                const int32_t* __restrict__ kept, Element* __restrict__ kv_pool,
-                                Element* __restrict__ staging, int64_t budget, int64_t kv_heads,
-                                int64_t head_dim, int64_t block_size, bool to_staging) {
-  const int64_t pairs = kv_heads * budget;
-  for (int64_t pair = blockIdx.x; pair < pairs; pair += gridDim.x) {
-    const int64_t g = pair / budget;
-    const int64_t i = pair % budget;
-    const int64_t entry = to_staging ? kept[pair] : i;
-    const int64_t block = block_ids[entry / block_size];
-    const int64_t offset = entry % block_size;
+__global__ void CompactKvKernel(const int32_t* __restrict__ src_slots,
+                                const int32_t* __restrict__ dst_slots,
+                                Element* __restrict__ kv_pool, Element* __restrict__ staging,
+                                int64_t moves, int64_t head_dim, int64_t block_size,
+                                bool to_staging) {
+  for (int64_t i = blockIdx.x; i < moves; i += gridDim.x) {
+    const int64_t slot = to_staging ? src_slots[i] : dst_slots[i];
+    const int64_t block = slot / block_size;
+    const int64_t offset = slot % block_size;
     for (int kv = 0; kv < 2; ++kv) {
-      // kv_pool[block, kv, offset, g, :] and staging[kv, g, i, :].
-      Element* pool_row =
-          kv_pool + (((block * 2 + kv) * block_size + offset) * kv_heads + g) * head_dim;
-      Element* staging_row = staging + ((kv * kv_heads + g) * budget + i) * head_dim;
+      // kv_pool[block, kv, offset, :] and staging[kv, i, :].
+      Element* pool_row = kv_pool + ((block * 2 + kv) * block_size + offset) * head_dim;
+      Element* staging_row = staging + (kv * moves + i) * head_dim;
       for (int64_t c = threadIdx.x; c < head_dim; c += blockDim.x) {
         if (to_staging) {
           staging_row[c] = pool_row[c];
@@ -184,13 +181,12 @@ __global__ void CompactKvKernel(const int32_t* __restrict__ block_ids,
 
 template <typename Element>
 cudaError_t LaunchCompactKvTyped(const CompactKvParams& p, cudaStream_t stream) {
-  const unsigned int grid = RowGrid(p.kv_heads * p.budget);
+  const unsigned int grid = RowGrid(p.moves);
   auto* pool = static_cast<Element*>(p.kv_pool);
   auto* staging = static_cast<Element*>(p.staging);
   for (bool to_staging : {true, false}) {
-    CompactKvKernel<Element><<<grid, kThreads, 0, stream>>>(p.block_ids, p.kept, pool, staging,
-                                                            p.budget, p.kv_heads, p.head_dim,
-                                                            p.block_size, to_staging);
+    CompactKvKernel<Element><<<grid, kThreads, 0, stream>>>(
+        p.src_slots, p.dst_slots, pool, staging, p.moves, p.head_dim, p.block_size, to_staging);
     const cudaError_t launched = cudaGetLastError();
     if (launched != cudaSuccess) return launched;
   }
@@ -283,7 +279,7 @@ cudaError_t LaunchWriteKv(const WriteKvParams& p, cudaStream_t stream) {
 }
 
 cudaError_t LaunchCompactKv(const CompactKvParams& p, cudaStream_t stream) {
-  if (p.budget == 0 || p.kv_heads == 0 || p.head_dim == 0) return cudaSuccess;
+  if (p.moves == 0 || p.head_dim == 0) return cudaSuccess;
   if (DTypeSize(p.dtype) == 2) return LaunchCompactKvTyped<uint16_t>(p, stream);
   if (DTypeSize(p.dtype) == 4) return LaunchCompactKvTyped<uint32_t>(p, stream);
   return cudaErrorInvalidValue;

@@ -80,28 +80,30 @@ cudaError_t LaunchAddBias(const AddBiasParams& params, cudaStream_t stream);
 
 // kv_pool[slot / block_size, 0, slot % block_size, :] = k[t, :] and [.., 1, ..] = v[t, :] with
 // slot = slots[t]. Any dtype (copies raw elements).
+// One row per (token, KV head): row r of k and v (r = n * kv_heads + g, so k [N, kv_heads,
+// head_dim] is already in that order) goes to slot slots[r] of the pool paged per KV head.
 struct WriteKvParams {
-  const void* k = nullptr;         // [tokens, row_size] of dtype (row_size = kv_heads * head_dim)
-  const void* v = nullptr;         // [tokens, row_size] of dtype
-  const int32_t* slots = nullptr;  // [tokens] device memory, each in [0, num_blocks * block_size)
-  void* kv_pool = nullptr;         // [num_blocks, 2, block_size, row_size] of dtype
-  int64_t tokens = 0;
-  int64_t row_size = 0;
+  const void* k = nullptr;         // [rows, head_dim] of dtype
+  const void* v = nullptr;         // [rows, head_dim] of dtype
+  const int32_t* slots = nullptr;  // [rows] device memory, each in [0, num_blocks * block_size)
+  void* kv_pool = nullptr;         // [num_blocks, 2, block_size, head_dim] of dtype
+  int64_t tokens = 0;              // rows
+  int64_t row_size = 0;            // head_dim
   int64_t block_size = 0;
   DType dtype = DType::kF32;
 };
 cudaError_t LaunchWriteKv(const WriteKvParams& params, cudaStream_t stream);
 
-// Moves each KV head's kept entries of one (sequence, layer) to the front of its blocks:
-// gathers them into `staging`, then scatters them to entries 0..budget-1. Two passes because
-// destinations of one head may be sources of the same head in a parallel copy.
+// Compaction of any number of KV head streams as a list of (source slot, destination slot) moves
+// (the host resolves each stream's kept entries through its blocks): every source is gathered
+// into `staging`, then scattered to its destination. Two passes because a destination may be
+// another move's source, and the moves run in parallel.
 struct CompactKvParams {
-  const int32_t* block_ids = nullptr;  // [layer_blocks] device memory
-  const int32_t* kept = nullptr;       // [kv_heads, budget] device memory, rows ascending
-  void* kv_pool = nullptr;             // [num_blocks, 2, block_size, kv_heads, head_dim] of dtype
-  void* staging = nullptr;             // [2, kv_heads, budget, head_dim] of dtype
-  int64_t budget = 0;
-  int64_t kv_heads = 0;
+  const int32_t* src_slots = nullptr;  // [moves] device memory, slot = block * block_size + offset
+  const int32_t* dst_slots = nullptr;  // [moves] device memory, distinct
+  void* kv_pool = nullptr;             // [num_blocks, 2, block_size, head_dim] of dtype
+  void* staging = nullptr;             // [2, moves, head_dim] of dtype
+  int64_t moves = 0;
   int64_t head_dim = 0;
   int64_t block_size = 0;
   DType dtype = DType::kF32;

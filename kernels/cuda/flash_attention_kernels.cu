@@ -83,9 +83,9 @@ __global__ void __launch_bounds__(kThreads) FlashAttentionKernel(AttentionParams
   constexpr int kRows = RowsPerWarp<kDimsPerLane>();
   constexpr int kTileRows = kRows * kWarps;
   const AttentionQueryItem tile = p.items[blockIdx.x];
-  const AttentionSeqDesc seq = p.seqs[tile.seq];
   const int h = blockIdx.y;
   const int g = h / (p.num_heads / p.kv_heads);
+  const AttentionSeqDesc seq = p.seqs[tile.seq * p.kv_heads + g];  // KV head g's stream
   const int lane = threadIdx.x & 31;
   const int warp = threadIdx.x >> 5;
   const int head_dim = p.head_dim;
@@ -111,10 +111,11 @@ __global__ void __launch_bounds__(kThreads) FlashAttentionKernel(AttentionParams
     q_tile[i * padded + d] = ToFloat(q[(row * p.num_heads + h) * head_dim + d]) * p.scale;
   }
 
-  // Element offsets in the pool [num_blocks, 2, block_size, kv_heads, head_dim].
-  const int64_t token_stride = static_cast<int64_t>(p.kv_heads) * head_dim;
+  // Element offsets in the pool [num_blocks, 2, block_size, head_dim]: the stream's blocks hold
+  // only KV head g.
+  const int64_t token_stride = head_dim;
   const int64_t v_offset = static_cast<int64_t>(p.block_size) * token_stride;
-  const T* pool = static_cast<const T*>(p.kv_pool) + static_cast<int64_t>(g) * head_dim;
+  const T* pool = static_cast<const T*>(p.kv_pool);
   const int32_t* blocks = p.block_table + seq.block_table_begin;
   // Loads keys [key_begin, key_begin + kKeys) into the K tile (and the V tile when with_values);
   // entries past kv_len are zero (they are masked anyway).
