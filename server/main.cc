@@ -89,6 +89,10 @@ ABSL_FLAG(int32_t, kv_window, 32, "Default observation window");
 ABSL_FLAG(int32_t, kv_kernel, 7, "Default max-pool kernel (odd)");
 ABSL_FLAG(double, kv_tau, 0.9, "Default ZigZag attention-mass threshold, (0, 1]");
 ABSL_FLAG(double, kv_rho, 0.2, "Default ZigZag per-layer floor (fraction of the budget)");
+ABSL_FLAG(std::string, kv_head_budgets, "uniform",
+          "Default split of a layer's budget across its KV heads: uniform or adaptive (AdaKV; "
+          "snapkv, pyramidkv and zigzag)");
+ABSL_FLAG(double, kv_alpha, 0.2, "Default adaptive head split floor (fraction of B_l - window)");
 ABSL_FLAG(double, kv_pyramid_beta, 20.0, "PyramidKV: the top layer keeps budget / beta, > 1");
 ABSL_FLAG(int32_t, kv_sink_tokens, 4, "StreamingLLM attention sinks");
 
@@ -176,6 +180,11 @@ absl::StatusOr<zigzag::ServerOptions> OptionsFromFlags(bool auth_token_given) {
   c.kernel = absl::GetFlag(FLAGS_kv_kernel);
   c.tau = absl::GetFlag(FLAGS_kv_tau);
   c.rho = absl::GetFlag(FLAGS_kv_rho);
+  absl::StatusOr<zigzag::HeadBudgets> head_budgets =
+      zigzag::ParseHeadBudgets(absl::GetFlag(FLAGS_kv_head_budgets));
+  if (!head_budgets.ok()) return head_budgets.status();
+  c.head_budgets = *head_budgets;
+  c.alpha = absl::GetFlag(FLAGS_kv_alpha);
   c.pyramid_beta = absl::GetFlag(FLAGS_kv_pyramid_beta);
   c.sink_tokens = absl::GetFlag(FLAGS_kv_sink_tokens);
   o.drain_timeout = absl::ToChronoMilliseconds(absl::GetFlag(FLAGS_drain_timeout));

@@ -145,6 +145,21 @@ absl::StatusOr<CompressionParams> ToCompressionParams(const v1::KvCompression& p
   }
   if (proto.has_tau()) params.tau = FloatToDecimalDouble(proto.tau());
   if (proto.has_rho()) params.rho = FloatToDecimalDouble(proto.rho());
+  switch (proto.head_budgets()) {
+    case v1::HEAD_BUDGETS_UNSPECIFIED:
+      break;
+    case v1::HEAD_BUDGETS_UNIFORM:
+      params.head_budgets = HeadBudgets::kUniform;
+      break;
+    case v1::HEAD_BUDGETS_ADAPTIVE:
+      params.head_budgets = HeadBudgets::kAdaptive;
+      break;
+    default:
+      return Invalid(absl::StrCat("kv_compression.head_budgets = ", proto.head_budgets(),
+                                  " is not a HeadBudgets; accepted: HEAD_BUDGETS_UNIFORM (1), "
+                                  "HEAD_BUDGETS_ADAPTIVE (2)"));
+  }
+  if (proto.has_alpha()) params.alpha = FloatToDecimalDouble(proto.alpha());
   // Messages already name "kv_compression.<field>".
   RETURN_IF_ERROR(ValidateCompressionParams(params));
   return params;

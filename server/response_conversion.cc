@@ -34,6 +34,9 @@ void SetCompressionFields(const CompressionParams& params, Message* out) {
   out->set_kernel(static_cast<uint32_t>(params.kernel));
   out->set_tau(static_cast<float>(params.tau));
   out->set_rho(static_cast<float>(params.rho));
+  out->set_head_budgets(params.head_budgets == HeadBudgets::kAdaptive ? v1::HEAD_BUDGETS_ADAPTIVE
+                                                                      : v1::HEAD_BUDGETS_UNIFORM);
+  out->set_alpha(static_cast<float>(params.alpha));
 }
 
 }  // namespace
@@ -64,6 +67,16 @@ void ToProtoKvStats(const KvStats& stats, int64_t num_preemptions, v1::KvStats* 
   out->set_prompt_tokens(stats.prompt_tokens);
   out->mutable_prompt_kept_per_layer()->Add(stats.prompt_kept_per_layer.begin(),
                                             stats.prompt_kept_per_layer.end());
+  // The split applied: full and streaming ignore an adaptive request.
+  out->set_head_budgets(EffectiveHeadBudgets(stats.params) == HeadBudgets::kAdaptive
+                            ? v1::HEAD_BUDGETS_ADAPTIVE
+                            : v1::HEAD_BUDGETS_UNIFORM);
+  out->set_num_kv_heads(stats.prompt_kept_per_head.empty()
+                            ? 0
+                            : static_cast<int32_t>(stats.prompt_kept_per_head[0].size()));
+  for (const std::vector<int64_t>& heads : stats.prompt_kept_per_head) {
+    out->mutable_prompt_kept_per_head()->Add(heads.begin(), heads.end());
+  }
   out->set_appended_tokens(stats.appended_tokens);
   out->set_full_kv_bytes(stats.full_kv_bytes);
   out->set_retained_kv_bytes(stats.retained_kv_bytes);

@@ -57,6 +57,11 @@ void ExpectKvStatsEqual(const v1::KvStats& got, const KvStats& want, v1::KvPolic
   EXPECT_EQ(got.effective_window(), want.window);
   EXPECT_EQ(got.prompt_tokens(), want.prompt_tokens);
   EXPECT_THAT(got.prompt_kept_per_layer(), ElementsAreArray(want.prompt_kept_per_layer));
+  std::vector<int64_t> want_per_head;  // layer-major
+  for (const std::vector<int64_t>& heads : want.prompt_kept_per_head) {
+    want_per_head.insert(want_per_head.end(), heads.begin(), heads.end());
+  }
+  EXPECT_THAT(got.prompt_kept_per_head(), ElementsAreArray(want_per_head));
   EXPECT_EQ(got.appended_tokens(), want.appended_tokens);
   EXPECT_EQ(got.full_kv_bytes(), want.full_kv_bytes);
   EXPECT_EQ(got.retained_kv_bytes(), want.retained_kv_bytes);
@@ -135,6 +140,46 @@ TEST_F(ServerGenerateTest, KvStatsMatchTheEngineForEveryPolicy) {
     }
     EXPECT_EQ(got.kv_stats().has_tokens_per_layer(), c.tokens.has_value());
     EXPECT_EQ(got.kv_stats().has_ratio(), c.ratio.has_value());
+  }
+  EXPECT_TRUE(WaitForIdlePool(*server_));
+}
+
+// head_budgets = ADAPTIVE reaches the planner: the response reports the split, and the heads of a
+// layer keep different counts that add up to G times the layer's budget (ZIGZAG.md section 8).
+TEST_F(ServerGenerateTest, AdaptiveHeadBudgetsSplitEachLayerAcrossItsHeads) {
+  for (const v1::KvPolicy policy :
+       {v1::KV_POLICY_SNAPKV, v1::KV_POLICY_PYRAMIDKV, v1::KV_POLICY_ZIGZAG}) {
+    SCOPED_TRACE(v1::KvPolicy_Name(policy));
+    v1::GenerateRequest request = GreedyRequest(RandomPrompt(150, 5), 10);
+    v1::KvCompression* kv = request.mutable_kv_compression();
+    kv->set_policy(policy);
+    kv->set_window(16);
+    kv->set_tokens_per_layer(40);
+    kv->set_head_budgets(v1::HEAD_BUDGETS_ADAPTIVE);
+    kv->set_alpha(0.1f);
+    const GenerationResult want = reference_->Generate(request);
+    const v1::GenerateResponse got = Generate(request);
+    EXPECT_THAT(got.token_ids(), ElementsAreArray(want.tokens));
+    ExpectKvStatsEqual(got.kv_stats(), want.kv_stats, policy);
+    const v1::KvStats& stats = got.kv_stats();
+    EXPECT_EQ(stats.head_budgets(), v1::HEAD_BUDGETS_ADAPTIVE);
+    EXPECT_FLOAT_EQ(stats.alpha(), 0.1f);
+    const int g = stats.num_kv_heads();
+    ASSERT_EQ(g, 2);  // the test model: 2 KV heads
+    const int layers = stats.prompt_kept_per_layer_size();
+    ASSERT_EQ(stats.prompt_kept_per_head_size(), layers * g);
+    bool some_layer_unequal = false;
+    for (int l = 0; l < layers; ++l) {
+      int64_t sum = 0;
+      for (int h = 0; h < g; ++h) sum += stats.prompt_kept_per_head(l * g + h);
+      // Exact: the split hands out G * B_l slots (B_l = 40 for snapkv, window 16 kept by every
+      // head).
+      if (policy == v1::KV_POLICY_SNAPKV) EXPECT_EQ(sum, g * 40) << "layer " << l;
+      for (int h = 0; h < g; ++h) EXPECT_GE(stats.prompt_kept_per_head(l * g + h), 16);
+      some_layer_unequal |=
+          stats.prompt_kept_per_head(l * g) != stats.prompt_kept_per_head(l * g + 1);
+    }
+    EXPECT_TRUE(some_layer_unequal) << "an adaptive split of random scores should differ per head";
   }
   EXPECT_TRUE(WaitForIdlePool(*server_));
 }

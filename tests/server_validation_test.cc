@@ -128,6 +128,13 @@ const BadInput kBadInputs[] = {
      grpc::StatusCode::INVALID_ARGUMENT, "kv_compression.tau must be in (0, 1]"},
     {"RhoAboveOne", [](auto* r) { r->mutable_kv_compression()->set_rho(1.5f); },
      grpc::StatusCode::INVALID_ARGUMENT, "kv_compression.rho must be in [0, 1]"},
+    {"UnknownHeadBudgets",
+     [](auto* r) {
+       r->mutable_kv_compression()->set_head_budgets(static_cast<v1::HeadBudgets>(7));
+     },
+     grpc::StatusCode::INVALID_ARGUMENT, "kv_compression.head_budgets = 7 is not a HeadBudgets"},
+    {"AlphaAboveOne", [](auto* r) { r->mutable_kv_compression()->set_alpha(1.5f); },
+     grpc::StatusCode::INVALID_ARGUMENT, "kv_compression.alpha must be in [0, 1]"},
     {"LongRequestId", [](auto* r) { r->set_request_id(std::string(129, 'x')); },
      grpc::StatusCode::INVALID_ARGUMENT,
      "request_id is 129 characters long; at most 128 are accepted"},

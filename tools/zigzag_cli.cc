@@ -68,6 +68,9 @@ ABSL_FLAG(std::string, kv_window, "", "Observation window");
 ABSL_FLAG(std::string, kv_kernel, "", "Max-pool kernel (odd)");
 ABSL_FLAG(std::string, kv_tau, "", "ZigZag attention-mass threshold");
 ABSL_FLAG(std::string, kv_rho, "", "ZigZag per-layer floor");
+ABSL_FLAG(std::string, kv_head_budgets, "",
+          "uniform or adaptive (AdaKV head split); empty = server default");
+ABSL_FLAG(std::string, kv_alpha, "", "Adaptive head split floor, [0, 1]");
 
 namespace {
 
@@ -194,6 +197,17 @@ absl::StatusOr<v1::GenerateRequest> RequestFromFlags() {
       SetIfGiven<float>(absl::GetFlag(FLAGS_kv_tau), "kv-tau", [kv](float v) { kv->set_tau(v); }));
   RETURN_IF_ERROR(
       SetIfGiven<float>(absl::GetFlag(FLAGS_kv_rho), "kv-rho", [kv](float v) { kv->set_rho(v); }));
+  const std::string head_budgets = absl::GetFlag(FLAGS_kv_head_budgets);
+  if (head_budgets == "uniform") {
+    kv->set_head_budgets(v1::HEAD_BUDGETS_UNIFORM);
+  } else if (head_budgets == "adaptive") {
+    kv->set_head_budgets(v1::HEAD_BUDGETS_ADAPTIVE);
+  } else if (!head_budgets.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--kv-head-budgets must be uniform or adaptive, got '", head_budgets, "'"));
+  }
+  RETURN_IF_ERROR(SetIfGiven<float>(absl::GetFlag(FLAGS_kv_alpha), "kv-alpha",
+                                    [kv](float v) { kv->set_alpha(v); }));
   return request;
 }
 
@@ -283,8 +297,12 @@ void PrintKvStats(const v1::KvStats& kv) {
       "tau: %g rho: %g\n",
       v1::KvPolicy_Name(kv.policy()).c_str(), budget.c_str(), kv.compressed() ? "yes" : "no",
       static_cast<long long>(kv.average_budget()), kv.window(), kv.kernel(), kv.tau(), kv.rho());
+  std::printf("kv_head_budgets: %s alpha: %g\n",
+              kv.head_budgets() == v1::HEAD_BUDGETS_ADAPTIVE ? "adaptive" : "uniform", kv.alpha());
   std::printf("kv_kept_prompt_tokens_per_layer: %s\n",
               absl::StrJoin(kv.prompt_kept_per_layer(), ",").c_str());
+  std::printf("kv_kept_prompt_tokens_per_head: %s\n",
+              absl::StrJoin(kv.prompt_kept_per_head(), ",").c_str());
   std::printf(
       "kv_full_bytes: %lld kv_retained_bytes: %lld kv_full_block_bytes: %lld "
       "kv_retained_block_bytes: %lld kv_saved_bytes: %lld kv_retained_ratio: %.4f "

@@ -47,6 +47,9 @@ ABSL_FLAG(int32_t, kv_window, 32, "Observation window (last prompt tokens always
 ABSL_FLAG(int32_t, kv_kernel, 7, "Max-pool kernel for token scores (odd)");
 ABSL_FLAG(double, kv_tau, 0.9, "ZigZag: attention mass a layer's minimum budget must keep");
 ABSL_FLAG(double, kv_rho, 0.2, "ZigZag: per-layer floor as a fraction of the average budget");
+ABSL_FLAG(std::string, kv_head_budgets, "uniform",
+          "Split of a layer's budget across its KV heads: uniform or adaptive (AdaKV)");
+ABSL_FLAG(double, kv_alpha, 0.2, "Adaptive head split: per-head floor, fraction of B_l - window");
 ABSL_FLAG(std::string, backend, "auto", "Backend: auto, cpu or cuda");
 ABSL_FLAG(int32_t, threads, 0, "CPU backend threads; 0 = all cores");
 ABSL_FLAG(int32_t, block_size, 16, "KV cache block size in tokens");
@@ -76,8 +79,16 @@ void PrintKvStats(const zigzag::KvStats& stats) {
       "rho: %g\n",
       zigzag::KvPolicyName(p.policy), stats.compressed ? "yes" : "no",
       static_cast<long long>(stats.average_budget), stats.window, p.kernel, p.tau, p.rho);
+  std::printf("kv_head_budgets: %s alpha: %g\n",
+              zigzag::HeadBudgetsName(zigzag::EffectiveHeadBudgets(p)), p.alpha);
   std::printf("kv_kept_prompt_tokens_per_layer: %s\n",
               absl::StrJoin(stats.prompt_kept_per_layer, ",").c_str());
+  // Layer-major: layer 0's KV heads, then layer 1's, ...
+  std::vector<int64_t> per_head;
+  for (const std::vector<int64_t>& heads : stats.prompt_kept_per_head) {
+    per_head.insert(per_head.end(), heads.begin(), heads.end());
+  }
+  std::printf("kv_kept_prompt_tokens_per_head: %s\n", absl::StrJoin(per_head, ",").c_str());
   std::printf(
       "kv_full_bytes: %lld kv_retained_bytes: %lld kv_full_block_bytes: %lld "
       "kv_retained_block_bytes: %lld kv_saved_bytes: %lld kv_retained_ratio: %.4f "
@@ -165,6 +176,10 @@ int main(int argc, char** argv) {
   compression.kernel = absl::GetFlag(FLAGS_kv_kernel);
   compression.tau = absl::GetFlag(FLAGS_kv_tau);
   compression.rho = absl::GetFlag(FLAGS_kv_rho);
+  auto head_budgets = zigzag::ParseHeadBudgets(absl::GetFlag(FLAGS_kv_head_budgets));
+  if (!head_budgets.ok()) return Fail("--kv-head-budgets", head_budgets.status());
+  compression.head_budgets = *head_budgets;
+  compression.alpha = absl::GetFlag(FLAGS_kv_alpha);
   if (absl::GetFlag(FLAGS_block_size) < 1 || absl::GetFlag(FLAGS_kv_memory_mb) < 1) {
     std::fprintf(stderr, "zigzag-generate: --block-size and --kv-memory-mb must be >= 1\n");
     return 2;

@@ -55,6 +55,10 @@ ABSL_FLAG(std::string, tasks_file, "",
 ABSL_FLAG(int64_t, tasks_max_line_bytes, 1 << 20, "Longest line accepted in --tasks_file");
 ABSL_FLAG(double, kv_tau, 0.9, "ZigZag tau");
 ABSL_FLAG(double, kv_rho, 0.2, "ZigZag rho");
+ABSL_FLAG(std::string, kv_head_budgets, "uniform",
+          "Head split of snapkv, pyramidkv and zigzag: uniform or adaptive (one split per run; "
+          "run twice with different --out to compare)");
+ABSL_FLAG(double, kv_alpha, 0.2, "Adaptive head split floor, [0, 1]");
 ABSL_FLAG(int32_t, max_tokens, 8,
           "Tokens generated per answer (greedy); with --tasks_file, for lines without "
           "max_new_tokens");
@@ -167,6 +171,11 @@ int main(int argc, char** argv) {
   base.kernel = kernels.front();
   base.tau = absl::GetFlag(FLAGS_kv_tau);
   base.rho = absl::GetFlag(FLAGS_kv_rho);
+  absl::StatusOr<zigzag::HeadBudgets> head_budgets =
+      zigzag::ParseHeadBudgets(absl::GetFlag(FLAGS_kv_head_budgets));
+  if (!head_budgets.ok()) return Fail("--kv_head_budgets", head_budgets.status());
+  base.head_budgets = *head_budgets;
+  base.alpha = absl::GetFlag(FLAGS_kv_alpha);
   const std::vector<std::string> policies =
       absl::StrSplit(absl::GetFlag(FLAGS_policies), ',', absl::SkipEmpty());
   absl::StatusOr<std::vector<Config>> built =

@@ -94,10 +94,12 @@ def build_request(pb2, args):
         kv.tokens_per_layer = args.kv_budget
     if args.kv_ratio is not None:
         kv.ratio = args.kv_ratio
-    for field in ("window", "kernel", "tau", "rho"):
+    for field in ("window", "kernel", "tau", "rho", "alpha"):
         value = getattr(args, "kv_" + field)
         if value is not None:
             setattr(kv, field, value)
+    if args.kv_head_budgets:
+        kv.head_budgets = pb2.HeadBudgets.Value("HEAD_BUDGETS_" + args.kv_head_budgets.upper())
     return request
 
 
@@ -119,6 +121,9 @@ def print_response(pb2, response):
     print(f"kv_policy: {pb2.KvPolicy.Name(kv.policy)} budget: {budget_text} "
           f"compressed: {kv.compressed} average_budget: {kv.average_budget} window: {kv.window}")
     print("kv_kept_prompt_tokens_per_layer:", ",".join(str(n) for n in kv.prompt_kept_per_layer))
+    print("kv_head_budgets:", "adaptive" if kv.head_budgets == pb2.HEAD_BUDGETS_ADAPTIVE else "uniform",
+          "alpha:", round(kv.alpha, 6))
+    print("kv_kept_prompt_tokens_per_head:", ",".join(str(n) for n in kv.prompt_kept_per_head))
     print(f"kv_full_bytes: {kv.full_kv_bytes} kv_retained_bytes: {kv.retained_kv_bytes} "
           f"kv_saved_bytes: {kv.saved_kv_bytes} kv_retained_ratio: {kv.retained_ratio:.4f} "
           f"kv_blocks_held: {kv.blocks_held} preemptions: {kv.num_preemptions}")
@@ -169,6 +174,8 @@ def main(argv=None):
     parser.add_argument("--kv-kernel", type=int)
     parser.add_argument("--kv-tau", type=float)
     parser.add_argument("--kv-rho", type=float)
+    parser.add_argument("--kv-head-budgets", choices=["uniform", "adaptive"])
+    parser.add_argument("--kv-alpha", type=float)
     args = parser.parse_args(argv)
     if args.auth_token_file:
         with open(args.auth_token_file, encoding="ascii") as f:
