@@ -2,7 +2,9 @@
 # The test command (README.md; .ci/run runs exactly this after scripts/setup.sh):
 #  1. a Release build (what users and the Dockerfile build) with -Werror and every target (the CUDA
 #     backend too when nvcc is found), and all tests;
-#  2. an AddressSanitizer + UndefinedBehaviorSanitizer build of the CPU code and its tests.
+#  2. an AddressSanitizer + UndefinedBehaviorSanitizer build of the CPU code and its tests;
+#  3. a ThreadSanitizer build of the scheduler and server tests (the code with threads: scheduler
+#     worker, gRPC callbacks, metrics), run with scripts/tsan-suppressions.txt.
 # -Werror is CI's (-DZIGZAG_WERROR=ON here); users' builds leave it off.
 # GPU tests skip themselves, with a message, on machines without a usable CUDA device.
 set -euo pipefail
@@ -22,6 +24,22 @@ cmake --build build-asan -j "$jobs"
 echo "== tests under ASan + UBSan"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir build-asan --output-on-failure -j "$jobs"
+
+echo "== build (ThreadSanitizer: scheduler and server tests, CPU backend)"
+cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DZIGZAG_SANITIZE=thread \
+  -DZIGZAG_CUDA=OFF -DZIGZAG_BUILD_BENCH=OFF -DZIGZAG_WERROR=ON >/dev/null
+tsan_targets=()
+for src in tests/scheduler*_test.cc tests/server_*_test.cc; do
+  tsan_targets+=("$(basename "$src" .cc)")
+done
+cmake --build build-tsan -j "$jobs" --target "${tsan_targets[@]}"
+# ctest knows GoogleTest's Suite.Test names (gtest_discover_tests): select the suites of the
+# binaries just built (the others are not built in this tree).
+suites=$(for t in "${tsan_targets[@]}"; do build-tsan/tests/"$t" --gtest_list_tests; done |
+  sed -n 's/^\([^ #][^.]*\)\..*/\1/p' | sort -u | paste -sd'|')
+echo "== scheduler and server tests under TSan (${tsan_targets[*]})"
+TSAN_OPTIONS="suppressions=$PWD/scripts/tsan-suppressions.txt halt_on_error=1 second_deadlock_stack=1" \
+  ctest --test-dir build-tsan --output-on-failure -j "$jobs" -R "^(${suites})\\."
 
 # Fuzzing (fuzz/README.md): clang-14 build in build-fuzz, each target's regressions, then ~15 s of
 # fuzzing per target, one at a time.

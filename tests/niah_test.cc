@@ -3,7 +3,9 @@
 // position, the trainer's format), answer scoring on hand-written cases, and the embedded model
 // retrieving passkeys it has never seen from held-out text with a full cache and with ZigZag at
 // 40%, via one shared prefill per prompt.
+#include <cstdlib>
 #include <filesystem>
+#include <string>
 
 #include "core/engine/generation.h"
 #include "core/model/llama_model.h"
@@ -20,7 +22,19 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
-const std::string kModelDir = std::string(ZIGZAG_SOURCE_DIR) + "/models/zigzag-tiny";
+// Compiled-in paths, each overridable from the environment: bench/gpu/run.sh runs this binary from
+// a bundle on a machine where the build tree does not exist and git's docs may not be installed.
+std::string PathFromEnv(const char* variable, const std::string& built_in) {
+  const char* env = std::getenv(variable);
+  return env != nullptr && *env != '\0' ? std::string(env) : built_in;
+}
+std::string ModelDir() {
+  return PathFromEnv("ZIGZAG_SOURCE_DIR", ZIGZAG_SOURCE_DIR) + "/models/zigzag-tiny";
+}
+// Held-out haystack text (git's release notes, as tools/niah uses them).
+std::string HaystackDir() {
+  return PathFromEnv("ZIGZAG_NIAH_HAYSTACK", "/usr/share/doc/git/RelNotes");
+}
 
 std::vector<std::string> Words(const std::string& text) {
   const std::filesystem::path dir = testing::MakeTempDir("niah");
@@ -52,11 +66,11 @@ TEST(NiahPromptTest, AnswersAreScoredByTheirFirstNumber) {
 class EmbeddedModelTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    ASSERT_TRUE(std::filesystem::exists(kModelDir + "/config.json")) << kModelDir;
-    auto tokenizer = LoadTokenizer(kModelDir);
+    ASSERT_TRUE(std::filesystem::exists(ModelDir() + "/config.json")) << ModelDir();
+    auto tokenizer = LoadTokenizer(ModelDir());
     ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
     tokenizer_ = std::move(*tokenizer);
-    auto words = LoadHaystackWords({"/usr/share/doc/git/RelNotes"}, 8, 7);
+    auto words = LoadHaystackWords({HaystackDir()}, 8, 7);
     ASSERT_TRUE(words.ok()) << words.status();
     words_ = std::move(*words);
   }
@@ -95,7 +109,7 @@ TEST_F(EmbeddedModelTest, PromptsFillTheirBudgetInTheTrainersFormat) {
 TEST_F(EmbeddedModelTest, RetrievesUnseenPasskeysWithFullAndZigZagCaches) {
   auto backend = CreateBackend("cpu");
   ASSERT_TRUE(backend.ok());
-  auto model = LlamaModel::LoadFromDir(kModelDir, backend->get());
+  auto model = LlamaModel::LoadFromDir(ModelDir(), backend->get());
   ASSERT_TRUE(model.ok()) << model.status();
   ASSERT_GE((*model)->config().max_context(), 4096);
   auto cache = KvCache::CreateWithBytes(backend->get(), (*model)->kv_layout(16), 64 << 20);

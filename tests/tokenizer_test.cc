@@ -28,10 +28,15 @@ using nlohmann::json;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
-fs::path DataDir() {
-  if (const char* env = std::getenv("ZIGZAG_TOKENIZER_DATA")) return fs::path(env);
-  return fs::path(ZIGZAG_TOKENIZER_DATA_DIR);
+// Compiled-in paths (build and source tree), each overridable from the environment:
+// bench/gpu/run.sh runs this binary from a bundle on a machine where those trees do not exist.
+fs::path PathFromEnv(const char* variable, const char* built_in) {
+  const char* env = std::getenv(variable);
+  return fs::path(env != nullptr && *env != '\0' ? env : built_in);
 }
+fs::path DataDir() { return PathFromEnv("ZIGZAG_TOKENIZER_DATA", ZIGZAG_TOKENIZER_DATA_DIR); }
+fs::path CorpusPath() { return PathFromEnv("ZIGZAG_TOKENIZER_CORPUS", ZIGZAG_TOKENIZER_CORPUS); }
+fs::path SourceDir() { return PathFromEnv("ZIGZAG_SOURCE_DIR", ZIGZAG_SOURCE_DIR); }
 
 // Fails (never skips) when the fixture has not produced the data.
 fs::path RequireData(const std::string& relative) {
@@ -222,7 +227,7 @@ TEST_P(ReferenceTest, OutOfRangeIdsAreInvalidArgument) {
 
 TEST_P(ReferenceTest, LongInputsEncodeQuickly) {
   // A 100K+ character prompt, one 100K-letter word (a single BPE piece) and a run of spaces.
-  std::string corpus = testing::ReadFile(ZIGZAG_TOKENIZER_CORPUS);
+  std::string corpus = testing::ReadFile(CorpusPath());
   std::string big;
   while (big.size() < 120000) big += corpus;
   for (const std::string& text : {big, std::string(100000, 'a'), std::string(100000, ' ')}) {
@@ -310,7 +315,7 @@ TEST(SpecialTokensTest, MissingTokenizerIsNotFound) {
 // SentencePiece vs spm_encode --------------------------------------------------------------------
 
 std::vector<std::string> CorpusLines() {
-  std::istringstream in(testing::ReadFile(ZIGZAG_TOKENIZER_CORPUS));
+  std::istringstream in(testing::ReadFile(CorpusPath()));
   std::vector<std::string> lines;
   for (std::string line; std::getline(in, line);) lines.push_back(line);
   return lines;
@@ -359,7 +364,7 @@ TEST(SentencePieceTest, RoundTripSpecialTokensAndStreaming) {
 }
 
 TEST(SentencePieceTest, EmbeddedModelLoadsWhenPresent) {
-  const fs::path dir = fs::path(ZIGZAG_SOURCE_DIR) / "models" / "zigzag-tiny";
+  const fs::path dir = SourceDir() / "models" / "zigzag-tiny";
   if (!fs::exists(dir / "tokenizer.model") && !fs::exists(dir / "tokenizer.json")) {
     GTEST_SKIP() << dir << " has no tokenizer yet";
   }

@@ -2,7 +2,8 @@
 # bench/gpu/run.sh: issue 5's checks and measurements on a GPU machine, in one call: tests (GPU
 # tests included), kernel benchmarks, end-to-end benchmarks on generated Llama-3-8B / Mistral-7B
 # shaped bf16 checkpoints, the comparison with Hugging Face transformers, compute-sanitizer
-# memcheck, and a Markdown report (bench/gpu/report.py) with pass/fail for every acceptance number.
+# memcheck and racecheck, and a Markdown report (bench/gpu/report.py) with pass/fail for every
+# acceptance number (the CUDA tests judged apart from the CPU-only ones).
 #
 # HOW TO RUN IT (from a session with the device tool)
 #   1. Here, on the dev machine:   bench/gpu/pack.sh          (builds + packs build-gpu-bundle/)
@@ -14,18 +15,22 @@
 #        device run  command="bash bench/gpu/run.sh"  carry=["build-gpu-bundle"]  timeout_s=600
 #      Or two calls, each well inside the 10-minute limit (the machine keeps nothing between calls,
 #      so each call is self-contained: the second regenerates the checkpoints):
-#        STAGES="tests kernels sanitize" bash bench/gpu/run.sh
+#        STAGES="tests kernels memcheck racecheck" bash bench/gpu/run.sh
 #        STAGES="e2e compare" bash bench/gpu/run.sh
+#      racecheck is the slowest stage (shared-memory hazard tracking); a run that skips it for
+#      lack of budget says so, and STAGES=racecheck runs it alone.
 #   3. The files come back from $OUT: report.md, results.tar.gz (logs, test XML), the JSON figures.
 #      Commit report.md (and the JSON) under bench/results/.
 #
 # Environment: OUT (default bench/results/<UTC time>), STAGES (default "tests kernels e2e compare
-# sanitize", run in the order given), MODELS (default "llama3-8b mistral-7b"; e2e), COMPARE_MODELS
+# memcheck racecheck", run in the order given; "sanitize" = both), MODELS (default "llama3-8b mistral-7b"; e2e), COMPARE_MODELS
 # (default "llama3-8b"), BUDGET (seconds for the whole script, default 570), ZIGZAG_CKPT_DIR
 # (generated checkpoints, default /tmp/zigzag-ckpt), ZIGZAG_BUILD_DIR (build with CMake there even
 # when a bundle is present; default build-gpu), ARCH (CUDA architecture when building, 90),
-# BUILD_TYPE (default RelWithDebInfo, the project's).
+# BUILD_TYPE (default Release, as pack.sh).
 # Every stage runs under `timeout`, bounded by its own limit and by what is left of BUDGET.
+# Bundle tests read their data from the bundle's data/ (bench/gpu/pack.sh); a test whose data the
+# bundle lacks is left out with a message (and listed in the report), never failed for a path.
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 ROOT=$PWD
@@ -39,23 +44,68 @@ case "${1:-}" in
       exec ctest --test-dir "$ZZ_BUILD" -j4 --timeout 300 --output-on-failure \
         --output-junit "$ZZ_WORK/tests/ctest.xml"
     fi
-    # Bundle: every test binary, four at a time, each writing GoogleTest XML.
-    # shellcheck disable=SC2016  # $1 and $ZZ_WORK expand in the inner shell
-    find "$ZZ_BIN" -maxdepth 1 -name '*_test' -print0 | sort -z | xargs -0 -P4 -n1 sh -c \
-      'n=$(basename "$1"); "$1" --gtest_output=xml:"$ZZ_WORK/tests/$n.xml" \
-         >"$ZZ_WORK/logs/test-$n.log" 2>&1; rc=$?; echo "$n exit $rc"; exit $rc' _
+    # Bundle: every test binary, four at a time (__test_one below). The data the tests read
+    # comes from the bundle (pack.sh), in place of the build machine's paths; a test whose data
+    # the bundle lacks is left out, with the reason in tests/filtered.txt.
+    data=$ZZ_BUNDLE/data
+    export ZIGZAG_SOURCE_DIR=$data/source
+    export ZIGZAG_TOKENIZER_CORPUS=$data/source/tests/data/tokenizer_corpus.txt
+    export ZIGZAG_TOKENIZER_DATA=$data/tokenizer_reference
+    export ZIGZAG_NIAH_HAYSTACK=$data/RelNotes
+    : >"$ZZ_WORK/tests/filtered.txt"
+    : >"$ZZ_WORK/tests/exit-status.tsv"
+    leave_out() { # BINARY GTEST_PATTERN REASON ("*": the whole binary)
+      echo "$1: $2 left out: $3" | tee -a "$ZZ_WORK/tests/filtered.txt"
+    }
+    [ -d "$ZIGZAG_SOURCE_DIR/models/zigzag-tiny" ] ||
+      leave_out tokenizer_test '*' "the bundle has no data/source (packed by an older pack.sh)"
+    [ -f "$ZIGZAG_TOKENIZER_DATA/spm/ids.txt" ] ||
+      leave_out tokenizer_test '*' "the bundle has no tokenizer reference data (pack.sh could not run the tokenizer_reference fixture)"
+    if [ ! -d "$ZIGZAG_SOURCE_DIR/models/zigzag-tiny" ] || [ ! -d "$ZIGZAG_NIAH_HAYSTACK" ]; then
+      leave_out niah_test 'EmbeddedModelTest.*' "the bundle has no embedded model or no git release notes (the haystack)"
+    fi
+    find "$ZZ_BIN" -maxdepth 1 -name '*_test' -print0 | sort -z | xargs -0 -P4 -n1 "$SELF" __test_one
     exit $?
     ;;
+  __test_one)
+    # One bundle test binary: GoogleTest XML in tests/, its exit status in tests/exit-status.tsv
+    # (a binary that crashes writes no XML), minus what tests/filtered.txt leaves out.
+    n=$(basename "$2")
+    excluded=$(awk -v n="$n:" '$1 == n {print $2}' "$ZZ_WORK/tests/filtered.txt" | sort -u | paste -sd: -)
+    if [[ ":$excluded:" == *":*:"* ]]; then
+      printf '%s\tleft out\n' "$n" >>"$ZZ_WORK/tests/exit-status.tsv"
+      echo "$n left out"
+      exit 0
+    fi
+    "$2" --gtest_output=xml:"$ZZ_WORK/tests/$n.xml" ${excluded:+"--gtest_filter=-$excluded"} \
+      >"$ZZ_WORK/logs/test-$n.log" 2>&1
+    rc=$?
+    printf '%s\t%s\n' "$n" "$rc" >>"$ZZ_WORK/tests/exit-status.tsv"
+    echo "$n exit $rc"
+    exit $rc
+    ;;
   __sanitize)
-    rc=0
-    for t in cuda_backend_test backend_ops_test backend_attention_test backend_compaction_test; do
-      [ -x "$ZZ_BIN/$t" ] || continue
+    # $2: memcheck (device memory accesses) or racecheck (shared-memory hazards: the flash and
+    # split-K attention kernels, the block reductions). Each binary gets an equal share of the
+    # stage's time limit, so one slow binary cannot leave the others unchecked.
+    tool=$2
+    binaries=(cuda_backend_test backend_ops_test backend_attention_test backend_compaction_test)
+    share=$(((ZZ_STAGE_LIMIT - 10) / ${#binaries[@]}))
+    case $tool in
       # API errors are not counted: some tests provoke them on purpose (out-of-memory, a bad
       # launch); memcheck's subject is device memory accesses.
-      "$ZZ_SANITIZER" --tool memcheck --report-api-errors no --print-limit 20 \
-        --error-exitcode 99 "$ZZ_BIN/$t" --gtest_filter='*cuda*:*Cuda*' \
-        >"$ZZ_WORK/sanitizer/$t.log" 2>&1 || rc=1
-      grep -E "ERROR SUMMARY|PASSED|FAILED" "$ZZ_WORK/sanitizer/$t.log" | sed "s/^/$t: /"
+      memcheck) options=(--report-api-errors no) ;;
+      racecheck) options=(--racecheck-report hazard) ;;
+      *) echo "unknown sanitizer tool '$tool'"; exit 2 ;;
+    esac
+    rc=0
+    for t in "${binaries[@]}"; do
+      [ -x "$ZZ_BIN/$t" ] || continue
+      timeout --kill-after=5 "$share" "$ZZ_SANITIZER" --tool "$tool" "${options[@]}" \
+        --print-limit 20 --error-exitcode 99 "$ZZ_BIN/$t" --gtest_filter='*cuda*:*Cuda*' \
+        >"$ZZ_WORK/sanitizer/$tool-$t.log" 2>&1 || rc=1
+      grep -E "ERROR SUMMARY|RACECHECK SUMMARY|PASSED|FAILED" "$ZZ_WORK/sanitizer/$tool-$t.log" |
+        sed "s/^/$tool $t: /"
     done
     exit $rc
     ;;
@@ -89,7 +139,8 @@ case "${1:-}" in
 esac
 
 # ---------------------------------------------------------------------------------------------
-STAGES=${STAGES:-"tests kernels e2e compare sanitize"}
+STAGES=${STAGES:-"tests kernels e2e compare memcheck racecheck"}
+STAGES=${STAGES//sanitize/memcheck racecheck}
 MODELS=${MODELS:-"llama3-8b mistral-7b"}
 COMPARE_MODELS=${COMPARE_MODELS:-"llama3-8b"}
 BUDGET=${BUDGET:-570}
@@ -128,6 +179,7 @@ stage() {
     return 1
   fi
   ((limit > left)) && limit=$left
+  export ZZ_STAGE_LIMIT=$limit
   echo "=== $name (limit ${limit}s): $*"
   local start rc status
   start=$(date +%s)
@@ -160,7 +212,7 @@ if [ -z "${ZIGZAG_BUILD_DIR:-}" ] && [ -f "$ROOT/build-gpu-bundle/bundle.tar.xz"
   ZZ_BUNDLE=/tmp/zigzag-bundle
   rm -rf "$ZZ_BUNDLE" && mkdir -p "$ZZ_BUNDLE"
   tar -C "$ZZ_BUNDLE" -xJf "$ROOT/build-gpu-bundle/bundle.tar.xz"
-  export ZZ_BIN=$ZZ_BUNDLE/bin
+  export ZZ_BIN=$ZZ_BUNDLE/bin ZZ_BUNDLE
   cuda_lib=""
   for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib /usr/lib/x86_64-linux-gnu; do
     [ -e "$d/libcublasLt.so.13" ] && cuda_lib=$d && break
@@ -190,7 +242,7 @@ else
   export ZZ_BIN=$ZZ_BUILD/bin-links
   echo "$(git rev-parse HEAD 2>/dev/null || echo unknown) (built here)" >"$ZZ_WORK/commit.txt"
   stage build 420 bash -c "cmake -S '$ROOT' -B '$ZZ_BUILD' -G Ninja -DZIGZAG_CUDA=ON \
-    -DZIGZAG_CUDA_ARCHITECTURES=${ARCH:-90} -DCMAKE_BUILD_TYPE=${BUILD_TYPE:-RelWithDebInfo} && \
+    -DZIGZAG_CUDA_ARCHITECTURES=${ARCH:-90} -DCMAKE_BUILD_TYPE=${BUILD_TYPE:-Release} && \
     cmake --build '$ZZ_BUILD' -j$(nproc)" || {
     echo "build failed: see $ZZ_WORK/logs/build.log (no bundle was carried: bench/gpu/pack.sh)"
     publish
@@ -244,16 +296,19 @@ for s in $STAGES; do
         stage "compare-$m" 180 "$SELF" __compare "$m"
       done
       ;;
-    sanitize)
+    memcheck | racecheck)
       export ZZ_SANITIZER
       ZZ_SANITIZER=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+      limit=150
+      [ "$s" = racecheck ] && limit=180
       if [ -x "$ZZ_SANITIZER" ]; then
-        stage sanitize 150 "$SELF" __sanitize
+        stage "$s" $limit "$SELF" __sanitize "$s"
       else
-        printf 'sanitize\tskipped: no compute-sanitizer\t0\t-\n' >>"$ZZ_WORK/stages.tsv"
+        echo "=== $s: skipped (no compute-sanitizer on PATH or in /usr/local/cuda/bin)"
+        printf '%s\tskipped: no compute-sanitizer\t0\t-\n' "$s" >>"$ZZ_WORK/stages.tsv"
       fi
       ;;
-    *) echo "unknown stage '$s' (tests kernels e2e compare sanitize)" ;;
+    *) echo "unknown stage '$s' (tests kernels e2e compare memcheck racecheck sanitize)" ;;
   esac
 done
 

@@ -52,6 +52,11 @@ bah() { "${BUILDAH[@]}" "$@"; }
 log() { echo "[$(date -u +%H:%M:%S)] $*"; }
 mkdir -p "$WORK"
 T_START=$(date +%s)
+# The revision the build context was taken from (recorded now: the build takes minutes).
+COMMIT=$(git rev-parse HEAD 2>/dev/null || echo unknown)
+if [ -n "$(git status --porcelain 2>/dev/null)" ]; then
+  COMMIT="$COMMIT + uncommitted changes: $(git status --porcelain | awk '{print $2}' | paste -sd' ')"
+fi
 
 # Debian mirror -----------------------------------------------------------------------------------
 # deb822 "URIs:" lines and one-line "deb URI suite ..." entries alike.
@@ -270,7 +275,7 @@ ok=1
   echo "# Image smoke test ($(date -u +%Y-%m-%d))"
   echo
   echo "- Command: \`VARIANT=$VARIANT BUILD_JOBS=$BUILD_JOBS deploy/docker/build-and-smoke.sh\`"
-  echo "- Commit: $(git rev-parse HEAD 2>/dev/null || echo unknown)$([ -n "$(git status --porcelain 2>/dev/null)" ] && echo ' (with uncommitted changes)')"
+  echo "- Commit: $COMMIT"
   echo "- Machine: $(nproc) cores, $(grep -h '^PRETTY_NAME=' /etc/os-release | cut -d= -f2 | tr -d '"'), $(buildah --version)"
   echo "- Base: $base ($base_size; $base_seconds s to make or find); mirror $MIRROR"
   echo "- Image: $TAG, variant $VARIANT, **$image_size**, built in **${build_seconds} s**${build_note} (BUILD_JOBS=$BUILD_JOBS, layer cache $([ "$LAYERS" = 1 ] && echo on || echo off))"
