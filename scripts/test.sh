@@ -4,7 +4,8 @@
 #     backend too when nvcc is found), and all tests;
 #  2. an AddressSanitizer + UndefinedBehaviorSanitizer build of the CPU code and its tests;
 #  3. a ThreadSanitizer build of the scheduler and server tests (the code with threads: scheduler
-#     worker, gRPC callbacks, metrics), run with scripts/tsan-suppressions.txt.
+#     worker, gRPC callbacks, metrics), run with scripts/tsan-suppressions.txt;
+#  4. the libFuzzer targets (clang-14): every saved regression, then a short run of each target.
 # -Werror is CI's (-DZIGZAG_WERROR=ON here); users' builds leave it off.
 # GPU tests skip themselves, with a message, on machines without a usable CUDA device.
 set -euo pipefail
