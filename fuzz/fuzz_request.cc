@@ -21,6 +21,7 @@
 #include "core/tokenizer/utf8.h"
 #include "fuzz/fixed_models.h"
 #include "fuzz/shaped_input.h"
+#include "server/request_id.h"
 #include "server/request_validation.h"
 
 namespace {
@@ -125,6 +126,9 @@ void BuildStructured(FuzzedDataProvider& in, zigzag::v1::GenerateRequest* reques
     if (in.ConsumeBool()) c->set_kernel(ConsumeEdgeU32(in));
     if (in.ConsumeBool()) c->set_tau(ConsumeEdgeFloat(in));
     if (in.ConsumeBool()) c->set_rho(ConsumeEdgeFloat(in));
+    if (in.ConsumeBool())
+      c->set_head_budgets(static_cast<zigzag::v1::HeadBudgets>(in.ConsumeIntegral<int>()));
+    if (in.ConsumeBool()) c->set_alpha(ConsumeEdgeFloat(in));
   }
 }
 
