@@ -77,7 +77,7 @@ COPY core core
 COPY proto proto
 COPY server server
 COPY tools tools
-COPY deploy/docker deploy/docker
+COPY deploy/docker/grpc_health_check.py deploy/docker/grpc_health_check.py
 # No -DZIGZAG_WERROR: warnings are CI's business (scripts/test.sh), not a user's image build.
 RUN jobs="${BUILD_JOBS}"; [ "$jobs" -gt 0 ] || jobs="$(nproc)"; \
     cmake -S . -B /build -G Ninja -DCMAKE_BUILD_TYPE=Release -DZIGZAG_CUDA="${ZIGZAG_CMAKE_CUDA}" \

@@ -29,9 +29,12 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 echo "== build (ThreadSanitizer: scheduler and server tests, CPU backend)"
 cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DZIGZAG_SANITIZE=thread \
   -DZIGZAG_CUDA=OFF -DZIGZAG_BUILD_BENCH=OFF -DZIGZAG_WERROR=ON >/dev/null
+# Not server_soak_test: 500 calls take ~10 minutes under TSan on 2 cores, at its ctest time limit,
+# and every race it could add runs through gRPC callbacks, which the suppressions hide (see
+# scripts/tsan-suppressions.txt); the ASan stage runs it.
 tsan_targets=()
 for src in tests/scheduler*_test.cc tests/server_*_test.cc; do
-  tsan_targets+=("$(basename "$src" .cc)")
+  [ "$(basename "$src")" = server_soak_test.cc ] || tsan_targets+=("$(basename "$src" .cc)")
 done
 cmake --build build-tsan -j "$jobs" --target "${tsan_targets[@]}"
 # ctest knows GoogleTest's Suite.Test names (gtest_discover_tests): select the suites of the

@@ -195,10 +195,21 @@ def sanitizer_section(results, out):
             text = read(path) or ""
             errors, detail = sanitizer_summary(tool, text)
             tests_ok = "[  FAILED  ]" not in text
-            clean = errors == 0 and tests_ok
+            # run.sh appends the tool's exit status (99: errors; a crash or timeout: other).
+            m = re.search(r"run\.sh: \w+ exit status (\d+)", text)
+            status = int(m.group(1)) if m else 0
+            clean = errors == 0 and tests_ok and status == 0
             ok = ok and clean
-            note = "clean" if clean else ("no summary (timed out?)" if errors is None else
-                                          ("errors" if errors else "tests failed under " + tool))
+            if clean:
+                note = "clean"
+            elif errors is None:
+                note = "no summary (timed out?)"
+            elif errors:
+                note = "errors"
+            elif not tests_ok:
+                note = "tests failed under " + tool
+            else:
+                note = f"exit status {status} (crashed or timed out under {tool})"
             name = os.path.basename(path)[:-4]
             name = name[len(tool) + 1:] if name.startswith(tool + "-") else name
             shown = "?" if errors is None else (f"{errors} ({detail})" if detail else errors)

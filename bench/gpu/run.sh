@@ -101,11 +101,16 @@ case "${1:-}" in
     rc=0
     for t in "${binaries[@]}"; do
       [ -x "$ZZ_BIN/$t" ] || continue
+      log="$ZZ_WORK/sanitizer/$tool-$t.log"
       timeout --kill-after=5 "$share" "$ZZ_SANITIZER" --tool "$tool" "${options[@]}" \
         --print-limit 20 --error-exitcode 99 "$ZZ_BIN/$t" --gtest_filter='*cuda*:*Cuda*' \
-        >"$ZZ_WORK/sanitizer/$tool-$t.log" 2>&1 || rc=1
-      grep -E "ERROR SUMMARY|RACECHECK SUMMARY|PASSED|FAILED" "$ZZ_WORK/sanitizer/$tool-$t.log" |
-        sed "s/^/$tool $t: /"
+        >"$log" 2>&1
+      status=$?
+      # report.py reads this line: a binary that crashed or timed out under the tool is not clean,
+      # whatever summary was printed.
+      echo "run.sh: $tool exit status $status" >>"$log"
+      [ "$status" -eq 0 ] || rc=1
+      grep -E "ERROR SUMMARY|RACECHECK SUMMARY|PASSED|FAILED|exit status" "$log" | sed "s/^/$tool $t: /"
     done
     exit $rc
     ;;

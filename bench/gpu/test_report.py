@@ -109,6 +109,18 @@ class ReportTest(unittest.TestCase):
         self.assertIn("| backend_attention_test | 3 (2 errors, 1 warnings) | errors |", text)
         self.assertIn("| cuda_backend_test | 0 (0 errors, 0 warnings) | clean |", text)
 
+    def test_a_binary_that_crashed_under_the_sanitizer_is_not_clean(self):
+        self.write("sanitizer/memcheck-backend_attention_test.log",
+                   "========= ERROR SUMMARY: 0 errors\nrun.sh: memcheck exit status 139\n")
+        self.write("sanitizer/memcheck-cuda_backend_test.log",
+                   "[  PASSED  ] 8 tests.\n========= ERROR SUMMARY: 0 errors\n"
+                   "run.sh: memcheck exit status 0\n")
+        text = self.report()
+        self.assertEqual(self.acceptance(text, "compute-sanitizer memcheck"), "**FAIL**")
+        self.assertIn("| backend_attention_test | 0 | exit status 139 (crashed or timed out "
+                      "under memcheck) |", text)
+        self.assertIn("| cuda_backend_test | 0 | clean |", text)
+
     def test_a_sanitizer_log_without_summary_is_not_clean(self):
         self.write("sanitizer/racecheck-backend_ops_test.log", "[ RUN      ] Matmul/cuda_bf16\n")
         text = self.report()

@@ -128,7 +128,15 @@ if [ "${SMOKE_ONLY:-0}" = 1 ]; then
   build_note=" (the last build; this run is SMOKE_ONLY=1)"
 else
   log "building $TAG: ${build_cmd[*]}"
-  if ! "${build_cmd[@]}" >"$WORK/build.log" 2>&1; then
+  containers_before=$(bah containers -q | sort)
+  build_rc=0
+  "${build_cmd[@]}" >"$WORK/build.log" 2>&1 || build_rc=$?
+  # buildah 1.28 leaves the working container of a stage with no instructions (runtime-cpu)
+  # behind: remove the containers this build created.
+  for c in $(comm -13 <(echo "$containers_before") <(bah containers -q | sort)); do
+    bah rm "$c" >/dev/null 2>&1 || true
+  done
+  if [ "$build_rc" != 0 ]; then
     tail -40 "$WORK/build.log"
     echo "image build failed: $WORK/build.log" >&2
     exit 1
