@@ -125,7 +125,7 @@ TEST(LoadTokenizerFromFiles, TokenizerConfigThatIsNotAnObjectIsInvalidNamingTheF
       .dir = "/models/x", .tokenizer_json = kTokenizerJson, .tokenizer_config = "[1, 2]"});
   EXPECT_EQ(tokenizer.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(tokenizer.status().message(),
-              HasSubstr("/models/x/tokenizer_config.json: not a valid JSON object"));
+              HasSubstr("/models/x/tokenizer_config.json: expected a JSON object"));
 }
 
 TEST(LoadTokenizerFromFiles, TruncatedSentencePieceModelIsInvalidNamingTheFile) {
