@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "core/model/checkpoint.h"
 #include "core/model/model_config.h"
 #include "core/model/safetensors.h"
@@ -96,7 +97,8 @@ TEST(ConfigJsonHardeningTest, EveryFieldOfTheWrongTypeIsInvalidArgumentNamingIt)
       json doc = base;
       doc.at(pointer) = OtherType(base.at(pointer));
       const absl::Status status = ConfigError(doc.dump());
-      EXPECT_THAT(std::string(status.message()), HasSubstr("'" + LastKey(pointer) + "'"))
+      EXPECT_THAT(std::string(status.message()),
+                  HasSubstr(absl::StrCat("'", LastKey(pointer), "'")))
           << pointer.to_string();
       ++checked;
     });
