@@ -50,6 +50,13 @@ for tool in buildah python3 curl; do
 done
 BUILDAH=(buildah --storage-driver "$STORAGE_DRIVER")
 bah() { "${BUILDAH[@]}" "$@"; }
+# One run at a time per machine: a run removes the containers and untagged images that appear in
+# buildah's storage while it builds, which must not be another run's.
+exec 9>/tmp/zigzag-build-and-smoke.lock
+if ! flock -n 9; then
+  echo "build-and-smoke.sh: another run holds /tmp/zigzag-build-and-smoke.lock; waiting" >&2
+  flock 9
+fi
 log() { echo "[$(date -u +%H:%M:%S)] $*"; }
 mkdir -p "$WORK"
 T_START=$(date +%s)
