@@ -181,7 +181,8 @@ TEST(IcuRegexSegmentsTest, CutsAtSpacesAfterWordsElseAtCharacterBoundaries) {
   // after offset 9, in its first half, so it is cut at 14, a plain character boundary.
   EXPECT_THAT(RegexSegmentEnds("abcdef gh ijklmnop", 8), ::testing::ElementsAre(6u, 14u, 18u));
   // A space after a space is no place to cut: "a" + 10 spaces is cut at 8 bytes.
-  EXPECT_THAT(RegexSegmentEnds("a" + std::string(10, ' '), 8), ::testing::ElementsAre(8u, 11u));
+  EXPECT_THAT(RegexSegmentEnds(std::string("a").append(10, ' '), 8),
+              ::testing::ElementsAre(8u, 11u));
   // Ten "é" (2 bytes each) in segments of 5: never between a lead and a continuation byte.
   std::string accents;
   for (int i = 0; i < 10; ++i) accents += "\xC3\xA9";
