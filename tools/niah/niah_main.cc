@@ -99,19 +99,6 @@ bool ParseList(const std::string& text, const char* flag, std::vector<T>* out) {
   return true;
 }
 
-std::string CsvQuote(const std::string& text) {
-  std::string out = "\"";
-  for (char c : text) {
-    if (c == '"')
-      out += "\"\"";
-    else if (c == '\n')
-      out += "\\n";
-    else
-      out.push_back(c);
-  }
-  return out + "\"";
-}
-
 using Config = zigzag::niah::GridConfig;
 
 // The kernel only matters to the policies that pool scores.
@@ -279,8 +266,9 @@ int main(int argc, char** argv) {
               static_cast<double>(kept) / static_cast<double>(num_layers * prompt->ids.size());
           csv << length << ',' << prompt->ids.size() << ',' << depth << ',' << trial << ','
               << passkey << ',' << zigzag::KvPolicyName(configs[c].params.policy) << ','
-              << configs[c].budget << ',' << (correct ? 1 : 0) << ',' << CsvQuote(*answer) << ','
-              << retained << ',' << absl::StrJoin(result.kv_stats.prompt_kept_per_layer, ";") << ','
+              << configs[c].budget << ',' << (correct ? 1 : 0) << ','
+              << zigzag::niah::CsvQuote(*answer) << ',' << retained << ','
+              << absl::StrJoin(result.kv_stats.prompt_kept_per_layer, ";") << ','
               << KernelColumn(configs[c]) << '\n';
           Tally& tally = tallies[configs[c].label];
           tally.correct += correct;

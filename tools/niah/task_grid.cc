@@ -19,6 +19,12 @@ bool PoolsScores(KvPolicy policy) {
          policy == KvPolicy::kZigZag;
 }
 
+std::string KernelColumn(const GridConfig& config) {
+  return PoolsScores(config.params.policy) ? absl::StrCat(config.params.kernel) : "-";
+}
+
+}  // namespace
+
 std::string CsvQuote(std::string_view text) {
   std::string out = "\"";
   for (char c : text) {
@@ -31,12 +37,6 @@ std::string CsvQuote(std::string_view text) {
   }
   return out + "\"";
 }
-
-std::string KernelColumn(const GridConfig& config) {
-  return PoolsScores(config.params.policy) ? absl::StrCat(config.params.kernel) : "-";
-}
-
-}  // namespace
 
 absl::StatusOr<std::vector<GridConfig>> BuildGridConfigs(const std::vector<std::string>& policies,
                                                          const std::vector<double>& budgets,

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <string_view>
 #include <tuple>
 #include <vector>
 
@@ -31,6 +32,9 @@ struct GridConfig {
 // and the rest. Labels carry "/k<kernel>" only when more than one kernel is asked for.
 // InvalidArgument for an unknown policy, no kernel, or parameters that do not validate (naming the
 // budget or kernel).
+// A CSV field: quoted, inner quotes doubled, newlines written as \n (answers may hold either).
+std::string CsvQuote(std::string_view text);
+
 absl::StatusOr<std::vector<GridConfig>> BuildGridConfigs(const std::vector<std::string>& policies,
                                                          const std::vector<double>& budgets,
                                                          const std::vector<int32_t>& kernels,
