@@ -171,9 +171,10 @@ ServerMetrics::ServerMetrics(std::string model_name)
 
 ServerMetrics::~ServerMetrics() { StopHttp(); }
 
-absl::Status ServerMetrics::StartHttp(const std::string& host, int port) {
+absl::Status ServerMetrics::StartHttp(const std::string& host, int port, HttpHealth health) {
   StopHttp();
-  auto http = MetricsHttpServer::Start(host, port, [this] { return Serialize(); });
+  auto http = MetricsHttpServer::Start(
+      host, port, [this] { return Serialize(); }, {}, std::move(health));
   if (!http.ok()) return http.status();
   http_ = std::move(*http);
   http_port_ = http_->port();

@@ -38,8 +38,9 @@ class ServerMetrics final : public SchedulerObserver {
   ServerMetrics(const ServerMetrics&) = delete;
   ServerMetrics& operator=(const ServerMetrics&) = delete;
 
-  // Serves /metrics on "host:port" (port 0: any free port). Unavailable when it cannot bind.
-  absl::Status StartHttp(const std::string& host, int port);
+  // Serves /metrics (and /livez, /readyz from `health`) on "host:port" (port 0: any free port).
+  // Unavailable when it cannot bind.
+  absl::Status StartHttp(const std::string& host, int port, HttpHealth health = {});
   // The bound port, or -1 when not serving.
   int http_port() const { return http_port_; }
   // Stops serving (idempotent).

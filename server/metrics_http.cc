@@ -19,6 +19,8 @@ namespace zigzag {
 namespace {
 
 constexpr std::string_view kMetricsPath = "/metrics";
+constexpr std::string_view kLivePath = "/livez";
+constexpr std::string_view kReadyPath = "/readyz";
 // The Prometheus text exposition format, as prometheus-cpp's own exposer labels it.
 constexpr char kMetricsContentType[] = "text/plain; version=0.0.4; charset=utf-8";
 constexpr char kPlainText[] = "text/plain; charset=utf-8";
@@ -110,19 +112,30 @@ struct MetricsHttpServer::Callbacks {
     // No exception may cross into libmicrohttpd's C frames.
     try {
       const auto* server = static_cast<const MetricsHttpServer*>(cls);
-      if (url == nullptr || kMetricsPath != url) {
-        return Respond(connection, MHD_HTTP_NOT_FOUND, "not found: scrape /metrics\n", kPlainText);
+      const std::string_view path = url == nullptr ? "" : url;
+      const std::function<bool()>* probe = nullptr;
+      if (path == kLivePath && server->health_.live) probe = &server->health_.live;
+      if (path == kReadyPath && server->health_.ready) probe = &server->health_.ready;
+      if (path != kMetricsPath && probe == nullptr) {
+        return Respond(connection, MHD_HTTP_NOT_FOUND,
+                       server->health_.live
+                           ? "not found: scrape /metrics; health at /livez, /readyz\n"
+                           : "not found: scrape /metrics\n",
+                       kPlainText);
       }
       const std::string_view verb = method == nullptr ? "" : method;
       if (verb != MHD_HTTP_METHOD_GET && verb != MHD_HTTP_METHOD_HEAD) {
-        return Respond(connection, MHD_HTTP_METHOD_NOT_ALLOWED,
-                       "method not allowed: /metrics takes GET or HEAD\n", kPlainText,
-                       kAllowedMethods);
+        return Respond(
+            connection, MHD_HTTP_METHOD_NOT_ALLOWED,
+            absl::StrCat("method not allowed: ", std::string(path), " takes GET or HEAD\n"),
+            kPlainText, kAllowedMethods);
       }
       if (*request_state == nullptr) {
         if (AnnouncesBody(connection)) {
-          return Respond(connection, MHD_HTTP_BAD_REQUEST,
-                         "bad request: GET /metrics takes no request body\n", kPlainText);
+          return Respond(
+              connection, MHD_HTTP_BAD_REQUEST,
+              absl::StrCat("bad request: GET ", std::string(path), " takes no request body\n"),
+              kPlainText);
         }
         static char headers_checked;
         *request_state = &headers_checked;
@@ -131,6 +144,12 @@ struct MetricsHttpServer::Callbacks {
       if (*upload_data_size != 0) {  // unreachable: no body was announced; drop it all the same
         *upload_data_size = 0;
         return MHD_YES;
+      }
+      if (probe != nullptr) {
+        const bool ok = (*probe)();
+        return Respond(connection, ok ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE,
+                       ok ? "ok\n" : (path == kLivePath ? "not live\n" : "not ready\n"),
+                       kPlainText);
       }
       std::string body;
       try {
@@ -174,7 +193,7 @@ struct MetricsHttpServer::Callbacks {
 
 absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(
     const std::string& host, int port, std::function<std::string()> render,
-    const MetricsHttpOptions& options) {
+    const MetricsHttpOptions& options, HttpHealth health) {
   if (absl::Status status = ValidateOptions(port, options); !status.ok()) return status;
   if (!render) return absl::InvalidArgumentError("metrics: no render callback");
   const auto unavailable = [&](const std::string& why) {
@@ -191,7 +210,8 @@ absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(
   if (const int rc = getaddrinfo(host.c_str(), service.c_str(), &hints, &addresses); rc != 0) {
     return unavailable(gai_strerror(rc));
   }
-  std::unique_ptr<MetricsHttpServer> server(new MetricsHttpServer(std::move(render)));
+  std::unique_ptr<MetricsHttpServer> server(
+      new MetricsHttpServer(std::move(render), std::move(health)));
   const size_t stack_bytes = kHandlerStackBytes + LoadedTlsBytes();
   std::string last_error = "no IPv4 or IPv6 address";
   for (const addrinfo* a = addresses; a != nullptr && server->daemon_ == nullptr; a = a->ai_next) {
@@ -242,8 +262,8 @@ absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(
   return server;
 }
 
-MetricsHttpServer::MetricsHttpServer(std::function<std::string()> render)
-    : render_(std::move(render)) {}
+MetricsHttpServer::MetricsHttpServer(std::function<std::string()> render, HttpHealth health)
+    : render_(std::move(render)), health_(std::move(health)) {}
 
 MetricsHttpServer::~MetricsHttpServer() {
   // Shuts every connection's socket down and joins its thread; none waits for a slow client.

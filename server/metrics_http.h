@@ -1,6 +1,7 @@
 // MetricsHttpServer: serves Prometheus scrapes with libmicrohttpd, a thread per connection, so a
 // slow client delays neither a scrape nor a stop; GET/HEAD /metrics get what a callback renders,
-// other methods 405, other paths 404. Knows nothing of metrics; ServerMetrics renders them.
+// /livez and /readyz what health callbacks say, other methods 405, other paths 404. Knows
+// nothing of metrics or health; ServerMetrics and ZigzagServer supply them.
 #pragma once
 
 #include <atomic>
@@ -31,6 +32,15 @@ struct MetricsHttpOptions {
   size_t connection_memory_limit_bytes = 16 * 1024;
 };
 
+// Plain-HTTP health for probes that cannot use gRPC health: the kubelet's gRPC probes speak
+// plaintext only, so with TLS on the gRPC port they point here. GET/HEAD /livez and /readyz answer
+// 200 while their callback returns true and 503 otherwise; a path whose callback is unset is 404.
+// Callbacks may be called from several threads at once and must not block.
+struct HttpHealth {
+  std::function<bool()> live;
+  std::function<bool()> ready;
+};
+
 class MetricsHttpServer {
  public:
   // Binds host:port (an IPv4 or IPv6 literal, or a name; port 0 = any free port) and starts
@@ -39,7 +49,7 @@ class MetricsHttpServer {
   // reason when it cannot bind or start.
   static absl::StatusOr<std::unique_ptr<MetricsHttpServer>> Start(
       const std::string& host, int port, std::function<std::string()> render,
-      const MetricsHttpOptions& options = {});
+      const MetricsHttpOptions& options = {}, HttpHealth health = {});
   // Stops: closes the listener and every open connection (slow clients included) and joins the
   // threads; a render in progress finishes first.
   ~MetricsHttpServer();
@@ -51,12 +61,13 @@ class MetricsHttpServer {
   int open_connections() const { return open_connections_.load(); }
 
  private:
-  explicit MetricsHttpServer(std::function<std::string()> render);
+  MetricsHttpServer(std::function<std::string()> render, HttpHealth health);
 
   // libmicrohttpd's callbacks (their cls pointer is `this`), defined in the .cc file.
   struct Callbacks;
 
   const std::function<std::string()> render_;
+  const HttpHealth health_;
   MHD_Daemon* daemon_ = nullptr;
   int port_ = -1;
   std::atomic<int> open_connections_{0};

@@ -198,7 +198,16 @@ absl::StatusOr<std::unique_ptr<ZigzagServer>> ZigzagServer::Start(ServerOptions 
   server->StartSelfCheck();
   const ServerOptions& o = server->options_;
   if (o.metrics_port >= 0) {
-    if (absl::Status status = server->metrics_->StartHttp(o.metrics_host, o.metrics_port);
+    // /livez and /readyz say what gRPC health says for "" and zigzag.v1.Engine, for probes that
+    // cannot use gRPC health (the kubelet's gRPC probes are plaintext only: with TLS on, the
+    // Helm chart probes these instead).
+    ZigzagServer* const self = server.get();
+    HttpHealth health{
+        .live = [self] { return self->live(); },
+        .ready = [self] { return self->service_->state() == v1::SERVER_STATE_SERVING; },
+    };
+    if (absl::Status status =
+            server->metrics_->StartHttp(o.metrics_host, o.metrics_port, std::move(health));
         !status.ok()) {
       return status;
     }

@@ -185,9 +185,13 @@ TEST(ServerConnectionTest, SelfCheckTurnsLivenessOffWhileNoConnectionGetsInAndBa
   options.self_check_interval = std::chrono::milliseconds(100);
   options.self_check_timeout = std::chrono::milliseconds(1000);
   options.self_check_failures = 2;
+  options.metrics_port = 0;  // /livez must follow the self-check too (the probe used with TLS)
   std::unique_ptr<ZigzagServer> server = StartServer(std::move(options));
   ASSERT_NE(server, nullptr);
   EXPECT_TRUE(server->live());
+  ASSERT_GT(server->metrics_port(), 0);
+  EXPECT_EQ(HttpStatus(server->metrics_port(), "/livez"), 200);
+  EXPECT_EQ(HttpStatus(server->metrics_port(), "/readyz"), 200);
 
   // A client connected before the flood keeps its connection (one of the three slots).
   const std::shared_ptr<grpc::Channel> early = Connect(server->port());
@@ -214,6 +218,9 @@ TEST(ServerConnectionTest, SelfCheckTurnsLivenessOffWhileNoConnectionGetsInAndBa
   // would see it, if it could connect) is NOT_SERVING.
   ASSERT_TRUE(WaitUntil([&] { return !server->live(); }));
   EXPECT_EQ(LivenessOver(early).value_or(-1), 2);
+  EXPECT_EQ(HttpStatus(server->metrics_port(), "/livez"), 503);
+  EXPECT_EQ(HttpStatus(server->metrics_port(), "/readyz"),
+            200);  // ready: it is the port that is stuck
   EXPECT_FALSE(LivenessSelfCheck::CheckOnce({.target = absl::StrCat("127.0.0.1:", server->port()),
                                              .timeout = std::chrono::milliseconds(1000)})
                    .ok());
@@ -222,6 +229,7 @@ TEST(ServerConnectionTest, SelfCheckTurnsLivenessOffWhileNoConnectionGetsInAndBa
   ASSERT_TRUE(WaitUntil([&] { return server->live(); }));
   EXPECT_EQ(LivenessOver(early).value_or(-1), 1);
   EXPECT_EQ(HealthCheck(server->port(), "").value_or(-1), 1);
+  EXPECT_EQ(HttpStatus(server->metrics_port(), "/livez"), 200);
 }
 
 int OpenDescriptors() {

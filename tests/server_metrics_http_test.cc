@@ -400,6 +400,48 @@ TEST_F(MetricsHttpTest, ManyConcurrentScrapesAllSucceed) {
   EXPECT_EQ(renders_.load(), kClients * kScrapesEach);
 }
 
+TEST(MetricsHttpServerTest, LivezAndReadyzFollowTheirCallbacks) {
+  std::atomic<bool> live{true}, ready{false};
+  auto server = MetricsHttpServer::Start(
+      "127.0.0.1", 0, [] { return std::string(kMetricsText); }, {},
+      HttpHealth{.live = [&] { return live.load(); }, .ready = [&] { return ready.load(); }});
+  ASSERT_TRUE(server.ok()) << server.status();
+  const int port = (*server)->port();
+  const auto get = [port](const char* path) {
+    return Exchange(port, absl::StrCat("GET ", path, " HTTP/1.0\r\n\r\n"));
+  };
+  // Live, not ready (a model still loading): 200 and 503.
+  EXPECT_EQ(get("/livez").status, 200);
+  EXPECT_EQ(get("/livez").body, "ok\n");
+  EXPECT_EQ(get("/readyz").status, 503);
+  EXPECT_EQ(get("/readyz").body, "not ready\n");
+  ready = true;
+  EXPECT_EQ(get("/readyz").status, 200);
+  // The self-check failed: liveness 503; /metrics still answers.
+  live = false;
+  EXPECT_EQ(get("/livez").status, 503);
+  EXPECT_EQ(get("/livez").body, "not live\n");
+  EXPECT_EQ(get("/metrics").status, 200);
+  // HEAD answers the same status without a body; other methods 405 naming the path.
+  const Reply head = Exchange(port, "HEAD /readyz HTTP/1.0\r\n\r\n");
+  EXPECT_EQ(head.status, 200);
+  EXPECT_EQ(head.body, "");
+  const Reply post = Exchange(port, "POST /livez HTTP/1.0\r\n\r\n");
+  EXPECT_EQ(post.status, 405);
+  EXPECT_THAT(post.body, HasSubstr("/livez takes GET or HEAD"));
+  EXPECT_EQ(get("/livez/").status, 404);
+}
+
+TEST(MetricsHttpServerTest, WithoutHealthCallbacksLivezAndReadyzAre404) {
+  auto server = MetricsHttpServer::Start("127.0.0.1", 0, [] { return std::string(kMetricsText); });
+  ASSERT_TRUE(server.ok()) << server.status();
+  for (const char* path : {"/livez", "/readyz"}) {
+    EXPECT_EQ(Exchange((*server)->port(), absl::StrCat("GET ", path, " HTTP/1.0\r\n\r\n")).status,
+              404)
+        << path;
+  }
+}
+
 TEST(MetricsHttpServerTest, RenderThatThrowsGets500AndTheServerKeepsServing) {
   std::atomic<int> calls{0};
   auto server = MetricsHttpServer::Start("127.0.0.1", 0, [&]() -> std::string {

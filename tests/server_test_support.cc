@@ -8,6 +8,7 @@
 #include <random>
 #include <thread>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "gtest/gtest.h"
@@ -129,7 +130,15 @@ absl::StatusOr<int> HealthCheck(int port, const std::string& service) {
   return static_cast<int>(bytes[1]);
 }
 
-absl::StatusOr<std::string> HttpGet(int port, const std::string& path) {
+namespace {
+
+// The whole reply to GET path: its header block (status line first) and its body.
+struct HttpReply {
+  std::string head;
+  std::string body;
+};
+
+absl::StatusOr<HttpReply> HttpExchange(int port, const std::string& path) {
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
   if (fd < 0) return absl::InternalError("socket() failed");
   sockaddr_in address{};
@@ -153,10 +162,31 @@ absl::StatusOr<std::string> HttpGet(int port, const std::string& path) {
   if (reply.rfind("HTTP/1.", 0) != 0 || body == std::string::npos) {
     return absl::InternalError("not an HTTP response: " + reply.substr(0, 100));
   }
-  if (reply.find(" 200 ") == std::string::npos || reply.find(" 200 ") > body) {
-    return absl::InternalError("HTTP status is not 200: " + reply.substr(0, reply.find("\r\n")));
+  return HttpReply{.head = reply.substr(0, body), .body = reply.substr(body + 4)};
+}
+
+// "HTTP/1.x NNN reason": NNN, or -1.
+int StatusCode(const std::string& head) {
+  int code = -1;
+  if (head.size() < 12 || !absl::SimpleAtoi(head.substr(9, 3), &code)) return -1;
+  return code;
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> HttpGet(int port, const std::string& path) {
+  absl::StatusOr<HttpReply> reply = HttpExchange(port, path);
+  if (!reply.ok()) return reply.status();
+  if (StatusCode(reply->head) != 200) {
+    return absl::InternalError("HTTP status is not 200: " +
+                               reply->head.substr(0, reply->head.find("\r\n")));
   }
-  return reply.substr(body + 4);
+  return reply->body;
+}
+
+int HttpStatus(int port, const std::string& path) {
+  absl::StatusOr<HttpReply> reply = HttpExchange(port, path);
+  return reply.ok() ? StatusCode(reply->head) : -1;
 }
 
 std::optional<double> Metric(const std::string& text, const std::string& name,

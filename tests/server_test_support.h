@@ -46,8 +46,10 @@ std::unique_ptr<v1::Engine::Stub> NewStub(int port);
 // 1 = SERVING, 2 = NOT_SERVING, 3 = SERVICE_UNKNOWN; the call's error otherwise.
 absl::StatusOr<int> HealthCheck(int port, const std::string& service);
 
-// HTTP/1.0 GET http://127.0.0.1:port/path over a plain socket; the body.
+// HTTP/1.0 GET http://127.0.0.1:port/path over a plain socket; the body (an error unless 200).
 absl::StatusOr<std::string> HttpGet(int port, const std::string& path);
+// The same GET's status code (200, 503, ...), or -1 when there is no HTTP answer.
+int HttpStatus(int port, const std::string& path);
 // The value of one sample in Prometheus text, e.g. Metric(text, "zigzag_kv_blocks_free",
 // {{"model","m"}}) or with suffix "_count" / "_sum" on a histogram name; nullopt when absent.
 std::optional<double> Metric(const std::string& text, const std::string& name,

@@ -201,6 +201,10 @@ class ConfigTest(unittest.TestCase):
         cls.help = server_help_flags()
         cls.grpc_port = int(cls.help["port"])
         cls.metrics_port = int(cls.help["metrics_port"])
+        # The HTTP health paths the server answers (server/metrics_http.cc).
+        with open(repo("server", "metrics_http.cc")) as f:
+            cls.http_health_paths = re.findall(r'k(?:Live|Ready)Path = "([^"]+)"', f.read())
+        assert sorted(cls.http_health_paths) == ["/livez", "/readyz"], cls.http_health_paths
 
     def assert_flags_exist(self, args, where):
         for arg in args:
@@ -351,11 +355,23 @@ class ConfigTest(unittest.TestCase):
         self.assertEqual(ports, {"grpc": grpc_port, "metrics": metrics_port}, where)
         with open(repo("server", "zigzag_server.h")) as f:
             ready = re.search(r'kEngineServiceName\[\] = "([^"]+)"', f.read()).group(1)
+        tls = "tls_cert" in args
         for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
             self.assertIn(probe, container, where)
-            self.assertEqual(container[probe]["grpc"]["port"], grpc_port, f"{where} {probe}")
-            self.assertIn(container[probe]["grpc"]["service"], ("", ready), f"{where} {probe}")
-        self.assertEqual(container["readinessProbe"]["grpc"]["service"], ready)
+            if tls:  # HTTP on the metrics port, paths the server serves
+                self.assertNotIn("grpc", container[probe], f"{where} {probe}")
+                self.assertEqual(container[probe]["httpGet"]["port"], "metrics", f"{where} {probe}")
+                self.assertIn(container[probe]["httpGet"]["path"], self.http_health_paths,
+                              f"{where} {probe}")
+            else:
+                self.assertEqual(container[probe]["grpc"]["port"], grpc_port, f"{where} {probe}")
+                self.assertIn(container[probe]["grpc"]["service"], ("", ready), f"{where} {probe}")
+        if tls:
+            self.assertEqual(container["livenessProbe"]["httpGet"]["path"], "/livez")
+            self.assertEqual(container["readinessProbe"]["httpGet"]["path"], "/readyz")
+            self.assertEqual(container["startupProbe"]["httpGet"]["path"], "/readyz")
+        else:
+            self.assertEqual(container["readinessProbe"]["grpc"]["service"], ready)
         annotations = pod["metadata"].get("annotations", {})
         if "prometheus.io/port" in annotations:
             self.assertEqual(int(annotations["prometheus.io/port"]), metrics_port)
