@@ -107,6 +107,8 @@ async def run_one(stub, pb2, spec, args, metadata, t0, itl_sink):
                     server_e2e_s=done.timings.e2e_seconds,
                     kv_policy_used=pb2.KvPolicy.Name(done.kv_stats.policy)
                     .replace("KV_POLICY_", "").lower(),
+                    kv_head_budgets_used=pb2.HeadBudgets.Name(done.kv_stats.head_budgets)
+                    .replace("HEAD_BUDGETS_", "").lower(),
                     kv_compressed=int(done.kv_stats.compressed),
                     kv_full_bytes=done.kv_stats.full_kv_bytes,
                     kv_retained_bytes=done.kv_stats.retained_kv_bytes,

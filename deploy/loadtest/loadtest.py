@@ -101,6 +101,9 @@ def add_load_arguments(parser):
     g.add_argument("--kv-ratio", type=float, default=None, help="budget as a fraction of the prompt")
     g.add_argument("--kv-budget", type=int, default=None, help="budget in tokens per layer")
     g.add_argument("--kv-window", type=int, default=None)
+    g.add_argument("--kv-head-budgets", choices=("uniform", "adaptive"), default=None,
+                   help="per-request head split of snapkv, pyramidkv and zigzag "
+                        "(default: the server's)")
     g = parser.add_argument_group("SLOs (goodput counts OK requests within all that are set)")
     g.add_argument("--slo-ttft-ms", type=float, default=0.0)
     g.add_argument("--slo-tpot-ms", type=float, default=0.0)
@@ -136,13 +139,15 @@ def main(argv=None):
     add_load_arguments(run)
     sweep = sub.add_parser("sweep", help="compare KV policies at the same server KV memory")
     sweep.add_argument("--configs", default="full,zigzag:0.2",
-                       help="comma list of POLICY[:RATIO]; one server each")
+                       help="comma list of POLICY[:RATIO[:HEADS]] (HEADS uniform or adaptive); "
+                            "one server each")
     sweep.add_argument("--target", default="",
                        help="use this running server (loopback) instead of starting one")
     sweep.add_argument("--server-binary", default="")
     sweep.add_argument("--model", default="")
     sweep.add_argument("--server-flags", default="--kv-memory-mb 64",
-                       help="flags for every server (quoted); --kv-policy/--kv-ratio are added")
+                       help="flags for every server (quoted); --kv-policy/--kv-ratio (and "
+                            "--kv-head-budgets) are added")
     sweep.add_argument("--max-wall", type=bounded(float, 1.0, MAX_DURATION_S), default=3600.0,
                        help="start no configuration after this many seconds")
     sweep.add_argument("--out-dir", default="loadtest-sweep")

@@ -16,7 +16,8 @@ CSV_FIELDS = [
     "index", "request_id", "policy", "long_prompt", "target_prompt_tokens", "max_tokens",
     "start_s", "end_s", "status", "finish_reason", "prompt_tokens", "output_tokens",
     "streamed_tokens", "chunks", "ttft_s", "tpot_s", "max_itl_s", "e2e_s", "server_queue_s",
-    "server_ttft_s", "server_e2e_s", "kv_policy_used", "kv_compressed", "kv_full_bytes",
+    "server_ttft_s", "server_e2e_s", "kv_policy_used", "kv_head_budgets_used", "kv_compressed",
+    "kv_full_bytes",
     "kv_retained_bytes", "kv_saved_bytes", "kv_retained_ratio", "kv_blocks_held", "preemptions",
     "good", "error",
 ]
@@ -107,7 +108,9 @@ def summarize(args, rows, itls, samples, model_info, target):
                "retained_bytes_total": sum(r["kv_retained_bytes"] for r in ok),
                "mean_retained_ratio": (sum(r["kv_retained_ratio"] for r in ok) / len(ok))
                if ok else None,
-               "preemptions": sum(r["preemptions"] for r in ok)},
+               "preemptions": sum(r["preemptions"] for r in ok),
+               "head_budgets_used": sorted({r["kv_head_budgets_used"] for r in ok
+                                            if r.get("kv_head_budgets_used")})},
         "server_load": {"samples": len(samples),
                         "max_running": max(running) if running else None,
                         "mean_running": sum(running) / len(running) if running else None,

@@ -22,11 +22,18 @@ def parse_configs(text):
         item = item.strip()
         if not item:
             continue
-        policy, _, ratio = item.partition(":")
-        if policy not in POLICIES or policy == "default":
-            raise SystemExit(f"loadtest: bad sweep config '{item}' (POLICY[:RATIO])")
-        configs.append({"name": item.replace(":", "-"), "policy": policy,
-                        "ratio": float(ratio) if ratio else None})
+        policy, _, rest = item.partition(":")
+        ratio, _, heads = rest.partition(":")
+        if (policy not in POLICIES or policy == "default" or
+                heads not in ("", "uniform", "adaptive")):
+            raise SystemExit(f"loadtest: bad sweep config '{item}' (POLICY[:RATIO[:HEADS]], "
+                             "HEADS uniform or adaptive)")
+        try:
+            ratio = float(ratio) if ratio else None
+        except ValueError:
+            raise SystemExit(f"loadtest: bad sweep config '{item}': RATIO '{ratio}' is no number")
+        configs.append({"name": item.replace(":", "-"), "policy": policy, "ratio": ratio,
+                        "head_budgets": heads or None})
     if not configs:
         raise SystemExit("loadtest: --configs names no configuration")
     return configs
@@ -52,11 +59,14 @@ def cmd_sweep(args):
         run_args = argparse.Namespace(**vars(args))
         run_args.kv_policy = config["policy"]
         run_args.kv_ratio = config["ratio"] if config["policy"] != "full" else None
+        run_args.kv_head_budgets = config["head_budgets"] or getattr(args, "kv_head_budgets", None)
         server = None
         if not args.target:
             flags = server_flags + ["--kv-policy", config["policy"]]
             if run_args.kv_ratio is not None:
                 flags += ["--kv-ratio", str(run_args.kv_ratio)]
+            if run_args.kv_head_budgets:
+                flags += ["--kv-head-budgets", run_args.kv_head_budgets]
             server = local_server.LocalServer(
                 args.server_binary, args.model, flags,
                 log_path=os.path.join(args.out_dir, f"server-{config['name']}.log"))

@@ -155,6 +155,9 @@ class RequestFactory:
                 kv.tokens_per_layer = args.kv_budget
             if args.kv_window is not None:
                 kv.window = args.kv_window
+            if getattr(args, "kv_head_budgets", None):
+                kv.head_budgets = self.pb2.HeadBudgets.Value(
+                    "HEAD_BUDGETS_" + args.kv_head_budgets.upper())
         return {"index": index, "request": request, "policy": policy, "long": long_prompt,
                 "target_prompt_tokens": prompt_len, "max_tokens": max_tokens}
 

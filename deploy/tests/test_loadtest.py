@@ -169,7 +169,7 @@ class LoadTestTool(unittest.TestCase):
         result = loadtest("sweep", "--server-binary", PATHS.server_binary,
                           "--model", support.test_model(),
                           "--server-flags=--kv-memory-mb 4 --max-running 32",
-                          "--configs", "full,zigzag:0.2", "--concurrency", "6",
+                          "--configs", "full,zigzag:0.2,zigzag:0.2:adaptive", "--concurrency", "6",
                           "--duration", "1.5", "--prompt-len", "uniform:200,400",
                           "--output-len", "fixed:8", "--request-timeout", "30", "--grace", "20",
                           "--out-dir", out, timeout=110)
@@ -188,6 +188,11 @@ class LoadTestTool(unittest.TestCase):
                              delta["zigzag_generation_tokens_total"])
         self.assertEqual(by_name["full-c6"]["kv"]["saved_bytes_total"], 0)
         self.assertGreater(by_name["zigzag-0.2-c6"]["kv"]["saved_bytes_total"], 0)
+        # A config's head split reaches the server and comes back in every response's KvStats.
+        self.assertIn("| zigzag-0.2-adaptive-c6 |", report)
+        self.assertEqual(by_name["zigzag-0.2-c6"]["kv"]["head_budgets_used"], ["uniform"])
+        self.assertEqual(by_name["zigzag-0.2-adaptive-c6"]["kv"]["head_budgets_used"], ["adaptive"])
+        self.assertGreater(by_name["zigzag-0.2-adaptive-c6"]["kv"]["saved_bytes_total"], 0)
         self.assertTrue(os.path.exists(os.path.join(out, "sweep.png")))
 
 
