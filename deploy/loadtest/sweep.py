@@ -1,6 +1,5 @@
 """Sweep of loadtest.py: one `run` per KV configuration (POLICY[:RATIO[:HEADS]]) and concurrency
-level,
-each against a local server it starts and stops (local_server.py) or a given --target; then
+level, each against a local server it starts and stops (local_server.py) or a given --target; then
 sweep.json, sweep.png and report.md. The load itself is client.py's, the statistics report.py's.
 """
 
