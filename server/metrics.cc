@@ -1,5 +1,6 @@
 #include "server/metrics.h"
 
+#include <optional>
 #include <sstream>
 #include <utility>
 
@@ -58,12 +59,18 @@ class ServerMetrics::LoadCollectable final : public prometheus::Collectable {
     std::lock_guard<std::mutex> lock(mu_);
     source_ = std::move(source);
   }
+  void SetConnectionSource(std::function<ConnectionLoad()> source) {
+    std::lock_guard<std::mutex> lock(mu_);
+    connection_source_ = std::move(source);
+  }
 
   std::vector<prometheus::MetricFamily> Collect() const override {
     SchedulerLoad load;
+    std::optional<ConnectionLoad> connections;
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (source_) load = source_();
+      if (connection_source_) connections = connection_source_();
     }
     const SchedulerCounters& c = load.counters;
     std::vector<prometheus::MetricFamily> families;
@@ -94,6 +101,17 @@ class ServerMetrics::LoadCollectable final : public prometheus::Collectable {
     AddCounter(&families, "zigzag_kv_bytes_saved_total",
                "KV bytes (whole blocks) saved by compression, summed over finished requests.",
                {{{}, c.kv_saved_bytes}});
+    if (connections.has_value()) {
+      AddGauge(&families, "zigzag_grpc_connections_open",
+               "gRPC connections open (plaintext listener).",
+               static_cast<double>(connections->open));
+      AddGauge(&families, "zigzag_grpc_connections_max",
+               "Open gRPC connections allowed (--max-connections).",
+               static_cast<double>(connections->max));
+      AddCounter(&families, "zigzag_grpc_connections_refused_total",
+                 "gRPC connections closed at once: the cap was reached or descriptors ran out.",
+                 {{{}, connections->refused}});
+    }
     return families;
   }
 
@@ -133,6 +151,7 @@ class ServerMetrics::LoadCollectable final : public prometheus::Collectable {
   const std::string model_name_;
   mutable std::mutex mu_;
   std::function<SchedulerLoad()> source_;
+  std::function<ConnectionLoad()> connection_source_;
 };
 
 ServerMetrics::ServerMetrics(std::string model_name)
@@ -188,6 +207,10 @@ void ServerMetrics::StopHttp() {
 
 void ServerMetrics::SetLoadSource(std::function<SchedulerLoad()> source) {
   load_collectable_->SetSource(std::move(source));
+}
+
+void ServerMetrics::SetConnectionSource(std::function<ConnectionLoad()> source) {
+  load_collectable_->SetConnectionSource(std::move(source));
 }
 
 std::string ServerMetrics::Serialize() const {

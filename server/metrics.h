@@ -31,6 +31,14 @@ const std::vector<double>& RequestLatencyBuckets();  // e2e and queue time
 const std::vector<double>& KvRetainedRatioBuckets();
 const std::vector<double>& KvSavedBytesBuckets();
 
+// The plaintext gRPC listener's connections (ConnectionAcceptor), read at scrape time. TLS
+// listeners are gRPC's own and report none.
+struct ConnectionLoad {
+  int64_t open = 0;     // handed to gRPC and still open
+  int64_t max = 0;      // --max-connections in effect
+  int64_t refused = 0;  // closed at once: cap reached or descriptors out
+};
+
 class ServerMetrics final : public SchedulerObserver {
  public:
   explicit ServerMetrics(std::string model_name);
@@ -49,6 +57,9 @@ class ServerMetrics final : public SchedulerObserver {
   // Where gauges and counters come from; until set (while the model loads) they read 0.
   // Pass nullptr before the source goes away.
   void SetLoadSource(std::function<SchedulerLoad()> source);
+  // Where the connection series come from; until set (and with TLS) they are left out. Pass
+  // nullptr before the source goes away.
+  void SetConnectionSource(std::function<ConnectionLoad()> source);
 
   // The exposition text of everything registered, as /metrics serves it.
   std::string Serialize() const;

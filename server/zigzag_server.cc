@@ -282,7 +282,15 @@ absl::Status ZigzagServer::StartGrpc() {
     acceptor_.reset();
     return absl::UnavailableError(absl::StrCat("gRPC: cannot listen on ", address));
   }
-  if (acceptor_ != nullptr) acceptor_->Start(server_.get());
+  if (acceptor_ != nullptr) {
+    acceptor_->Start(server_.get());
+    ConnectionAcceptor* const acceptor = acceptor_.get();
+    metrics_->SetConnectionSource([acceptor] {
+      return ConnectionLoad{.open = acceptor->open_connections(),
+                            .max = acceptor->max_connections(),
+                            .refused = acceptor->refused()};
+    });
+  }
   grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
   health->SetServingStatus("", true);
   health->SetServingStatus(kEngineServiceName, false);
@@ -440,6 +448,7 @@ void ZigzagServer::Shutdown() {
   }
   if (tokenizer_pool_ != nullptr) tokenizer_pool_->Stop();
   metrics_->SetLoadSource(nullptr);
+  metrics_->SetConnectionSource(nullptr);
   metrics_->StopHttp();
   if (scheduler_ != nullptr) scheduler_->Stop();
   running_scheduler_.store(nullptr);

@@ -121,6 +121,7 @@ bool WaitUntil(const std::function<bool()>& condition) {
 TEST(ServerConnectionTest, ConnectionsBeyondTheCapAreClosedAndServingResumesOnceTheyClose) {
   ServerOptions options = TestServerOptions();
   options.max_connections = 8;
+  options.metrics_port = 0;
   std::unique_ptr<ZigzagServer> server = StartServer(std::move(options));
   ASSERT_NE(server, nullptr);
   ASSERT_NE(server->acceptor(), nullptr);
@@ -148,6 +149,13 @@ TEST(ServerConnectionTest, ConnectionsBeyondTheCapAreClosedAndServingResumesOnce
   EXPECT_EQ(std::count(closed.begin(), closed.end(), true), 12);
   EXPECT_EQ(server->acceptor()->open_connections(), 8);
   EXPECT_EQ(server->acceptor()->refused(), 12);
+  // /metrics says the same: 8 of 8 open, 12 refused.
+  absl::StatusOr<std::string> text = HttpGet(server->metrics_port(), "/metrics");
+  ASSERT_TRUE(text.ok()) << text.status();
+  const std::vector<std::pair<std::string, std::string>> model = {{"model", "tiny"}};
+  EXPECT_EQ(Metric(*text, "zigzag_grpc_connections_open", model), 8);
+  EXPECT_EQ(Metric(*text, "zigzag_grpc_connections_max", model), 8);
+  EXPECT_EQ(Metric(*text, "zigzag_grpc_connections_refused_total", model), 12);
 
   // While the eight idle connections hold every slot, a real client is refused too.
   EXPECT_EQ(GenerateOnce(server->port(), /*wait_for_ready=*/false).error_code(),
