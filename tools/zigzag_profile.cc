@@ -1,7 +1,8 @@
 // zigzag-profile: runs one prompt (token ids) through a model and prints, per layer, what ZigZagKV
-// measures (LMBA, ZIGZAG.md section 3), what the layer's output needs (LMBO, section 7), and the
-// budget each policy would give it at the requested average budget. Analysis only: it serves
-// nothing and compresses nothing.
+// measures (LMBA, ZIGZAG.md section 3), what the layer's output needs (LMBO, section 7), the
+// budget each policy would give it at the requested average budget, and how each scoring policy's
+// layer budget splits across the layer's KV heads (uniform or adaptive, section 8). Analysis only:
+// it serves nothing and compresses nothing.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -39,6 +40,9 @@ ABSL_FLAG(int32_t, kv_window, 32, "Observation window w (last prompt tokens alwa
 ABSL_FLAG(int32_t, kv_kernel, 7, "Max-pool kernel for token scores (odd)");
 ABSL_FLAG(double, kv_tau, 0.9, "LMBA: attention mass a layer's minimum budget must keep");
 ABSL_FLAG(double, kv_rho, 0.2, "ZigZag: per-layer floor as a fraction of the average budget");
+ABSL_FLAG(std::string, kv_head_budgets, "uniform",
+          "Split of a layer's budget across its KV heads: uniform or adaptive (AdaKV)");
+ABSL_FLAG(double, kv_alpha, 0.2, "Adaptive head split: per-head floor, fraction of B_l - window");
 ABSL_FLAG(double, lmbo_tau, 0.99, "LMBO: mean output cosine a layer's budget must reach, (0, 1]");
 ABSL_FLAG(
     std::string, csv, "",
@@ -54,6 +58,13 @@ constexpr const char* kProgram = "zigzag-profile";
 // The policies the table compares, in column order.
 const zigzag::KvPolicy kPolicies[] = {zigzag::KvPolicy::kStreaming, zigzag::KvPolicy::kSnapKv,
                                       zigzag::KvPolicy::kPyramidKv, zigzag::KvPolicy::kZigZag};
+
+// Whether a policy scores tokens and so splits its layer budgets by --kv-head-budgets (streaming
+// keeps the same positions in every head: EffectiveHeadBudgets).
+bool SplitsAcrossHeads(zigzag::KvPolicy policy) {
+  return policy == zigzag::KvPolicy::kSnapKv || policy == zigzag::KvPolicy::kPyramidKv ||
+         policy == zigzag::KvPolicy::kZigZag;
+}
 
 // Token ids separated by commas and/or whitespace. `source` names where they came from.
 absl::StatusOr<std::vector<int32_t>> ParseTokenIds(const std::string& text,
@@ -107,6 +118,14 @@ absl::StatusOr<zigzag::CompressionParams> ReadCompressionParams() {
   params.kernel = absl::GetFlag(FLAGS_kv_kernel);
   params.tau = absl::GetFlag(FLAGS_kv_tau);
   params.rho = absl::GetFlag(FLAGS_kv_rho);
+  absl::StatusOr<zigzag::HeadBudgets> head_budgets =
+      zigzag::ParseHeadBudgets(absl::GetFlag(FLAGS_kv_head_budgets));
+  if (!head_budgets.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--kv-head-budgets: ", head_budgets.status().message()));
+  }
+  params.head_budgets = *head_budgets;
+  params.alpha = absl::GetFlag(FLAGS_kv_alpha);
   // Every compared policy must accept the flags (streaming also needs room beside its sinks).
   absl::Status valid;
   for (zigzag::KvPolicy policy : kPolicies) {
@@ -119,7 +138,7 @@ absl::StatusOr<zigzag::CompressionParams> ReadCompressionParams() {
     return absl::InvalidArgumentError(absl::StrCat(
         valid.message(),
         " (flags: tokens_per_layer = --kv-budget, ratio = --kv-ratio, window = --kv-window, "
-        "kernel = --kv-kernel, tau = --kv-tau, rho = --kv-rho)"));
+        "kernel = --kv-kernel, tau = --kv-tau, rho = --kv-rho, alpha = --kv-alpha)"));
   }
   const double lmbo_tau = absl::GetFlag(FLAGS_lmbo_tau);
   if (!(lmbo_tau > 0.0 && lmbo_tau <= 1.0)) {
@@ -170,6 +189,9 @@ struct Profile {
   std::vector<LayerProfile> layers;
   // Per policy (streaming, snapkv, pyramidkv, zigzag), per layer.
   std::vector<std::vector<int64_t>> budgets;
+  // Per policy that splits across heads (snapkv, pyramidkv, zigzag), per layer, per KV head: the
+  // tokens each KV head would keep (the plan's head_counts; B_l in every head when T <= B_avg).
+  std::vector<std::vector<std::vector<int64_t>>> head_budgets;
   double prefill_seconds = 0.0, lmbo_seconds = 0.0;
 };
 
@@ -226,6 +248,15 @@ absl::StatusOr<Profile> RunProfile(zigzag::LlamaModel& model, zigzag::Backend& b
     zigzag::CompressionParams policy_params = params;
     policy_params.policy = policy;
     ASSIGN_OR_RETURN(zigzag::CompressionPlan plan, zigzag::PlanCompression(policy_params, summary));
+    if (SplitsAcrossHeads(policy)) {
+      std::vector<std::vector<int64_t>>& heads = profile.head_budgets.emplace_back();
+      for (int l = 0; l < num_layers; ++l) {
+        // An uncompressed plan has no head counts: every head keeps the whole prompt.
+        heads.push_back(plan.head_counts.empty()
+                            ? std::vector<int64_t>(config.num_kv_heads, plan.budgets[l])
+                            : plan.head_counts[l]);
+      }
+    }
     profile.budgets.push_back(plan.budgets);
   }
 
@@ -262,8 +293,16 @@ absl::StatusOr<Profile> RunProfile(zigzag::LlamaModel& model, zigzag::Backend& b
 std::vector<std::string> ColumnNames() {
   std::vector<std::string> names = {"layer", "lmba", "lmbo"};
   for (zigzag::KvPolicy policy : kPolicies) names.push_back(zigzag::KvPolicyName(policy));
+  for (zigzag::KvPolicy policy : kPolicies) {
+    if (SplitsAcrossHeads(policy)) {
+      names.push_back(absl::StrCat(zigzag::KvPolicyName(policy), "_heads"));
+    }
+  }
   return names;
 }
+
+// One layer's per-KV-head budgets, head 0 first, joined by '/' (no comma: one CSV field).
+std::string HeadCell(const std::vector<int64_t>& heads) { return absl::StrJoin(heads, "/"); }
 
 std::string Csv(const Profile& profile) {
   std::string out = absl::StrJoin(ColumnNames(), ",") + "\n";
@@ -272,6 +311,7 @@ std::string Csv(const Profile& profile) {
                     profile.layers[l].lmbo);
     for (const std::vector<int64_t>& budgets : profile.budgets)
       absl::StrAppend(&out, ",", budgets[l]);
+    for (const auto& heads : profile.head_budgets) absl::StrAppend(&out, ",", HeadCell(heads[l]));
     out += "\n";
   }
   return out;
@@ -291,10 +331,19 @@ std::string Table(const Profile& profile) {
       row.push_back(absl::StrCat(profile.budgets[p][l]));
       totals[p] += profile.budgets[p][l];
     }
+    for (const auto& heads : profile.head_budgets) row.push_back(HeadCell(heads[l]));
   }
   std::vector<std::string>& total = rows.emplace_back();
   total = {"total", absl::StrFormat("%.2f", lmba_total), "-"};
   for (int64_t t : totals) total.push_back(absl::StrCat(t));
+  // Per KV head over all layers: what each head index holds in all.
+  for (const auto& heads : profile.head_budgets) {
+    std::vector<int64_t> per_head(heads.empty() ? 0 : heads[0].size(), 0);
+    for (const std::vector<int64_t>& layer : heads) {
+      for (size_t g = 0; g < layer.size() && g < per_head.size(); ++g) per_head[g] += layer[g];
+    }
+    total.push_back(HeadCell(per_head));
+  }
 
   std::vector<size_t> width(rows[0].size(), 0);
   for (const auto& row : rows) {
@@ -321,6 +370,8 @@ std::string Header(const Profile& profile, const zigzag::ModelConfig& config,
   absl::StrAppend(&out, "# prompt_tokens: ", profile.prompt_tokens, " window: ", profile.window,
                   " kernel: ", params.kernel, " tau: ", params.tau, " rho: ", params.rho,
                   " lmbo_tau: ", lmbo_tau, "\n");
+  absl::StrAppend(&out, "# head_budgets: ", zigzag::HeadBudgetsName(params.head_budgets),
+                  " alpha: ", params.alpha, "\n");
   absl::StrAppend(
       &out, "# average_budget: ", profile.average_budget,
       params.ratio ? absl::StrCat(" (ratio ", *params.ratio, ")") : std::string(),
@@ -331,7 +382,10 @@ std::string Header(const Profile& profile, const zigzag::ModelConfig& config,
                   "# lmbo: smallest budget on {", absl::StrJoin(profile.lmbo_grid, ","),
                   "} whose SnapKV selection keeps the window's mean output cosine >= lmbo_tau "
                   "(ZIGZAG.md 7)\n",
-                  "# streaming..zigzag: tokens each policy would keep per layer at this budget\n");
+                  "# streaming..zigzag: tokens each policy would keep per layer at this budget\n",
+                  "# snapkv_heads..zigzag_heads: tokens each KV head of the layer would keep under "
+                  "the head split (head 0/head 1/...; ZIGZAG.md 8), summing to ",
+                  config.num_kv_heads, " x the layer's budget\n");
   absl::StrAppend(&out, "# seconds: prefill ", absl::StrFormat("%.3f", profile.prefill_seconds),
                   " lmbo ", absl::StrFormat("%.3f", profile.lmbo_seconds), "\n");
   return out;
@@ -347,10 +401,12 @@ int Fail(const char* what, const absl::Status& status, int code = 1) {
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "Prints, per layer, LMBA (ZIGZAG.md section 3), LMBO (section 7) and the budgets the\n"
-      "streaming, snapkv, pyramidkv and zigzag policies would assign at the requested budget.\n"
+      "streaming, snapkv, pyramidkv and zigzag policies would assign at the requested budget,\n"
+      "and how the scoring policies split each layer's budget across its KV heads.\n"
       "The prompt is token ids (there is no text tokenizer yet).\n"
       "  zigzag-profile --model DIR --prompt-file IDS.txt (--kv-budget N | --kv-ratio R)\n"
       "      [--kv-window 32 --kv-kernel 7 --kv-tau 0.9 --kv-rho 0.2 --lmbo-tau 0.99]\n"
+      "      [--kv-head-budgets uniform|adaptive --kv-alpha 0.2]\n"
       "      [--csv OUT.csv | --csv -] [--backend auto|cpu|cuda]");
   const std::vector<std::string> positional = zigzag::ParseCommandLineAcceptingDashes(argc, argv);
   if (positional.size() > 1) {
@@ -367,7 +423,7 @@ int main(int argc, char** argv) {
   auto prompt = ReadPrompt();
   if (!prompt.ok()) return Fail("prompt", prompt.status(), 2);
   auto params = ReadCompressionParams();
-  if (!params.ok()) return Fail("budget", params.status(), 2);
+  if (!params.ok()) return Fail("compression flags", params.status(), 2);
   const double lmbo_tau = absl::GetFlag(FLAGS_lmbo_tau);
   const int32_t block_size = absl::GetFlag(FLAGS_block_size);
   if (block_size < 1) {
