@@ -72,7 +72,7 @@ def summarize(args, rows, itls, samples, model_info, target):
                   "kv_num_blocks": model_info.kv_num_blocks,
                   "kv_block_size": model_info.kv_block_size,
                   "kv_bytes_per_block": model_info.kv_bytes_per_block,
-                  # A block holds block_size tokens of one layer (K and V).
+                  # A block holds block_size tokens of one (layer, KV head) stream (K and V).
                   "kv_memory_bytes": model_info.kv_num_blocks * model_info.kv_bytes_per_block},
         "load": {"mode": "poisson" if args.request_rate > 0 else "concurrency",
                  "request_rate": args.request_rate,
@@ -304,7 +304,7 @@ def write_report(args, report):
         m = report["results"][0]["summary"]["model"]
         lines += [f"Model: {m['name']} ({m['architecture']}, {m['num_layers']} layers) on "
                   f"{m['backend']}; KV cache {m['kv_num_blocks']} blocks of "
-                  f"{m['kv_block_size']} tokens of one layer "
+                  f"{m['kv_block_size']} tokens of one (layer, KV head) "
                   f"({m['kv_memory_bytes'] / 2**20:.1f} MiB).", ""]
     lines += ["| run | OK/sent | max running | mean running | max KV usage | req/s | out tok/s | "
               "TTFT p50/p90/p99 ms | TPOT p50/p99 ms | e2e p50/p90/p99 s | goodput req/s | "
