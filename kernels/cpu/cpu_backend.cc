@@ -1,7 +1,5 @@
 #include "kernels/cpu/cpu_backend.h"
 
-#include <cblas.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -12,6 +10,7 @@
 #include "core/util/status_macros.h"
 #include "kernels/cpu/cpu_attention.h"
 #include "kernels/cpu/cpu_checks.h"
+#include "kernels/cpu/matmul_kernels.h"
 #include "kernels/cpu/thread_pool.h"
 
 namespace zigzag {
@@ -26,18 +25,45 @@ constexpr size_t kAlignment = 64;
 // Below about this many floats of work per chunk, threads cost more than they save.
 constexpr int64_t kMinFloatsPerChunk = 16384;
 
+// Matmul splits the weight rows over the pool in units of this many rows (a multiple of every
+// kernel's tile height), and gives a thread at least kMinMacsPerChunk multiply-adds.
+constexpr int64_t kMatmulColumnsPerUnit = 16;
+constexpr int64_t kMinMacsPerChunk = int64_t{1} << 17;
+
 int64_t MinRowsPerChunk(int64_t row_floats) {
   return std::max<int64_t>(1, kMinFloatsPerChunk / std::max<int64_t>(1, row_floats));
 }
 
+// A weight tensor (Embedding table, Matmul w and bias, RmsNorm weight) must be in the backend's
+// weight dtype (f32, bf16 or f16), as the model uploads it.
+absl::Status CheckWeight(const char* op, const char* argument, const Tensor& tensor, int rank,
+                         const char* layout, DType weight_dtype) {
+  if (!tensor.defined()) return ArgError(op, argument, "is an undefined tensor");
+  if (tensor.device() != Device::kCpu) {
+    return ArgError(op, argument, "is ", tensor.DebugString(),
+                    ", not in the CPU backend's host memory");
+  }
+  if (tensor.dtype() != weight_dtype) {
+    return ArgError(op, argument, "is ", tensor.DebugString(),
+                    "; this CPU backend keeps weights in ", DTypeName(weight_dtype),
+                    " (--cpu-weight-dtype)");
+  }
+  if (tensor.rank() != rank) {
+    return ArgError(op, argument, "must have rank ", rank, " ", layout, ", got ",
+                    tensor.DebugString());
+  }
+  return absl::OkStatus();
+}
+
 class CpuBackend final : public Backend {
  public:
-  explicit CpuBackend(int num_threads) : pool_(num_threads) {}
+  CpuBackend(int num_threads, DType weight_dtype, cpu::MatmulIsa isa)
+      : pool_(num_threads), weight_dtype_(weight_dtype), isa_(isa) {}
 
   const char* name() const override { return "cpu"; }
   Device device() const override { return Device::kCpu; }
   DType activation_dtype() const override { return DType::kF32; }
-  DType weight_dtype() const override { return DType::kF32; }
+  DType weight_dtype() const override { return weight_dtype_; }
 
   absl::StatusOr<Tensor> Allocate(DType dtype, const Shape& shape) override;
   absl::StatusOr<Tensor> AllocateZeros(DType dtype, const Shape& shape) override;
@@ -70,6 +96,11 @@ class CpuBackend final : public Backend {
 
  private:
   ThreadPool pool_;
+  const DType weight_dtype_;
+  const cpu::MatmulIsa isa_;
+  // x rounded to bf16 for the vdpbf16ps path; grows to the largest [N, K] seen and is then
+  // reused, so the decode loop does not allocate.
+  std::vector<uint16_t> x_bf16_;
 };
 
 // Memory ------------------------------------------------------------------------------------------
@@ -170,7 +201,7 @@ absl::Status CpuBackend::CopyToHost(const Tensor& src, std::span<float> host) {
 // Ops ---------------------------------------------------------------------------------------------
 
 absl::Status CpuBackend::Embedding(const Tensor& table, std::span<const int32_t> ids, Tensor* out) {
-  RETURN_IF_ERROR(CheckF32("Embedding", "table", table, 2, "[vocab, hidden]"));
+  RETURN_IF_ERROR(CheckWeight("Embedding", "table", table, 2, "[vocab, hidden]", weight_dtype_));
   RETURN_IF_ERROR(CheckF32Output("Embedding", "out", out, 2, "[N, hidden]"));
   const int64_t vocab = table.dim(0);
   const int64_t hidden = table.dim(1);
@@ -181,13 +212,20 @@ absl::Status CpuBackend::Embedding(const Tensor& table, std::span<const int32_t>
                       " is outside the vocabulary [0, ", vocab, ")");
     }
   }
-  const float* src = table.data_as<const float>();
   float* dst = out->data_as<float>();
   pool_.ParallelFor(
       static_cast<int64_t>(ids.size()),
       [&](int64_t begin, int64_t end) {
         for (int64_t n = begin; n < end; ++n) {
-          std::memcpy(dst + n * hidden, src + ids[n] * hidden, hidden * sizeof(float));
+          if (table.dtype() == DType::kF32) {
+            std::memcpy(dst + n * hidden, table.data_as<const float>() + ids[n] * hidden,
+                        hidden * sizeof(float));
+            continue;
+          }
+          const int64_t base = ids[n] * hidden;  // 16-bit tables widen exactly to float32
+          for (int64_t i = 0; i < hidden; ++i) {
+            dst[n * hidden + i] = LoadAsFloat(table.data(), table.dtype(), base + i);
+          }
         }
       },
       MinRowsPerChunk(hidden));
@@ -196,7 +234,7 @@ absl::Status CpuBackend::Embedding(const Tensor& table, std::span<const int32_t>
 
 absl::Status CpuBackend::Matmul(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor* y) {
   RETURN_IF_ERROR(CheckF32("Matmul", "x", x, 2, "[N, K]"));
-  RETURN_IF_ERROR(CheckF32("Matmul", "w", w, 2, "[M, K]"));
+  RETURN_IF_ERROR(CheckWeight("Matmul", "w", w, 2, "[M, K]", weight_dtype_));
   RETURN_IF_ERROR(CheckF32Output("Matmul", "y", y, 2, "[N, M]"));
   const int64_t n = x.dim(0);
   const int64_t k = x.dim(1);
@@ -207,44 +245,78 @@ absl::Status CpuBackend::Matmul(const Tensor& x, const Tensor& w, const Tensor* 
                     " (w is [M, K], the Hugging Face Linear layout)");
   }
   if (bias != nullptr) {
-    RETURN_IF_ERROR(CheckF32("Matmul", "bias", *bias, 1, "[M]"));
+    RETURN_IF_ERROR(CheckWeight("Matmul", "bias", *bias, 1, "[M]", weight_dtype_));
     RETURN_IF_ERROR(CheckShape("Matmul", "bias", *bias, {m}));
   }
   RETURN_IF_ERROR(CheckShape("Matmul", "y", *y, {n, m}));
   if (cpu::Overlaps(x, *y)) return ArgError("Matmul", "y", "must not alias x");
   if (n == 0 || m == 0) return absl::OkStatus();
-  float* out = y->data_as<float>();
-  if (k == 0) {
-    std::fill(out, out + n * m, 0.0f);
-  } else {
-    // y[N, M] = x[N, K] * w[M, K]^T, all row-major.
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(n), static_cast<int>(m),
-                static_cast<int>(k), 1.0f, x.data_as<const float>(), static_cast<int>(k),
-                w.data_as<const float>(), static_cast<int>(k), 0.0f, out, static_cast<int>(m));
-  }
-  if (bias != nullptr) {
-    const float* b = bias->data_as<const float>();
+
+  // y[N, M] = x[N, K] * w[M, K]^T, all row-major; threads take disjoint ranges of weight rows, so
+  // each weight is read by one thread only (decode is bound by reading the weights once).
+  struct Job {
+    cpu::MatmulIsa isa;
+    cpu::MatmulProblem problem;
+    const Tensor* bias;
+  } job{isa_, {}, bias};
+  job.problem = {.x = x.data_as<const float>(),
+                 .w = w.data(),
+                 .w_dtype = w.dtype(),
+                 .n = n,
+                 .k = k,
+                 .m = m,
+                 .y = y->data_as<float>()};
+  if (cpu::MatmulNeedsBf16X(isa_, w.dtype()) && k > 0) {
+    const int64_t count = n * k;
+    if (static_cast<int64_t>(x_bf16_.size()) < count) x_bf16_.resize(count);
+    uint16_t* dst = x_bf16_.data();
+    const float* src = job.problem.x;
+    const cpu::MatmulIsa isa = isa_;
     pool_.ParallelFor(
         n,
         [&](int64_t begin, int64_t end) {
-          for (int64_t row = begin; row < end; ++row) {
-            for (int64_t col = 0; col < m; ++col) out[row * m + col] += b[col];
-          }
+          cpu::RoundToBf16(isa, src + begin * k, dst + begin * k, (end - begin) * k);
         },
-        MinRowsPerChunk(m));
+        MinRowsPerChunk(k) * 4);
+    job.problem.x_bf16 = dst;
   }
+  const int64_t units = (m + kMatmulColumnsPerUnit - 1) / kMatmulColumnsPerUnit;
+  const int64_t macs_per_unit =
+      std::max<int64_t>(1, n * std::max<int64_t>(k, 1)) * kMatmulColumnsPerUnit;
+  // The lambda captures one reference so that std::function keeps it inline (no allocation).
+  pool_.ParallelFor(
+      units,
+      [&job](int64_t begin, int64_t end) {
+        const cpu::MatmulProblem& p = job.problem;
+        const int64_t m_begin = begin * kMatmulColumnsPerUnit;
+        const int64_t m_end = std::min(end * kMatmulColumnsPerUnit, p.m);
+        if (p.k == 0) {
+          for (int64_t row = 0; row < p.n; ++row) {
+            std::fill(p.y + row * p.m + m_begin, p.y + row * p.m + m_end, 0.0f);
+          }
+        } else {
+          cpu::MatmulColumns(job.isa, p, m_begin, m_end);
+        }
+        if (job.bias == nullptr) return;
+        const void* b = job.bias->data();
+        const DType b_dtype = job.bias->dtype();
+        for (int64_t row = 0; row < p.n; ++row) {
+          float* yr = p.y + row * p.m;
+          for (int64_t col = m_begin; col < m_end; ++col) yr[col] += LoadAsFloat(b, b_dtype, col);
+        }
+      },
+      std::max<int64_t>(1, kMinMacsPerChunk / macs_per_unit));
   return absl::OkStatus();
 }
 
 absl::Status CpuBackend::RmsNorm(const Tensor& x, const Tensor& weight, float eps, Tensor* y) {
   RETURN_IF_ERROR(CheckF32("RmsNorm", "x", x, 2, "[N, D]"));
-  RETURN_IF_ERROR(CheckF32("RmsNorm", "weight", weight, 1, "[D]"));
+  RETURN_IF_ERROR(CheckWeight("RmsNorm", "weight", weight, 1, "[D]", weight_dtype_));
   RETURN_IF_ERROR(CheckF32Output("RmsNorm", "y", y, 2, "[N, D]"));
   const int64_t d = x.dim(1);
   RETURN_IF_ERROR(CheckShape("RmsNorm", "weight", weight, {d}));
   RETURN_IF_ERROR(CheckShape("RmsNorm", "y", *y, x.shape()));
   const float* in = x.data_as<const float>();
-  const float* scale = weight.data_as<const float>();
   float* out = y->data_as<float>();
   pool_.ParallelFor(
       x.dim(0),
@@ -255,7 +327,14 @@ absl::Status CpuBackend::RmsNorm(const Tensor& x, const Tensor& weight, float ep
           for (int64_t i = 0; i < d; ++i) sum_sq += xr[i] * xr[i];
           const float inv_rms = 1.0f / std::sqrt(sum_sq / static_cast<float>(d) + eps);
           float* yr = out + row * d;  // may be xr: each element is read before it is written
-          for (int64_t i = 0; i < d; ++i) yr[i] = xr[i] * inv_rms * scale[i];
+          if (weight.dtype() == DType::kF32) {
+            const float* scale = weight.data_as<const float>();
+            for (int64_t i = 0; i < d; ++i) yr[i] = xr[i] * inv_rms * scale[i];
+          } else {
+            for (int64_t i = 0; i < d; ++i) {
+              yr[i] = xr[i] * inv_rms * LoadAsFloat(weight.data(), weight.dtype(), i);
+            }
+          }
         }
       },
       MinRowsPerChunk(d));
@@ -370,8 +449,24 @@ absl::Status CpuBackend::CopyRows(const Tensor& src, std::span<const int32_t> ro
 
 }  // namespace
 
+absl::StatusOr<std::unique_ptr<Backend>> CreateCpuBackend(const CpuBackendConfig& config) {
+  if (!IsFloatDType(config.weight_dtype)) {
+    return absl::InvalidArgumentError(absl::StrCat("CPU backend: weight dtype ",
+                                                   DTypeName(config.weight_dtype),
+                                                   " is not supported (f32, bf16 or f16)"));
+  }
+  const cpu::MatmulIsa best = cpu::BestMatmulIsa();
+  const cpu::MatmulIsa isa = config.matmul_isa.value_or(best);
+  if (!cpu::MatmulIsaSupported(isa)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("CPU backend: matmul path ", cpu::MatmulIsaName(isa),
+                     " is not supported by this CPU (best: ", cpu::MatmulIsaName(best), ")"));
+  }
+  return std::make_unique<CpuBackend>(config.num_threads, config.weight_dtype, isa);
+}
+
 std::unique_ptr<Backend> CreateCpuBackend(int num_threads) {
-  return std::make_unique<CpuBackend>(num_threads);
+  return std::make_unique<CpuBackend>(num_threads, DType::kF32, cpu::BestMatmulIsa());
 }
 
 }  // namespace zigzag
