@@ -11,6 +11,7 @@
 #include "gtest/gtest.h"
 #include "kernels/backend_registry.h"
 #include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/matmul_dnnl.h"
 #include "kernels/cpu/matmul_kernels.h"
 
 namespace zigzag {
@@ -281,6 +282,52 @@ INSTANTIATE_TEST_SUITE_P(AllPaths, CpuWeightDtypeTest,
                                             ::testing::Values(DType::kF32, DType::kBF16,
                                                               DType::kF16)),
                          IsaDtypeName);
+
+// Many rows (prefill): f32 and bf16 weights go through oneDNN where the build has it. Checked
+// against float64 with the same bound as our kernels (bf16: x is rounded to bf16 too), and against
+// the backend with oneDNN turned off.
+TEST(CpuBackendManyRowsTest, PrefillMatmulMatchesFloat64AndOurKernels) {
+  for (DType dtype : {DType::kF32, DType::kBF16, DType::kF16}) {
+    SCOPED_TRACE(DTypeName(dtype));
+    auto with = CreateCpuBackend(CpuBackendConfig{.num_threads = 2, .weight_dtype = dtype});
+    auto without = CreateCpuBackend(
+        CpuBackendConfig{.num_threads = 2, .weight_dtype = dtype, .use_dnnl = false});
+    ASSERT_TRUE(with.ok() && without.ok());
+    const int64_t n = 37, k = 131, m = 70;
+    std::mt19937 rng(4);
+    std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+    std::vector<float> xs(n * k), ws(m * k);
+    for (float& v : xs) v = dist(rng);
+    for (float& v : ws) v = dist(rng);
+    std::vector<std::vector<float>> results;
+    std::vector<float> w_stored;
+    for (Backend* b : {with->get(), without->get()}) {
+      Tensor x = Upload(*b, DType::kF32, {n, k}, xs);
+      Tensor w = Upload(*b, dtype, {m, k}, ws);
+      w_stored = Download(*b, w);
+      auto y = b->Allocate(DType::kF32, {n, m});
+      ASSERT_TRUE(y.ok());
+      ASSERT_TRUE(b->Matmul(x, w, nullptr, &*y).ok());
+      results.push_back(Download(*b, *y));
+    }
+    const bool rounds_x =
+        dtype == DType::kBF16 &&
+        (cpu::DnnlMatmulAvailable() || cpu::MatmulNeedsBf16X(cpu::BestMatmulIsa(), dtype));
+    for (int64_t r = 0; r < n; ++r) {
+      for (int64_t c = 0; c < m; ++c) {
+        double want = 0, abs_sum = 0;
+        for (int64_t i = 0; i < k; ++i) {
+          want += static_cast<double>(xs[r * k + i]) * w_stored[c * k + i];
+          abs_sum += std::abs(static_cast<double>(xs[r * k + i]) * w_stored[c * k + i]);
+        }
+        const double bound = Bound(MatmulIsa::kMatmulIsaScalar, dtype, k, abs_sum) +
+                             (rounds_x ? std::ldexp(1.0, -9) * abs_sum : 0.0);
+        ASSERT_NEAR(results[0][r * m + c], want, bound) << r << "," << c;
+        ASSERT_NEAR(results[1][r * m + c], want, bound) << r << "," << c << " without oneDNN";
+      }
+    }
+  }
+}
 
 TEST(CpuBackendConfigTest, BadWeightDtypeAndUnsupportedPathGetClearErrors) {
   auto i32 = CreateCpuBackend(CpuBackendConfig{.weight_dtype = DType::kI32});

@@ -10,6 +10,7 @@
 #include "core/util/status_macros.h"
 #include "kernels/cpu/cpu_attention.h"
 #include "kernels/cpu/cpu_checks.h"
+#include "kernels/cpu/matmul_dnnl.h"
 #include "kernels/cpu/matmul_kernels.h"
 #include "kernels/cpu/thread_pool.h"
 
@@ -29,6 +30,15 @@ constexpr int64_t kMinFloatsPerChunk = 16384;
 // kernel's tile height), and gives a thread at least kMinMacsPerChunk multiply-adds.
 constexpr int64_t kMatmulColumnsPerUnit = 16;
 constexpr int64_t kMinMacsPerChunk = int64_t{1} << 17;
+// Which kernel a matmul of N rows of x gets, from bench/results/2026-12-06-cpu-matmul.md (2
+// threads): from kDnnlMinRows rows on, f32 and bf16 weights go to oneDNN when the build has it
+// (its blocked kernels, and AMX for bf16, win once each weight is reused across rows: 3-6x ours at
+// N = 512 with bf16, about 1.5x with f32); below that our kernels, which stream each weight once,
+// win or tie. For bf16 weights vdpbf16ps wins only below kDpbf16MaxRows + 1 rows (decode: 10-40%
+// over converting the weights on load); from 4 rows on, converting on load is faster (and keeps
+// x in float32).
+constexpr int64_t kDnnlMinRows = 16;
+constexpr int64_t kDpbf16MaxRows = 3;
 
 int64_t MinRowsPerChunk(int64_t row_floats) {
   return std::max<int64_t>(1, kMinFloatsPerChunk / std::max<int64_t>(1, row_floats));
@@ -57,8 +67,11 @@ absl::Status CheckWeight(const char* op, const char* argument, const Tensor& ten
 
 class CpuBackend final : public Backend {
  public:
-  CpuBackend(int num_threads, DType weight_dtype, cpu::MatmulIsa isa)
-      : pool_(num_threads), weight_dtype_(weight_dtype), isa_(isa) {}
+  CpuBackend(int num_threads, DType weight_dtype, cpu::MatmulIsa isa, bool use_dnnl)
+      : pool_(num_threads),
+        weight_dtype_(weight_dtype),
+        isa_(isa),
+        use_dnnl_(use_dnnl && cpu::DnnlMatmulAvailable()) {}
 
   const char* name() const override { return "cpu"; }
   Device device() const override { return Device::kCpu; }
@@ -98,6 +111,8 @@ class CpuBackend final : public Backend {
   ThreadPool pool_;
   const DType weight_dtype_;
   const cpu::MatmulIsa isa_;
+  const bool use_dnnl_;
+  cpu::DnnlMatmul dnnl_;
   // x rounded to bf16 for the vdpbf16ps path; grows to the largest [N, K] seen and is then
   // reused, so the decode loop does not allocate.
   std::vector<uint16_t> x_bf16_;
@@ -258,7 +273,14 @@ absl::Status CpuBackend::Matmul(const Tensor& x, const Tensor& w, const Tensor* 
     cpu::MatmulIsa isa;
     cpu::MatmulProblem problem;
     const Tensor* bias;
-  } job{isa_, {}, bias};
+    cpu::DnnlMatmul* dnnl;  // null: our kernels only
+  } job{isa_, {}, bias, nullptr};
+  if (job.isa == cpu::MatmulIsa::kMatmulIsaAvx512Bf16 && n > kDpbf16MaxRows) {
+    job.isa = cpu::MatmulIsa::kMatmulIsaAvx512;
+  }
+  if (use_dnnl_ && n >= kDnnlMinRows && k > 0 && cpu::DnnlMatmul::Handles(w.dtype())) {
+    job.dnnl = &dnnl_;
+  }
   job.problem = {.x = x.data_as<const float>(),
                  .w = w.data(),
                  .w_dtype = w.dtype(),
@@ -266,12 +288,15 @@ absl::Status CpuBackend::Matmul(const Tensor& x, const Tensor& w, const Tensor* 
                  .k = k,
                  .m = m,
                  .y = y->data_as<float>()};
-  if (cpu::MatmulNeedsBf16X(isa_, w.dtype()) && k > 0) {
+  // oneDNN's bf16 matmul, like vdpbf16ps, multiplies bf16 by bf16.
+  const bool bf16_x =
+      job.dnnl != nullptr ? w.dtype() == DType::kBF16 : cpu::MatmulNeedsBf16X(isa_, w.dtype());
+  if (bf16_x && k > 0) {
     const int64_t count = n * k;
     if (static_cast<int64_t>(x_bf16_.size()) < count) x_bf16_.resize(count);
     uint16_t* dst = x_bf16_.data();
     const float* src = job.problem.x;
-    const cpu::MatmulIsa isa = isa_;
+    const cpu::MatmulIsa isa = isa_;  // the rounding itself is fastest with AVX512_BF16
     pool_.ParallelFor(
         n,
         [&](int64_t begin, int64_t end) {
@@ -294,7 +319,7 @@ absl::Status CpuBackend::Matmul(const Tensor& x, const Tensor& w, const Tensor* 
           for (int64_t row = 0; row < p.n; ++row) {
             std::fill(p.y + row * p.m + m_begin, p.y + row * p.m + m_end, 0.0f);
           }
-        } else {
+        } else if (job.dnnl == nullptr || !job.dnnl->Columns(p, m_begin, m_end)) {
           cpu::MatmulColumns(job.isa, p, m_begin, m_end);
         }
         if (job.bias == nullptr) return;
@@ -462,11 +487,13 @@ absl::StatusOr<std::unique_ptr<Backend>> CreateCpuBackend(const CpuBackendConfig
         absl::StrCat("CPU backend: matmul path ", cpu::MatmulIsaName(isa),
                      " is not supported by this CPU (best: ", cpu::MatmulIsaName(best), ")"));
   }
-  return std::make_unique<CpuBackend>(config.num_threads, config.weight_dtype, isa);
+  return std::make_unique<CpuBackend>(config.num_threads, config.weight_dtype, isa,
+                                      config.use_dnnl);
 }
 
 std::unique_ptr<Backend> CreateCpuBackend(int num_threads) {
-  return std::make_unique<CpuBackend>(num_threads, DType::kF32, cpu::BestMatmulIsa());
+  return std::make_unique<CpuBackend>(num_threads, DType::kF32, cpu::BestMatmulIsa(),
+                                      /*use_dnnl=*/true);
 }
 
 }  // namespace zigzag

@@ -1,5 +1,6 @@
 // The CPU backend: the readable float32 reference every other backend is tested against.
-// Matmul through our own run-time dispatched SIMD kernels (kernels/cpu/matmul_kernels.h); the other
+// Matmul through our own run-time dispatched SIMD kernels (kernels/cpu/matmul_kernels.h), and
+// oneDNN for many-row f32/bf16 matmuls when the build has it (matmul_dnnl.h); the other
 // ops are plain loops split over a thread pool. Activations and the KV pool are float32 in host
 // memory; weights are float32, bf16 or f16 (weight_dtype), always accumulated in float32.
 #pragma once
@@ -20,6 +21,9 @@ struct CpuBackendConfig {
   // The matmul kernels to use, for tests of the slower paths on a fast CPU. Unset = the best this
   // CPU runs; one it cannot run is FailedPrecondition.
   std::optional<cpu::MatmulIsa> matmul_isa;
+  // Matmuls of many rows (prefill) with f32 or bf16 weights through oneDNN when the build has it
+  // (kernels/cpu/matmul_dnnl.h); false = our kernels for every matmul (tests of their paths).
+  bool use_dnnl = true;
 };
 
 absl::StatusOr<std::unique_ptr<Backend>> CreateCpuBackend(const CpuBackendConfig& config);
