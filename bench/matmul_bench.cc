@@ -7,12 +7,16 @@
 // and our kernels (kernels/cpu/matmul_kernels.h) over our thread pool on every path this CPU runs,
 // with f32, bf16 and f16 weights. Everything runs on --threads threads.
 //
+// read_only_roofline_f32 only reads the f32 weights on the same threads: decode shapes cannot beat
+// its time for f32 weights (nor half of it for 16-bit weights).
+//
 // Timing: the candidates of a shape run interleaved, --reps rounds of each, and the table shows the
 // median round. A round repeats the call until it took --min_ms; the weights rotate over copies
 // that add up to at least --footprint_mb so that decode shapes read their weights from memory, as
 // a real decode step does, and not from the cache. GB/s counts weights + x + y bytes; GFLOP/s
 // 2 N M K. Needs libdnnl-dev and libblis-dev (Debian), which only this program links.
 #include <dlfcn.h>
+#include <emmintrin.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -142,6 +146,33 @@ void RunShape(const Shape& s, int64_t n, int threads, const Blis& blis, ThreadPo
   std::vector<uint16_t> x_bf16(n * k);
   std::vector<Candidate> candidates;
 
+  // The roofline: the same threads only reading the f32 weights (a sum; nothing else).
+  std::vector<float> sums(threads);
+  candidates.push_back({"read_only_roofline_f32", DType::kF32, [&](size_t c) {
+                          const float* data = w.f32[c].data();
+                          pool.ParallelFor(threads, [&](int64_t b, int64_t e) {
+                            for (int64_t t = b; t < e; ++t) {
+                              const int64_t begin = m * k * t / threads;
+                              const int64_t end = m * k * (t + 1) / threads;
+                              // SSE2 (the x86-64 baseline): 64 bytes per step, enough
+                              // to saturate memory.
+                              __m128 a0 = _mm_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+                              int64_t i = begin;
+                              for (; i + 16 <= end; i += 16) {
+                                a0 = _mm_add_ps(a0, _mm_loadu_ps(data + i));
+                                a1 = _mm_add_ps(a1, _mm_loadu_ps(data + i + 4));
+                                a2 = _mm_add_ps(a2, _mm_loadu_ps(data + i + 8));
+                                a3 = _mm_add_ps(a3, _mm_loadu_ps(data + i + 12));
+                              }
+                              float tail = 0;
+                              for (; i < end; ++i) tail += data[i];
+                              float lanes[4];
+                              _mm_storeu_ps(lanes,
+                                            _mm_add_ps(_mm_add_ps(a0, a1), _mm_add_ps(a2, a3)));
+                              sums[t] = lanes[0] + lanes[1] + lanes[2] + lanes[3] + tail;
+                            }
+                          });
+                        }});
   candidates.push_back({"openblas_sgemm", DType::kF32, [&](size_t c) {
                           cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, m, k, 1.0f,
                                       x.data(), k, w.f32[c].data(), k, 0.0f, y.data(), m);

@@ -3,11 +3,15 @@
 // weights are converted to float32 on load. See matmul_isa.h.
 // GCC 12's intrinsics headers start vectors from _mm512_undefined_*(), which -Wuninitialized
 // flags wherever they are inlined (GCC bug 105593, fixed in GCC 13); the warning is in the header.
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 #pragma GCC diagnostic pop
+#else
+#include <immintrin.h>
+#endif
 
 #include <cstdint>
 #include <cstring>

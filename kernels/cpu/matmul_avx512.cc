@@ -8,11 +8,15 @@
 // keeps that a dot product, so it drops in with the same horizontal sum at the end.
 // GCC 12's intrinsics headers start vectors from _mm512_undefined_*(), which -Wuninitialized
 // flags wherever they are inlined (GCC bug 105593, fixed in GCC 13); the warning is in the header.
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 #pragma GCC diagnostic pop
+#else
+#include <immintrin.h>
+#endif
 
 #include <cstdint>
 
