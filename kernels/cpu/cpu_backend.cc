@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <initializer_list>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -39,6 +40,24 @@ constexpr int64_t kMinMacsPerChunk = int64_t{1} << 17;
 // x in float32).
 constexpr int64_t kDnnlMinRows = 16;
 constexpr int64_t kDpbf16MaxRows = 3;
+
+// ThreadPool::ParallelFor takes a std::function, which allocates for a lambda holding more than
+// two pointers; a lambda holding one reference to the caller's lambda is stored inline, so the ops
+// below do not allocate per call (the decode loop runs them every step).
+template <class Fn>
+void ParallelFor(ThreadPool& pool, int64_t n, const Fn& fn, int64_t min_chunk) {
+  pool.ParallelFor(
+      n, [&fn](int64_t begin, int64_t end) { fn(begin, end); }, min_chunk);
+}
+
+// CheckShape against a braced list without building a Shape (an allocation) unless it fails.
+absl::Status CheckDims(const char* op, const char* argument, const Tensor& tensor,
+                       std::initializer_list<int64_t> expected) {
+  if (std::equal(tensor.shape().begin(), tensor.shape().end(), expected.begin(), expected.end())) {
+    return absl::OkStatus();
+  }
+  return CheckShape(op, argument, tensor, Shape(expected));
+}
 
 int64_t MinRowsPerChunk(int64_t row_floats) {
   return std::max<int64_t>(1, kMinFloatsPerChunk / std::max<int64_t>(1, row_floats));
@@ -179,8 +198,8 @@ absl::Status CpuBackend::CopyToDevice(const void* host, DType host_dtype, Tensor
   }
   void* out = dst->data();
   const DType out_dtype = dst->dtype();
-  pool_.ParallelFor(
-      n,
+  ParallelFor(
+      pool_, n,
       [&](int64_t begin, int64_t end) {
         for (int64_t i = begin; i < end; ++i) {
           StoreFromFloat(LoadAsFloat(host, host_dtype, i), out_dtype, out, i);
@@ -204,8 +223,8 @@ absl::Status CpuBackend::CopyToHost(const Tensor& src, std::span<float> host) {
     if (!host.empty()) std::memcpy(host.data(), src.data(), src.bytes());
     return absl::OkStatus();
   }
-  pool_.ParallelFor(
-      src.numel(),
+  ParallelFor(
+      pool_, src.numel(),
       [&](int64_t begin, int64_t end) {
         for (int64_t i = begin; i < end; ++i) host[i] = LoadAsFloat(src.data(), src.dtype(), i);
       },
@@ -220,7 +239,7 @@ absl::Status CpuBackend::Embedding(const Tensor& table, std::span<const int32_t>
   RETURN_IF_ERROR(CheckF32Output("Embedding", "out", out, 2, "[N, hidden]"));
   const int64_t vocab = table.dim(0);
   const int64_t hidden = table.dim(1);
-  RETURN_IF_ERROR(CheckShape("Embedding", "out", *out, {static_cast<int64_t>(ids.size()), hidden}));
+  RETURN_IF_ERROR(CheckDims("Embedding", "out", *out, {static_cast<int64_t>(ids.size()), hidden}));
   for (size_t n = 0; n < ids.size(); ++n) {
     if (ids[n] < 0 || ids[n] >= vocab) {
       return ArgError("Embedding", absl::StrCat("ids[", n, "]"), "= ", ids[n],
@@ -228,8 +247,8 @@ absl::Status CpuBackend::Embedding(const Tensor& table, std::span<const int32_t>
     }
   }
   float* dst = out->data_as<float>();
-  pool_.ParallelFor(
-      static_cast<int64_t>(ids.size()),
+  ParallelFor(
+      pool_, static_cast<int64_t>(ids.size()),
       [&](int64_t begin, int64_t end) {
         for (int64_t n = begin; n < end; ++n) {
           if (table.dtype() == DType::kF32) {
@@ -261,9 +280,9 @@ absl::Status CpuBackend::Matmul(const Tensor& x, const Tensor& w, const Tensor* 
   }
   if (bias != nullptr) {
     RETURN_IF_ERROR(CheckWeight("Matmul", "bias", *bias, 1, "[M]", weight_dtype_));
-    RETURN_IF_ERROR(CheckShape("Matmul", "bias", *bias, {m}));
+    RETURN_IF_ERROR(CheckDims("Matmul", "bias", *bias, {m}));
   }
-  RETURN_IF_ERROR(CheckShape("Matmul", "y", *y, {n, m}));
+  RETURN_IF_ERROR(CheckDims("Matmul", "y", *y, {n, m}));
   if (cpu::Overlaps(x, *y)) return ArgError("Matmul", "y", "must not alias x");
   if (n == 0 || m == 0) return absl::OkStatus();
 
@@ -297,8 +316,8 @@ absl::Status CpuBackend::Matmul(const Tensor& x, const Tensor& w, const Tensor* 
     uint16_t* dst = x_bf16_.data();
     const float* src = job.problem.x;
     const cpu::MatmulIsa isa = isa_;  // the rounding itself is fastest with AVX512_BF16
-    pool_.ParallelFor(
-        n,
+    ParallelFor(
+        pool_, n,
         [&](int64_t begin, int64_t end) {
           cpu::RoundToBf16(isa, src + begin * k, dst + begin * k, (end - begin) * k);
         },
@@ -308,9 +327,8 @@ absl::Status CpuBackend::Matmul(const Tensor& x, const Tensor& w, const Tensor* 
   const int64_t units = (m + kMatmulColumnsPerUnit - 1) / kMatmulColumnsPerUnit;
   const int64_t macs_per_unit =
       std::max<int64_t>(1, n * std::max<int64_t>(k, 1)) * kMatmulColumnsPerUnit;
-  // The lambda captures one reference so that std::function keeps it inline (no allocation).
-  pool_.ParallelFor(
-      units,
+  ParallelFor(
+      pool_, units,
       [&job](int64_t begin, int64_t end) {
         const cpu::MatmulProblem& p = job.problem;
         const int64_t m_begin = begin * kMatmulColumnsPerUnit;
@@ -339,12 +357,12 @@ absl::Status CpuBackend::RmsNorm(const Tensor& x, const Tensor& weight, float ep
   RETURN_IF_ERROR(CheckWeight("RmsNorm", "weight", weight, 1, "[D]", weight_dtype_));
   RETURN_IF_ERROR(CheckF32Output("RmsNorm", "y", y, 2, "[N, D]"));
   const int64_t d = x.dim(1);
-  RETURN_IF_ERROR(CheckShape("RmsNorm", "weight", weight, {d}));
+  RETURN_IF_ERROR(CheckDims("RmsNorm", "weight", weight, {d}));
   RETURN_IF_ERROR(CheckShape("RmsNorm", "y", *y, x.shape()));
   const float* in = x.data_as<const float>();
   float* out = y->data_as<float>();
-  pool_.ParallelFor(
-      x.dim(0),
+  ParallelFor(
+      pool_, x.dim(0),
       [&](int64_t begin, int64_t end) {
         for (int64_t row = begin; row < end; ++row) {
           const float* xr = in + row * d;
@@ -375,32 +393,29 @@ absl::Status CpuBackend::Rope(std::span<const int32_t> positions, const Tensor& 
   const int64_t head_dim = x->dim(2);
   if (head_dim % 2 != 0) return ArgError("Rope", "x", "has an odd head_dim ", head_dim);
   const int64_t half = head_dim / 2;
-  RETURN_IF_ERROR(CheckShape("Rope", "inv_freq", inv_freq, {half}));
+  RETURN_IF_ERROR(CheckDims("Rope", "inv_freq", inv_freq, {half}));
   if (static_cast<int64_t>(positions.size()) != tokens) {
     return ArgError("Rope", "positions", "has ", positions.size(), " entries but x has ", tokens,
                     " tokens");
   }
   const float* freq = inv_freq.data_as<const float>();
   float* data = x->data_as<float>();
-  pool_.ParallelFor(
-      tokens,
+  ParallelFor(
+      pool_, tokens,
       [&](int64_t begin, int64_t end) {
-        std::vector<float> cos_table(half);
-        std::vector<float> sin_table(half);
         for (int64_t n = begin; n < end; ++n) {
-          // The angle is rounded to float32 before cos/sin, as Hugging Face computes it.
+          // The angle is rounded to float32 before cos/sin, as Hugging Face computes it. One
+          // (cos, sin) per frequency serves every head, with no table (no allocation per step).
           for (int64_t i = 0; i < half; ++i) {
             const float angle = static_cast<float>(positions[n]) * freq[i];
-            cos_table[i] = std::cos(angle);
-            sin_table[i] = std::sin(angle);
-          }
-          for (int64_t h = 0; h < heads; ++h) {
-            float* v = data + (n * heads + h) * head_dim;
-            for (int64_t i = 0; i < half; ++i) {
+            const float cos_angle = std::cos(angle);
+            const float sin_angle = std::sin(angle);
+            for (int64_t h = 0; h < heads; ++h) {
+              float* v = data + (n * heads + h) * head_dim;
               const float first = v[i];
               const float second = v[i + half];
-              v[i] = first * cos_table[i] - second * sin_table[i];
-              v[i + half] = second * cos_table[i] + first * sin_table[i];
+              v[i] = first * cos_angle - second * sin_angle;
+              v[i + half] = second * cos_angle + first * sin_angle;
             }
           }
         }
@@ -424,8 +439,8 @@ absl::Status CpuBackend::SiluMul(const Tensor& gate, const Tensor& up, Tensor* o
   const float* g = gate.data_as<const float>();
   const float* u = up.data_as<const float>();
   float* o = out->data_as<float>();
-  pool_.ParallelFor(
-      gate.numel(),
+  ParallelFor(
+      pool_, gate.numel(),
       [&](int64_t begin, int64_t end) {
         for (int64_t i = begin; i < end; ++i) o[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
       },
@@ -438,8 +453,8 @@ absl::Status CpuBackend::Add(const Tensor& a, const Tensor& b, Tensor* out) {
   const float* pa = a.data_as<const float>();
   const float* pb = b.data_as<const float>();
   float* o = out->data_as<float>();
-  pool_.ParallelFor(
-      a.numel(),
+  ParallelFor(
+      pool_, a.numel(),
       [&](int64_t begin, int64_t end) {
         for (int64_t i = begin; i < end; ++i) o[i] = pa[i] + pb[i];
       },
@@ -451,7 +466,7 @@ absl::Status CpuBackend::CopyRows(const Tensor& src, std::span<const int32_t> ro
   RETURN_IF_ERROR(CheckF32("CopyRows", "src", src, 2, "[N, D]"));
   RETURN_IF_ERROR(CheckF32Output("CopyRows", "dst", dst, 2, "[rows, D]"));
   const int64_t d = src.dim(1);
-  RETURN_IF_ERROR(CheckShape("CopyRows", "dst", *dst, {static_cast<int64_t>(rows.size()), d}));
+  RETURN_IF_ERROR(CheckDims("CopyRows", "dst", *dst, {static_cast<int64_t>(rows.size()), d}));
   for (size_t r = 0; r < rows.size(); ++r) {
     if (rows[r] < 0 || rows[r] >= src.dim(0)) {
       return ArgError("CopyRows", absl::StrCat("rows[", r, "]"), "= ", rows[r],
@@ -461,8 +476,8 @@ absl::Status CpuBackend::CopyRows(const Tensor& src, std::span<const int32_t> ro
   if (cpu::Overlaps(src, *dst)) return ArgError("CopyRows", "dst", "must not overlap src");
   const float* in = src.data_as<const float>();
   float* out = dst->data_as<float>();
-  pool_.ParallelFor(
-      static_cast<int64_t>(rows.size()),
+  ParallelFor(
+      pool_, static_cast<int64_t>(rows.size()),
       [&](int64_t begin, int64_t end) {
         for (int64_t r = begin; r < end; ++r) {
           std::memcpy(out + r * d, in + rows[r] * d, d * sizeof(float));
