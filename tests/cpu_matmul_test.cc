@@ -283,7 +283,8 @@ INSTANTIATE_TEST_SUITE_P(AllPaths, CpuWeightDtypeTest,
                                                               DType::kF16)),
                          IsaDtypeName);
 
-// Many rows (prefill): f32 and bf16 weights go through oneDNN where the build has it. Checked
+// Many rows (prefill, 37 >= both oneDNN cut-offs): f32 and bf16 weights go through oneDNN where
+// the build has it. Checked
 // against float64 with the same bound as our kernels (bf16: x is rounded to bf16 too), and against
 // the backend with oneDNN turned off.
 TEST(CpuBackendManyRowsTest, PrefillMatmulMatchesFloat64AndOurKernels) {

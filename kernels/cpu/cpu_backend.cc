@@ -32,13 +32,14 @@ constexpr int64_t kMinFloatsPerChunk = 16384;
 constexpr int64_t kMatmulColumnsPerUnit = 16;
 constexpr int64_t kMinMacsPerChunk = int64_t{1} << 17;
 // Which kernel a matmul of N rows of x gets, from bench/results/2026-12-06-cpu-matmul.md (2
-// threads): from kDnnlMinRows rows on, f32 and bf16 weights go to oneDNN when the build has it
-// (its blocked kernels, and AMX for bf16, win once each weight is reused across rows: 3-6x ours at
-// N = 512 with bf16, about 1.5x with f32); below that our kernels, which stream each weight once,
-// win or tie. For bf16 weights vdpbf16ps wins only below kDpbf16MaxRows + 1 rows (decode: 10-40%
-// over converting the weights on load); from 4 rows on, converting on load is faster (and keeps
-// x in float32).
-constexpr int64_t kDnnlMinRows = 16;
+// threads): from kDnnlMinRowsF32 / kDnnlMinRowsBf16 rows on, f32 / bf16 weights go to oneDNN when
+// the build has it (its blocked kernels, and AMX for bf16, win once each weight is reused across
+// rows: bf16 2-10x ours at N = 512, f32 1.2-1.6x from N = 64); below that our kernels, which
+// stream each weight once, win or tie. For bf16 weights vdpbf16ps wins only up to
+// kDpbf16MaxRows rows (decode: 10-40% over converting the weights on load); from 4 rows on,
+// converting on load is faster (and keeps x in float32).
+constexpr int64_t kDnnlMinRowsF32 = 32;
+constexpr int64_t kDnnlMinRowsBf16 = 8;
 constexpr int64_t kDpbf16MaxRows = 3;
 
 // ThreadPool::ParallelFor takes a std::function, which allocates for a lambda holding more than
@@ -297,7 +298,8 @@ absl::Status CpuBackend::Matmul(const Tensor& x, const Tensor& w, const Tensor* 
   if (job.isa == cpu::MatmulIsa::kMatmulIsaAvx512Bf16 && n > kDpbf16MaxRows) {
     job.isa = cpu::MatmulIsa::kMatmulIsaAvx512;
   }
-  if (use_dnnl_ && n >= kDnnlMinRows && k > 0 && cpu::DnnlMatmul::Handles(w.dtype())) {
+  const int64_t dnnl_min_rows = w.dtype() == DType::kF32 ? kDnnlMinRowsF32 : kDnnlMinRowsBf16;
+  if (use_dnnl_ && n >= dnnl_min_rows && k > 0 && cpu::DnnlMatmul::Handles(w.dtype())) {
     job.dnnl = &dnnl_;
   }
   job.problem = {.x = x.data_as<const float>(),
