@@ -221,7 +221,7 @@ void RunShape(const Shape& s, int64_t n, int threads, const Blis& blis, ThreadPo
                               {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_DST, dst}});
                           stream.wait();
                         }});
-  // oneDNN as CpuBackend::Matmul runs it for N >= 8 (kernels/cpu/matmul_dnnl.h): one
+  // oneDNN as CpuBackend::Matmul runs it from 32 rows (f32) / 8 (bf16) (matmul_dnnl.h): one
   // single-threaded primitive per pool thread over its range of weight rows.
   for (DType dtype : {DType::kF32, DType::kBF16}) {
     candidates.push_back(
