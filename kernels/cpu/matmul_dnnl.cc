@@ -8,6 +8,7 @@
 #include <map>
 #include <mutex>
 #include <oneapi/dnnl/dnnl.hpp>
+#include <optional>
 #include <tuple>
 
 #include "spdlog/spdlog.h"
@@ -17,17 +18,22 @@ namespace zigzag::cpu {
 bool DnnlMatmulAvailable() { return true; }
 
 // One primitive per (weight dtype, N, K, columns, y's row stride). The pool cuts M into at most
-// num_threads near-equal ranges, so a shape needs at most two primitives.
+// num_threads near-equal ranges, so a shape needs at most two primitives; prefill chunks of every
+// length would still add up, so the map is bounded: past kMaxPrimitives it starts over (creating a
+// matmul primitive takes microseconds, and oneDNN keeps its own cache of the JIT code).
+constexpr size_t kMaxPrimitives = 64;
 using Key = std::tuple<DType, int64_t, int64_t, int64_t, int64_t>;
 
 struct Primitive {
+  dnnl::engine engine;
   dnnl::memory::desc x_md, w_md, y_md;
   dnnl::matmul matmul;
 };
 
 struct DnnlMatmul::Impl {
-  dnnl::engine engine{dnnl::engine::kind::cpu, 0};
   std::mutex mutex;
+  // Created on first use, inside Columns' try: the constructor can throw.
+  std::optional<dnnl::engine> engine;
   std::map<Key, std::shared_ptr<const Primitive>> primitives;
   std::atomic<bool> warned{false};
 
@@ -35,6 +41,8 @@ struct DnnlMatmul::Impl {
     std::lock_guard<std::mutex> lock(mutex);
     auto it = primitives.find(key);
     if (it != primitives.end()) return it->second;
+    if (!engine.has_value()) engine.emplace(dnnl::engine::kind::cpu, 0);
+    if (primitives.size() >= kMaxPrimitives) primitives.clear();
     const auto [dtype, n, k, cols, ldy] = key;
     using dt = dnnl::memory::data_type;
     const dt in = dtype == DType::kBF16 ? dt::bf16 : dt::f32;
@@ -45,8 +53,8 @@ struct DnnlMatmul::Impl {
     const dnnl::memory::desc w_md({k, cols}, in, dnnl::memory::dims{1, k});
     const dnnl::memory::desc y_md({n, cols}, dt::f32, dnnl::memory::dims{ldy, 1});
     auto primitive = std::make_shared<const Primitive>(Primitive{
-        x_md, w_md, y_md,
-        dnnl::matmul(dnnl::matmul::primitive_desc(dnnl::matmul::desc(x_md, w_md, y_md), engine))});
+        *engine, x_md, w_md, y_md,
+        dnnl::matmul(dnnl::matmul::primitive_desc(dnnl::matmul::desc(x_md, w_md, y_md), *engine))});
     primitives.emplace(key, primitive);
     return primitive;
   }
@@ -73,10 +81,11 @@ bool DnnlMatmul::Columns(const MatmulProblem& p, int64_t m_begin, int64_t m_end)
     void* x = const_cast<void*>(bf16 ? static_cast<const void*>(p.x_bf16)
                                      : static_cast<const void*>(p.x));
     void* w = const_cast<char*>(static_cast<const char*>(p.w) + m_begin * p.k * element);
-    dnnl::memory x_mem(primitive->x_md, impl_->engine, x);
-    dnnl::memory w_mem(primitive->w_md, impl_->engine, w);
-    dnnl::memory y_mem(primitive->y_md, impl_->engine, p.y + m_begin);
-    dnnl::stream stream(impl_->engine);
+    const dnnl::engine& engine = primitive->engine;
+    dnnl::memory x_mem(primitive->x_md, engine, x);
+    dnnl::memory w_mem(primitive->w_md, engine, w);
+    dnnl::memory y_mem(primitive->y_md, engine, p.y + m_begin);
+    dnnl::stream stream(engine);
     primitive->matmul.execute(
         stream, {{DNNL_ARG_SRC, x_mem}, {DNNL_ARG_WEIGHTS, w_mem}, {DNNL_ARG_DST, y_mem}});
     stream.wait();
