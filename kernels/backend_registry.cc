@@ -11,7 +11,9 @@ namespace zigzag {
 
 absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(std::string_view name,
                                                        const BackendOptions& options) {
-  if (name == "cpu") return CreateCpuBackend(options.num_threads);
+  const CpuBackendConfig cpu_config{.num_threads = options.num_threads,
+                                    .weight_dtype = options.cpu_weight_dtype};
+  if (name == "cpu") return CreateCpuBackend(cpu_config);
   if (name == "cuda") {
 #ifdef ZIGZAG_HAVE_CUDA
     return CreateCudaBackend(options.cuda_device, options.cuda_fp32);
@@ -29,10 +31,19 @@ absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(std::string_view name,
 #else
     spdlog::info("backend: this build has no CUDA support; using the CPU backend");
 #endif
-    return CreateCpuBackend(options.num_threads);
+    return CreateCpuBackend(cpu_config);
   }
   return absl::InvalidArgumentError(
       absl::StrCat("unknown backend '", std::string(name), "': expected auto, cpu or cuda"));
+}
+
+absl::StatusOr<DType> ResolveCpuWeightDtype(std::string_view flag, DType checkpoint_dtype) {
+  if (flag == "auto") return IsFloatDType(checkpoint_dtype) ? checkpoint_dtype : DType::kF32;
+  if (flag == "f32") return DType::kF32;
+  if (flag == "bf16") return DType::kBF16;
+  if (flag == "f16") return DType::kF16;
+  return absl::InvalidArgumentError(absl::StrCat("--cpu-weight-dtype '", std::string(flag),
+                                                 "' is not one of auto, f32, bf16, f16"));
 }
 
 std::vector<std::string> AvailableBackends() {

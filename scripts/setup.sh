@@ -7,7 +7,9 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build pkg-config git
   libabsl-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
-  libopenblas-dev
+  # oneDNN: the CPU backend's prefill matmuls (kernels/cpu/matmul_dnnl.h). OpenBLAS: only
+  # bench_matmul's comparison (the backend no longer links a BLAS).
+  libdnnl-dev libopenblas-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libprotobuf-dev protobuf-compiler libgrpc++-dev protobuf-compiler-grpc
   prometheus-cpp-dev libmicrohttpd-dev python3-grpcio python3-protobuf

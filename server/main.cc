@@ -33,6 +33,9 @@ ABSL_FLAG(std::string, model_name, "",
           "default: the model folder's name");
 ABSL_FLAG(std::string, backend, "auto", "Backend: auto, cpu or cuda");
 ABSL_FLAG(int32_t, threads, 0, "CPU backend threads; 0 = all cores");
+ABSL_FLAG(
+    std::string, cpu_weight_dtype, "auto",
+    "CPU backend weight dtype: auto (the checkpoint's: bf16/f16 stay 16-bit), f32, bf16, f16");
 
 ABSL_FLAG(std::string, host, "0.0.0.0", "gRPC listen address");
 ABSL_FLAG(int32_t, port, 50051, "gRPC port; 0 = any free port");
@@ -133,6 +136,7 @@ absl::StatusOr<zigzag::ServerOptions> OptionsFromFlags(bool auth_token_given) {
   o.tokenizer_dir = absl::GetFlag(FLAGS_tokenizer);
   o.backend = absl::GetFlag(FLAGS_backend);
   o.num_threads = absl::GetFlag(FLAGS_threads);
+  o.cpu_weight_dtype = absl::GetFlag(FLAGS_cpu_weight_dtype);
   o.host = absl::GetFlag(FLAGS_host);
   o.port = absl::GetFlag(FLAGS_port);
   o.metrics_host = absl::GetFlag(FLAGS_metrics_host);

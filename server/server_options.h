@@ -33,6 +33,8 @@ struct ServerOptions {
   std::string tokenizer_dir;
   std::string backend = "auto";
   int num_threads = 0;  // CPU backend threads; 0 = all cores
+  // CPU weight dtype: auto (the checkpoint's), f32, bf16 or f16 (ResolveCpuWeightDtype).
+  std::string cpu_weight_dtype = "auto";
 
   // KV cache and scheduler.
   int32_t block_size = 16;

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "core/util/status_macros.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/resource_quota.h"
@@ -322,14 +323,23 @@ absl::Status ZigzagServer::LoadModel() {
   loading_started_ = true;
   const auto start = std::chrono::steady_clock::now();
 
+  absl::StatusOr<std::unique_ptr<Checkpoint>> checkpoint = Checkpoint::Open(options_.model_dir);
+  if (!checkpoint.ok()) return checkpoint.status();
+  // --cpu-weight-dtype auto keeps the checkpoint's dtype (that of its embedding table).
+  const ModelConfig& config = (*checkpoint)->config();
+  absl::StatusOr<HostTensorView> embed =
+      (*checkpoint)->Get("model.embed_tokens.weight", {config.vocab_size, config.hidden_size});
+  if (!embed.ok()) return embed.status();
   BackendOptions backend_options;
   backend_options.num_threads = options_.num_threads;
+  ASSIGN_OR_RETURN(backend_options.cpu_weight_dtype,
+                   ResolveCpuWeightDtype(options_.cpu_weight_dtype, embed->dtype));
   absl::StatusOr<std::unique_ptr<Backend>> backend =
       CreateBackend(options_.backend, backend_options);
   if (!backend.ok()) return backend.status();
   backend_ = std::move(*backend);
   absl::StatusOr<std::unique_ptr<LlamaModel>> model =
-      LlamaModel::LoadFromDir(options_.model_dir, backend_.get());
+      LlamaModel::Load(**checkpoint, backend_.get());
   if (!model.ok()) return model.status();
   model_ = std::move(*model);
   // A model folder without a tokenizer is served with token ids only.

@@ -52,6 +52,9 @@ ABSL_FLAG(std::string, kv_head_budgets, "uniform",
 ABSL_FLAG(double, kv_alpha, 0.2, "Adaptive head split: per-head floor, fraction of B_l - window");
 ABSL_FLAG(std::string, backend, "auto", "Backend: auto, cpu or cuda");
 ABSL_FLAG(int32_t, threads, 0, "CPU backend threads; 0 = all cores");
+ABSL_FLAG(
+    std::string, cpu_weight_dtype, "auto",
+    "CPU backend weight dtype: auto (the checkpoint's: bf16/f16 stay 16-bit), f32, bf16, f16");
 ABSL_FLAG(int32_t, block_size, 16, "KV cache block size in tokens");
 ABSL_FLAG(int64_t, kv_memory_mb, 256, "KV cache memory in MiB");
 
@@ -185,11 +188,22 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  auto checkpoint = zigzag::Checkpoint::Open(model_dir);
+  if (!checkpoint.ok()) return Fail("loading the model", checkpoint.status());
+  // --cpu-weight-dtype auto keeps the checkpoint's dtype (that of its embedding table).
+  const zigzag::ModelConfig& config = (*checkpoint)->config();
+  auto embed =
+      (*checkpoint)->Get("model.embed_tokens.weight", {config.vocab_size, config.hidden_size});
+  if (!embed.ok()) return Fail("loading the model", embed.status());
   zigzag::BackendOptions options;
   options.num_threads = absl::GetFlag(FLAGS_threads);
+  auto weight_dtype =
+      zigzag::ResolveCpuWeightDtype(absl::GetFlag(FLAGS_cpu_weight_dtype), embed->dtype);
+  if (!weight_dtype.ok()) return Fail("--cpu-weight-dtype", weight_dtype.status());
+  options.cpu_weight_dtype = *weight_dtype;
   auto backend = zigzag::CreateBackend(absl::GetFlag(FLAGS_backend), options);
   if (!backend.ok()) return Fail("backend", backend.status());
-  auto model = zigzag::LlamaModel::LoadFromDir(model_dir, backend->get());
+  auto model = zigzag::LlamaModel::Load(**checkpoint, backend->get());
   if (!model.ok()) return Fail("loading the model", model.status());
   // The tokenizer is optional for id prompts; text prompts and stop strings need it.
   std::unique_ptr<zigzag::Tokenizer> tokenizer;

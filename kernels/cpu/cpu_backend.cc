@@ -1,17 +1,18 @@
 #include "kernels/cpu/cpu_backend.h"
 
-#include <cblas.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <initializer_list>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "core/util/status_macros.h"
 #include "kernels/cpu/cpu_attention.h"
 #include "kernels/cpu/cpu_checks.h"
+#include "kernels/cpu/matmul_dnnl.h"
+#include "kernels/cpu/matmul_kernels.h"
 #include "kernels/cpu/thread_pool.h"
 
 namespace zigzag {
@@ -26,18 +27,76 @@ constexpr size_t kAlignment = 64;
 // Below about this many floats of work per chunk, threads cost more than they save.
 constexpr int64_t kMinFloatsPerChunk = 16384;
 
+// Matmul splits the weight rows over the pool in units of this many rows (a multiple of every
+// kernel's tile height), and gives a thread at least kMinMacsPerChunk multiply-adds.
+constexpr int64_t kMatmulColumnsPerUnit = 16;
+constexpr int64_t kMinMacsPerChunk = int64_t{1} << 17;
+// Which kernel a matmul of N rows of x gets, from bench/results/2026-12-06-cpu-matmul.md (2
+// threads): from kDnnlMinRowsF32 / kDnnlMinRowsBf16 rows on, f32 / bf16 weights go to oneDNN when
+// the build has it (its blocked kernels, and AMX for bf16, win once each weight is reused across
+// rows: bf16 2-10x ours at N = 512, f32 1.2-1.6x from N = 64); below that our kernels, which
+// stream each weight once, win or tie. For bf16 weights vdpbf16ps wins only up to
+// kDpbf16MaxRows rows (decode: 10-40% over converting the weights on load); from 4 rows on,
+// converting on load is faster (and keeps x in float32).
+constexpr int64_t kDnnlMinRowsF32 = 32;
+constexpr int64_t kDnnlMinRowsBf16 = 8;
+constexpr int64_t kDpbf16MaxRows = 3;
+
+// ThreadPool::ParallelFor takes a std::function, which allocates for a lambda holding more than
+// two pointers; a lambda holding one reference to the caller's lambda is stored inline, so the ops
+// below do not allocate per call (the decode loop runs them every step).
+template <class Fn>
+void ParallelFor(ThreadPool& pool, int64_t n, const Fn& fn, int64_t min_chunk) {
+  pool.ParallelFor(
+      n, [&fn](int64_t begin, int64_t end) { fn(begin, end); }, min_chunk);
+}
+
+// CheckShape against a braced list without building a Shape (an allocation) unless it fails.
+absl::Status CheckDims(const char* op, const char* argument, const Tensor& tensor,
+                       std::initializer_list<int64_t> expected) {
+  if (std::equal(tensor.shape().begin(), tensor.shape().end(), expected.begin(), expected.end())) {
+    return absl::OkStatus();
+  }
+  return CheckShape(op, argument, tensor, Shape(expected));
+}
+
 int64_t MinRowsPerChunk(int64_t row_floats) {
   return std::max<int64_t>(1, kMinFloatsPerChunk / std::max<int64_t>(1, row_floats));
 }
 
+// A weight tensor (Embedding table, Matmul w and bias, RmsNorm weight) must be in the backend's
+// weight dtype (f32, bf16 or f16), as the model uploads it.
+absl::Status CheckWeight(const char* op, const char* argument, const Tensor& tensor, int rank,
+                         const char* layout, DType weight_dtype) {
+  if (!tensor.defined()) return ArgError(op, argument, "is an undefined tensor");
+  if (tensor.device() != Device::kCpu) {
+    return ArgError(op, argument, "is ", tensor.DebugString(),
+                    ", not in the CPU backend's host memory");
+  }
+  if (tensor.dtype() != weight_dtype) {
+    return ArgError(op, argument, "is ", tensor.DebugString(),
+                    "; this CPU backend keeps weights in ", DTypeName(weight_dtype),
+                    " (--cpu-weight-dtype)");
+  }
+  if (tensor.rank() != rank) {
+    return ArgError(op, argument, "must have rank ", rank, " ", layout, ", got ",
+                    tensor.DebugString());
+  }
+  return absl::OkStatus();
+}
+
 class CpuBackend final : public Backend {
  public:
-  explicit CpuBackend(int num_threads) : pool_(num_threads) {}
+  CpuBackend(int num_threads, DType weight_dtype, cpu::MatmulIsa isa, bool use_dnnl)
+      : pool_(num_threads),
+        weight_dtype_(weight_dtype),
+        isa_(isa),
+        use_dnnl_(use_dnnl && cpu::DnnlMatmulAvailable()) {}
 
   const char* name() const override { return "cpu"; }
   Device device() const override { return Device::kCpu; }
   DType activation_dtype() const override { return DType::kF32; }
-  DType weight_dtype() const override { return DType::kF32; }
+  DType weight_dtype() const override { return weight_dtype_; }
 
   absl::StatusOr<Tensor> Allocate(DType dtype, const Shape& shape) override;
   absl::StatusOr<Tensor> AllocateZeros(DType dtype, const Shape& shape) override;
@@ -70,6 +129,13 @@ class CpuBackend final : public Backend {
 
  private:
   ThreadPool pool_;
+  const DType weight_dtype_;
+  const cpu::MatmulIsa isa_;
+  const bool use_dnnl_;
+  cpu::DnnlMatmul dnnl_;
+  // x rounded to bf16 for the vdpbf16ps path; grows to the largest [N, K] seen and is then
+  // reused, so the decode loop does not allocate.
+  std::vector<uint16_t> x_bf16_;
 };
 
 // Memory ------------------------------------------------------------------------------------------
@@ -133,8 +199,8 @@ absl::Status CpuBackend::CopyToDevice(const void* host, DType host_dtype, Tensor
   }
   void* out = dst->data();
   const DType out_dtype = dst->dtype();
-  pool_.ParallelFor(
-      n,
+  ParallelFor(
+      pool_, n,
       [&](int64_t begin, int64_t end) {
         for (int64_t i = begin; i < end; ++i) {
           StoreFromFloat(LoadAsFloat(host, host_dtype, i), out_dtype, out, i);
@@ -158,8 +224,8 @@ absl::Status CpuBackend::CopyToHost(const Tensor& src, std::span<float> host) {
     if (!host.empty()) std::memcpy(host.data(), src.data(), src.bytes());
     return absl::OkStatus();
   }
-  pool_.ParallelFor(
-      src.numel(),
+  ParallelFor(
+      pool_, src.numel(),
       [&](int64_t begin, int64_t end) {
         for (int64_t i = begin; i < end; ++i) host[i] = LoadAsFloat(src.data(), src.dtype(), i);
       },
@@ -170,24 +236,31 @@ absl::Status CpuBackend::CopyToHost(const Tensor& src, std::span<float> host) {
 // Ops ---------------------------------------------------------------------------------------------
 
 absl::Status CpuBackend::Embedding(const Tensor& table, std::span<const int32_t> ids, Tensor* out) {
-  RETURN_IF_ERROR(CheckF32("Embedding", "table", table, 2, "[vocab, hidden]"));
+  RETURN_IF_ERROR(CheckWeight("Embedding", "table", table, 2, "[vocab, hidden]", weight_dtype_));
   RETURN_IF_ERROR(CheckF32Output("Embedding", "out", out, 2, "[N, hidden]"));
   const int64_t vocab = table.dim(0);
   const int64_t hidden = table.dim(1);
-  RETURN_IF_ERROR(CheckShape("Embedding", "out", *out, {static_cast<int64_t>(ids.size()), hidden}));
+  RETURN_IF_ERROR(CheckDims("Embedding", "out", *out, {static_cast<int64_t>(ids.size()), hidden}));
   for (size_t n = 0; n < ids.size(); ++n) {
     if (ids[n] < 0 || ids[n] >= vocab) {
       return ArgError("Embedding", absl::StrCat("ids[", n, "]"), "= ", ids[n],
                       " is outside the vocabulary [0, ", vocab, ")");
     }
   }
-  const float* src = table.data_as<const float>();
   float* dst = out->data_as<float>();
-  pool_.ParallelFor(
-      static_cast<int64_t>(ids.size()),
+  ParallelFor(
+      pool_, static_cast<int64_t>(ids.size()),
       [&](int64_t begin, int64_t end) {
         for (int64_t n = begin; n < end; ++n) {
-          std::memcpy(dst + n * hidden, src + ids[n] * hidden, hidden * sizeof(float));
+          if (table.dtype() == DType::kF32) {
+            std::memcpy(dst + n * hidden, table.data_as<const float>() + ids[n] * hidden,
+                        hidden * sizeof(float));
+            continue;
+          }
+          const int64_t base = ids[n] * hidden;  // 16-bit tables widen exactly to float32
+          for (int64_t i = 0; i < hidden; ++i) {
+            dst[n * hidden + i] = LoadAsFloat(table.data(), table.dtype(), base + i);
+          }
         }
       },
       MinRowsPerChunk(hidden));
@@ -196,7 +269,7 @@ absl::Status CpuBackend::Embedding(const Tensor& table, std::span<const int32_t>
 
 absl::Status CpuBackend::Matmul(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor* y) {
   RETURN_IF_ERROR(CheckF32("Matmul", "x", x, 2, "[N, K]"));
-  RETURN_IF_ERROR(CheckF32("Matmul", "w", w, 2, "[M, K]"));
+  RETURN_IF_ERROR(CheckWeight("Matmul", "w", w, 2, "[M, K]", weight_dtype_));
   RETURN_IF_ERROR(CheckF32Output("Matmul", "y", y, 2, "[N, M]"));
   const int64_t n = x.dim(0);
   const int64_t k = x.dim(1);
@@ -207,47 +280,91 @@ absl::Status CpuBackend::Matmul(const Tensor& x, const Tensor& w, const Tensor* 
                     " (w is [M, K], the Hugging Face Linear layout)");
   }
   if (bias != nullptr) {
-    RETURN_IF_ERROR(CheckF32("Matmul", "bias", *bias, 1, "[M]"));
-    RETURN_IF_ERROR(CheckShape("Matmul", "bias", *bias, {m}));
+    RETURN_IF_ERROR(CheckWeight("Matmul", "bias", *bias, 1, "[M]", weight_dtype_));
+    RETURN_IF_ERROR(CheckDims("Matmul", "bias", *bias, {m}));
   }
-  RETURN_IF_ERROR(CheckShape("Matmul", "y", *y, {n, m}));
+  RETURN_IF_ERROR(CheckDims("Matmul", "y", *y, {n, m}));
   if (cpu::Overlaps(x, *y)) return ArgError("Matmul", "y", "must not alias x");
   if (n == 0 || m == 0) return absl::OkStatus();
-  float* out = y->data_as<float>();
-  if (k == 0) {
-    std::fill(out, out + n * m, 0.0f);
-  } else {
-    // y[N, M] = x[N, K] * w[M, K]^T, all row-major.
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(n), static_cast<int>(m),
-                static_cast<int>(k), 1.0f, x.data_as<const float>(), static_cast<int>(k),
-                w.data_as<const float>(), static_cast<int>(k), 0.0f, out, static_cast<int>(m));
+
+  // y[N, M] = x[N, K] * w[M, K]^T, all row-major; threads take disjoint ranges of weight rows, so
+  // each weight is read by one thread only (decode is bound by reading the weights once).
+  struct Job {
+    cpu::MatmulIsa isa;
+    cpu::MatmulProblem problem;
+    const Tensor* bias;
+    cpu::DnnlMatmul* dnnl;  // null: our kernels only
+  } job{isa_, {}, bias, nullptr};
+  if (job.isa == cpu::MatmulIsa::kMatmulIsaAvx512Bf16 && n > kDpbf16MaxRows) {
+    job.isa = cpu::MatmulIsa::kMatmulIsaAvx512;
   }
-  if (bias != nullptr) {
-    const float* b = bias->data_as<const float>();
-    pool_.ParallelFor(
-        n,
+  const int64_t dnnl_min_rows = w.dtype() == DType::kF32 ? kDnnlMinRowsF32 : kDnnlMinRowsBf16;
+  if (use_dnnl_ && n >= dnnl_min_rows && k > 0 && cpu::DnnlMatmul::Handles(w.dtype())) {
+    job.dnnl = &dnnl_;
+  }
+  job.problem = {.x = x.data_as<const float>(),
+                 .w = w.data(),
+                 .w_dtype = w.dtype(),
+                 .n = n,
+                 .k = k,
+                 .m = m,
+                 .y = y->data_as<float>()};
+  // oneDNN's bf16 matmul, like vdpbf16ps, multiplies bf16 by bf16.
+  const bool bf16_x =
+      job.dnnl != nullptr ? w.dtype() == DType::kBF16 : cpu::MatmulNeedsBf16X(isa_, w.dtype());
+  if (bf16_x && k > 0) {
+    const int64_t count = n * k;
+    if (static_cast<int64_t>(x_bf16_.size()) < count) x_bf16_.resize(count);
+    uint16_t* dst = x_bf16_.data();
+    const float* src = job.problem.x;
+    const cpu::MatmulIsa isa = isa_;  // the rounding itself is fastest with AVX512_BF16
+    ParallelFor(
+        pool_, n,
         [&](int64_t begin, int64_t end) {
-          for (int64_t row = begin; row < end; ++row) {
-            for (int64_t col = 0; col < m; ++col) out[row * m + col] += b[col];
-          }
+          cpu::RoundToBf16(isa, src + begin * k, dst + begin * k, (end - begin) * k);
         },
-        MinRowsPerChunk(m));
+        MinRowsPerChunk(k) * 4);
+    job.problem.x_bf16 = dst;
   }
+  const int64_t units = (m + kMatmulColumnsPerUnit - 1) / kMatmulColumnsPerUnit;
+  const int64_t macs_per_unit =
+      std::max<int64_t>(1, n * std::max<int64_t>(k, 1)) * kMatmulColumnsPerUnit;
+  ParallelFor(
+      pool_, units,
+      [&job](int64_t begin, int64_t end) {
+        const cpu::MatmulProblem& p = job.problem;
+        const int64_t m_begin = begin * kMatmulColumnsPerUnit;
+        const int64_t m_end = std::min(end * kMatmulColumnsPerUnit, p.m);
+        if (p.k == 0) {
+          for (int64_t row = 0; row < p.n; ++row) {
+            std::fill(p.y + row * p.m + m_begin, p.y + row * p.m + m_end, 0.0f);
+          }
+        } else if (job.dnnl == nullptr || !job.dnnl->Columns(p, m_begin, m_end)) {
+          cpu::MatmulColumns(job.isa, p, m_begin, m_end);
+        }
+        if (job.bias == nullptr) return;
+        const void* b = job.bias->data();
+        const DType b_dtype = job.bias->dtype();
+        for (int64_t row = 0; row < p.n; ++row) {
+          float* yr = p.y + row * p.m;
+          for (int64_t col = m_begin; col < m_end; ++col) yr[col] += LoadAsFloat(b, b_dtype, col);
+        }
+      },
+      std::max<int64_t>(1, kMinMacsPerChunk / macs_per_unit));
   return absl::OkStatus();
 }
 
 absl::Status CpuBackend::RmsNorm(const Tensor& x, const Tensor& weight, float eps, Tensor* y) {
   RETURN_IF_ERROR(CheckF32("RmsNorm", "x", x, 2, "[N, D]"));
-  RETURN_IF_ERROR(CheckF32("RmsNorm", "weight", weight, 1, "[D]"));
+  RETURN_IF_ERROR(CheckWeight("RmsNorm", "weight", weight, 1, "[D]", weight_dtype_));
   RETURN_IF_ERROR(CheckF32Output("RmsNorm", "y", y, 2, "[N, D]"));
   const int64_t d = x.dim(1);
-  RETURN_IF_ERROR(CheckShape("RmsNorm", "weight", weight, {d}));
+  RETURN_IF_ERROR(CheckDims("RmsNorm", "weight", weight, {d}));
   RETURN_IF_ERROR(CheckShape("RmsNorm", "y", *y, x.shape()));
   const float* in = x.data_as<const float>();
-  const float* scale = weight.data_as<const float>();
   float* out = y->data_as<float>();
-  pool_.ParallelFor(
-      x.dim(0),
+  ParallelFor(
+      pool_, x.dim(0),
       [&](int64_t begin, int64_t end) {
         for (int64_t row = begin; row < end; ++row) {
           const float* xr = in + row * d;
@@ -255,7 +372,14 @@ absl::Status CpuBackend::RmsNorm(const Tensor& x, const Tensor& weight, float ep
           for (int64_t i = 0; i < d; ++i) sum_sq += xr[i] * xr[i];
           const float inv_rms = 1.0f / std::sqrt(sum_sq / static_cast<float>(d) + eps);
           float* yr = out + row * d;  // may be xr: each element is read before it is written
-          for (int64_t i = 0; i < d; ++i) yr[i] = xr[i] * inv_rms * scale[i];
+          if (weight.dtype() == DType::kF32) {
+            const float* scale = weight.data_as<const float>();
+            for (int64_t i = 0; i < d; ++i) yr[i] = xr[i] * inv_rms * scale[i];
+          } else {
+            for (int64_t i = 0; i < d; ++i) {
+              yr[i] = xr[i] * inv_rms * LoadAsFloat(weight.data(), weight.dtype(), i);
+            }
+          }
         }
       },
       MinRowsPerChunk(d));
@@ -271,32 +395,29 @@ absl::Status CpuBackend::Rope(std::span<const int32_t> positions, const Tensor& 
   const int64_t head_dim = x->dim(2);
   if (head_dim % 2 != 0) return ArgError("Rope", "x", "has an odd head_dim ", head_dim);
   const int64_t half = head_dim / 2;
-  RETURN_IF_ERROR(CheckShape("Rope", "inv_freq", inv_freq, {half}));
+  RETURN_IF_ERROR(CheckDims("Rope", "inv_freq", inv_freq, {half}));
   if (static_cast<int64_t>(positions.size()) != tokens) {
     return ArgError("Rope", "positions", "has ", positions.size(), " entries but x has ", tokens,
                     " tokens");
   }
   const float* freq = inv_freq.data_as<const float>();
   float* data = x->data_as<float>();
-  pool_.ParallelFor(
-      tokens,
+  ParallelFor(
+      pool_, tokens,
       [&](int64_t begin, int64_t end) {
-        std::vector<float> cos_table(half);
-        std::vector<float> sin_table(half);
         for (int64_t n = begin; n < end; ++n) {
-          // The angle is rounded to float32 before cos/sin, as Hugging Face computes it.
+          // The angle is rounded to float32 before cos/sin, as Hugging Face computes it. One
+          // (cos, sin) per frequency serves every head, with no table (no allocation per step).
           for (int64_t i = 0; i < half; ++i) {
             const float angle = static_cast<float>(positions[n]) * freq[i];
-            cos_table[i] = std::cos(angle);
-            sin_table[i] = std::sin(angle);
-          }
-          for (int64_t h = 0; h < heads; ++h) {
-            float* v = data + (n * heads + h) * head_dim;
-            for (int64_t i = 0; i < half; ++i) {
+            const float cos_angle = std::cos(angle);
+            const float sin_angle = std::sin(angle);
+            for (int64_t h = 0; h < heads; ++h) {
+              float* v = data + (n * heads + h) * head_dim;
               const float first = v[i];
               const float second = v[i + half];
-              v[i] = first * cos_table[i] - second * sin_table[i];
-              v[i + half] = second * cos_table[i] + first * sin_table[i];
+              v[i] = first * cos_angle - second * sin_angle;
+              v[i + half] = second * cos_angle + first * sin_angle;
             }
           }
         }
@@ -320,8 +441,8 @@ absl::Status CpuBackend::SiluMul(const Tensor& gate, const Tensor& up, Tensor* o
   const float* g = gate.data_as<const float>();
   const float* u = up.data_as<const float>();
   float* o = out->data_as<float>();
-  pool_.ParallelFor(
-      gate.numel(),
+  ParallelFor(
+      pool_, gate.numel(),
       [&](int64_t begin, int64_t end) {
         for (int64_t i = begin; i < end; ++i) o[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
       },
@@ -334,8 +455,8 @@ absl::Status CpuBackend::Add(const Tensor& a, const Tensor& b, Tensor* out) {
   const float* pa = a.data_as<const float>();
   const float* pb = b.data_as<const float>();
   float* o = out->data_as<float>();
-  pool_.ParallelFor(
-      a.numel(),
+  ParallelFor(
+      pool_, a.numel(),
       [&](int64_t begin, int64_t end) {
         for (int64_t i = begin; i < end; ++i) o[i] = pa[i] + pb[i];
       },
@@ -347,7 +468,7 @@ absl::Status CpuBackend::CopyRows(const Tensor& src, std::span<const int32_t> ro
   RETURN_IF_ERROR(CheckF32("CopyRows", "src", src, 2, "[N, D]"));
   RETURN_IF_ERROR(CheckF32Output("CopyRows", "dst", dst, 2, "[rows, D]"));
   const int64_t d = src.dim(1);
-  RETURN_IF_ERROR(CheckShape("CopyRows", "dst", *dst, {static_cast<int64_t>(rows.size()), d}));
+  RETURN_IF_ERROR(CheckDims("CopyRows", "dst", *dst, {static_cast<int64_t>(rows.size()), d}));
   for (size_t r = 0; r < rows.size(); ++r) {
     if (rows[r] < 0 || rows[r] >= src.dim(0)) {
       return ArgError("CopyRows", absl::StrCat("rows[", r, "]"), "= ", rows[r],
@@ -357,8 +478,8 @@ absl::Status CpuBackend::CopyRows(const Tensor& src, std::span<const int32_t> ro
   if (cpu::Overlaps(src, *dst)) return ArgError("CopyRows", "dst", "must not overlap src");
   const float* in = src.data_as<const float>();
   float* out = dst->data_as<float>();
-  pool_.ParallelFor(
-      static_cast<int64_t>(rows.size()),
+  ParallelFor(
+      pool_, static_cast<int64_t>(rows.size()),
       [&](int64_t begin, int64_t end) {
         for (int64_t r = begin; r < end; ++r) {
           std::memcpy(out + r * d, in + rows[r] * d, d * sizeof(float));
@@ -370,8 +491,26 @@ absl::Status CpuBackend::CopyRows(const Tensor& src, std::span<const int32_t> ro
 
 }  // namespace
 
+absl::StatusOr<std::unique_ptr<Backend>> CreateCpuBackend(const CpuBackendConfig& config) {
+  if (!IsFloatDType(config.weight_dtype)) {
+    return absl::InvalidArgumentError(absl::StrCat("CPU backend: weight dtype ",
+                                                   DTypeName(config.weight_dtype),
+                                                   " is not supported (f32, bf16 or f16)"));
+  }
+  const cpu::MatmulIsa best = cpu::BestMatmulIsa();
+  const cpu::MatmulIsa isa = config.matmul_isa.value_or(best);
+  if (!cpu::MatmulIsaSupported(isa)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("CPU backend: matmul path ", cpu::MatmulIsaName(isa),
+                     " is not supported by this CPU (best: ", cpu::MatmulIsaName(best), ")"));
+  }
+  return std::make_unique<CpuBackend>(config.num_threads, config.weight_dtype, isa,
+                                      config.use_dnnl);
+}
+
 std::unique_ptr<Backend> CreateCpuBackend(int num_threads) {
-  return std::make_unique<CpuBackend>(num_threads);
+  return std::make_unique<CpuBackend>(num_threads, DType::kF32, cpu::BestMatmulIsa(),
+                                      /*use_dnnl=*/true);
 }
 
 }  // namespace zigzag
