@@ -109,15 +109,6 @@ grpc::Status GenerateOnce(int port, bool wait_for_ready) {
   return status;
 }
 
-bool WaitUntil(const std::function<bool()>& condition) {
-  const auto give_up = std::chrono::steady_clock::now() + kServerHangGuard;
-  while (!condition()) {
-    if (std::chrono::steady_clock::now() > give_up) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  return true;
-}
-
 TEST(ServerConnectionTest, ConnectionsBeyondTheCapAreClosedAndServingResumesOnceTheyClose) {
   ServerOptions options = TestServerOptions();
   options.max_connections = 8;

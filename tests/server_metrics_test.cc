@@ -236,12 +236,15 @@ TEST_F(ServerMetricsTest, AbortedRequestsCountAsAbortAndKeepOutOfRequestHistogra
 }
 
 TEST_F(ServerMetricsTest, ExpiredDeadlinesCountAsFailuresNotAborts) {
-  // Both calls are held mid-decode until their 300 ms deadlines pass: gRPC cancels them, and the
-  // scheduler must still end them as DEADLINE_EXCEEDED (the proto's "failed"), not as aborts.
+  // Both calls are held in the scheduler (the worker stopped mid-decode) until their deadlines
+  // pass: gRPC cancels them, and the scheduler must still end them as DEADLINE_EXCEEDED (the
+  // proto's "failed"), not as aborts. The deadline is long enough for both calls to reach the
+  // scheduler first on a slow machine (TSan, CI): a call whose deadline passes before it arrives
+  // never reaches it.
   gate_.HoldWhen([](const IterationMetrics& m) { return m.decode_sequences > 0; });
   const std::string before = Scrape();
   const auto deadline = [] {
-    return std::chrono::system_clock::now() + std::chrono::milliseconds(300);
+    return std::chrono::system_clock::now() + std::chrono::milliseconds(2000);
   };
   grpc::Status unary_status;
   std::thread unary([&] {
@@ -263,8 +266,16 @@ TEST_F(ServerMetricsTest, ExpiredDeadlinesCountAsFailuresNotAborts) {
     stream_result = RunStream(*stub, request, &context);
   });
   ASSERT_TRUE(gate_.WaitUntilHeld());
-  unary.join();  // the worker is held: both deadlines pass mid-decode
+  // The worker is held with the first call decoding; the second is decoding or waiting.
+  const bool both_in_scheduler = WaitUntil(
+      [&] {
+        const SchedulerLoad load = server_->scheduler()->Load();
+        return load.running + load.waiting == 2;
+      },
+      std::chrono::milliseconds(1500));
+  unary.join();  // both deadlines pass while the worker is held
   stream.join();
+  ASSERT_TRUE(both_in_scheduler) << "a call did not reach the scheduler before its deadline";
   // Time for the server's own deadline timers to cancel both calls before the worker moves on
   // (else the scheduler could see the deadline first whatever the reactors do).
   std::this_thread::sleep_for(std::chrono::milliseconds(300));

@@ -361,6 +361,15 @@ bool WorkerGate::StepUntilFinished(const std::string& request_id, std::chrono::m
   return true;
 }
 
+bool WaitUntil(const std::function<bool()>& condition, std::chrono::milliseconds within) {
+  const auto give_up = std::chrono::steady_clock::now() + within;
+  while (!condition()) {
+    if (std::chrono::steady_clock::now() > give_up) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return true;
+}
+
 bool WaitForIdlePool(ZigzagServer& server) {
   const auto give_up = std::chrono::steady_clock::now() + kServerHangGuard;
   while (std::chrono::steady_clock::now() < give_up) {

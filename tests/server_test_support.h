@@ -128,6 +128,10 @@ class WorkerGate : public SchedulerObserver {
   std::vector<std::pair<std::string, Finished>> finished_;
 };
 
+// Polls `condition` every 5 ms until it holds (true) or `within` has passed (false).
+bool WaitUntil(const std::function<bool()>& condition,
+               std::chrono::milliseconds within = kServerHangGuard);
+
 // Polls until the scheduler has nothing running or waiting and every block is free.
 bool WaitForIdlePool(ZigzagServer& server);
 
