@@ -54,6 +54,12 @@ struct V {
     x = _mm_add_ss(x, _mm_movehdup_ps(x));
     return _mm_cvtss_f32(x);
   }
+  static float ReduceMax(Reg v) {
+    __m128 x = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    x = _mm_max_ps(x, _mm_movehl_ps(x, x));
+    x = _mm_max_ss(x, _mm_movehdup_ps(x));
+    return _mm_cvtss_f32(x);
+  }
   // exp(x) to about 2 ulp: x = n ln2 + r with |r| <= ln2 / 2, exp(r) by the Cephes expf
   // polynomial, times 2^n built in the exponent bits. Below -87 (exp < 1.7e-38, and -inf for masked
   // keys) the result is exactly 0.

@@ -49,6 +49,7 @@ struct V {
   static Reg Mul(Reg a, Reg b) { return _mm512_mul_ps(a, b); }
   static Reg Max(Reg a, Reg b) { return _mm512_max_ps(a, b); }
   static float ReduceAdd(Reg v) { return _mm512_reduce_add_ps(v); }
+  static float ReduceMax(Reg v) { return _mm512_reduce_max_ps(v); }
   // exp(x): the AVX2 kernel's method (attention_avx2.cc), with 2^n applied by vscalefps.
   static Reg Exp(Reg x) {
     const Reg xc = _mm512_min_ps(_mm512_max_ps(x, Set1(-87.0f)), Set1(88.3f));

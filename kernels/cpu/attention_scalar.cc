@@ -30,6 +30,7 @@ struct V {
   static Reg Mul(Reg a, Reg b) { return a * b; }
   static Reg Max(Reg a, Reg b) { return a < b ? b : a; }
   static float ReduceAdd(Reg v) { return v; }
+  static float ReduceMax(Reg v) { return v; }
   static Reg Exp(Reg x) { return std::exp(x); }
   static Reg MaskAbove(Reg s, const int32_t* limits, int32_t key) {
     return limits[0] < key ? -__builtin_inff() : s;
