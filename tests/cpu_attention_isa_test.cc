@@ -4,9 +4,12 @@
 // entries) whole and split-K (forced chunk counts and the automatic rule), odd head dims (40, 72)
 // that leave partial vectors, GQA ratios 1, 3 and 4, block sizes that put tile and block
 // boundaries in different places, multi-tile prefill chunks, KV heads of unequal lengths and the
-// window-mass rows.
+// window-mass rows (also against the previous kernel's float32 loop: bit for bit on the scalar
+// kernel).
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -170,6 +173,109 @@ TEST_P(CpuAttentionIsaTest, LargeLogitsDoNotOverflowAnyKernel) {
       7300, act_, 20.0f);
   Force(5);
   RunScenario(s, "large logits");
+}
+
+// The previous CPU kernel's per-row loop (float32: logits = scale * sequential dot, running max,
+// exp and sequential sum, p = e * (1 / sum), out += p v, mass += p), kept here as the definition
+// of "the window mass compression has always seen". The scalar kernel must reproduce it bit for
+// bit; the SIMD kernels differ only in the summation order of the dot products and the sum.
+void PreviousWindowRow(const Scenario& s, int64_t g, int64_t visible, const float* q, float* out,
+                       float* mass) {
+  const int64_t d = s.layout.head_dim, kv_heads = s.layout.kv_heads;
+  std::vector<float> logits(visible);
+  float max_logit = -std::numeric_limits<float>::infinity();
+  for (int64_t j = 0; j < visible; ++j) {
+    const float* key = &s.keys[0][(j * kv_heads + g) * d];
+    float dot = 0.0f;
+    for (int64_t i = 0; i < d; ++i) dot += q[i] * key[i];
+    logits[j] = s.scale * dot;
+    max_logit = std::max(max_logit, logits[j]);
+  }
+  float sum = 0.0f;
+  for (int64_t j = 0; j < visible; ++j) {
+    logits[j] = std::exp(logits[j] - max_logit);
+    sum += logits[j];
+  }
+  const float inv_sum = 1.0f / sum;
+  std::fill(out, out + d, 0.0f);
+  for (int64_t j = 0; j < visible; ++j) {
+    const float p = logits[j] * inv_sum;
+    const float* value = &s.values[0][(j * kv_heads + g) * d];
+    for (int64_t i = 0; i < d; ++i) out[i] += p * value[i];
+    mass[j] += p;
+  }
+}
+
+TEST_P(CpuAttentionIsaTest, WindowMassIsThePreviousKernelsOnEveryIsa) {
+  const PagedLayout layout{.kv_heads = 2, .group = 3, .head_dim = 40, .block_size = 5};
+  const int32_t n = 100, window_begin = 80;
+  const Scenario s = MakeScenario(layout, {{.kv_len = n, .num_queries = n}}, 7400, act_,
+                                  1.0f / std::sqrt(40.0f), 3.0f);
+  const int64_t heads = layout.num_heads(), d = layout.head_dim, width = s.MassWidth(0);
+  std::vector<float> expected_mass(heads * width, 0.0f);
+  std::vector<float> expected_out(n * heads * d, 0.0f);
+  for (int64_t h = 0; h < heads; ++h) {
+    for (int32_t r = window_begin; r < n; ++r) {
+      const int64_t offset = (r * heads + h) * d;
+      PreviousWindowRow(s, h / layout.group, r + 1, &s.q[offset], &expected_out[offset],
+                        &expected_mass[h * width]);
+    }
+  }
+
+  Tensor pool = GarbagePool(s);
+  WriteTokens(s, 0, n, &pool);
+  Tensor q = Upload(s.q, act_, {n, heads, d});
+  Tensor out = Zeros(act_, {n, heads, d});
+  Tensor mass = Zeros(DType::kF32, {heads, width});
+  const SequenceTables tables = Tables(s, 0);
+  const AttentionSequence seq{.query_begin = 0,
+                              .num_queries = n,
+                              .kv_lens = tables.kv_lens,
+                              .block_offsets = tables.block_offsets,
+                              .block_ids = tables.block_ids,
+                              .window_mass = &mass,
+                              .window_begin = window_begin};
+  const absl::Status status = backend_->Attention(
+      AttentionBatch{.sequences = {&seq, 1}, .num_kv_heads = 2, .scale = s.scale}, q, pool, &out);
+  ASSERT_TRUE(status.ok()) << status;
+  EXPECT_EQ(Stats().window_rows, (n - window_begin) * heads);
+  const std::vector<float> got_mass = Download(mass);
+  const std::vector<float> got_out = Download(out);
+  // Bit for bit on the scalar kernel; to float32 summation-order differences on the SIMD ones.
+  const double tol = case_.isa == AttentionIsa::kScalar ? 0.0 : 2e-6;
+  int mismatches = 0;
+  for (int64_t i = 0; i < heads * width; ++i) {
+    const double bound = tol * std::fabs(expected_mass[i]);
+    if (!(std::fabs(double{got_mass[i]} - expected_mass[i]) <= bound) && ++mismatches <= 5) {
+      ADD_FAILURE() << "window_mass[" << i / width << ", " << i % width << "] = " << got_mass[i]
+                    << ", the previous kernel gave " << expected_mass[i];
+    }
+  }
+  for (int64_t i = window_begin * heads * d; i < n * heads * d; ++i) {
+    const double bound = tol * (1.0 + std::fabs(expected_out[i]));
+    if (!(std::fabs(double{got_out[i]} - expected_out[i]) <= bound) && ++mismatches <= 5) {
+      ADD_FAILURE() << "out element " << i << " (a window row) = " << got_out[i]
+                    << ", the previous kernel gave " << expected_out[i];
+    }
+  }
+  EXPECT_EQ(mismatches, 0);
+}
+
+// q [N, 0, head_dim]: 0 query heads (so 0 per KV head) is valid and computes nothing.
+TEST_P(CpuAttentionIsaTest, ZeroQueryHeadsComputeNothing) {
+  Tensor pool = Zeros(act_, {2, 2, 4, 8});
+  Tensor q = Zeros(act_, {3, 0, 8});
+  Tensor out = Zeros(act_, {3, 0, 8});
+  const std::vector<int32_t> lens = {3, 3}, offsets = {0, 1, 2}, blocks = {0, 1};
+  const AttentionSequence seq{.query_begin = 0,
+                              .num_queries = 3,
+                              .kv_lens = lens,
+                              .block_offsets = offsets,
+                              .block_ids = blocks};
+  const absl::Status status = backend_->Attention(
+      AttentionBatch{.sequences = {&seq, 1}, .num_kv_heads = 2, .scale = 1.0f}, q, pool, &out);
+  EXPECT_TRUE(status.ok()) << status;
+  EXPECT_EQ(Stats().tile_units, 0);
 }
 
 TEST(CpuAttentionOverridesTest, NegativeSplitCountIsInvalidArgument) {

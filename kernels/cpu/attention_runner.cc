@@ -252,6 +252,10 @@ void MergeSplits(const PagedAttentionArgs& a, const Plan& plan) {
 
 void RunPagedAttention(ThreadPool& pool, const PagedAttentionArgs& args) {
   Plan& plan = CallerPlan();
+  if (args.num_heads == 0) {  // no query head: nothing to compute (and no group to divide by)
+    plan.stats = AttentionRunStats{.isa = ActiveKernels().name};
+    return;
+  }
   const AttentionOverrides overrides = GetAttentionOverrides();
   const int num_threads = std::max(1, pool.num_threads());
   BuildPlan(args, num_threads, overrides.decode_splits, plan);
