@@ -1,9 +1,7 @@
 #include "kernels/cpu/cpu_attention.h"
 
-#include <algorithm>
-#include <cmath>
 #include <cstring>
-#include <limits>
+#include <span>
 #include <string>
 #include <vector>
 
