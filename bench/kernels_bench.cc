@@ -5,6 +5,9 @@
 //
 //   ZIGZAG_BENCH_BACKEND=cuda ./bench_kernels --benchmark_counters_tabular=true
 //   ./bench_kernels --size=small         # tiny shapes: the CPU smoke run (default on the CPU)
+//   ./bench_kernels --size=cpu124m --benchmark_filter=attention --attention-isa=avx2
+//                                        # a 124M Llama's attention (12/4 heads of 64) on the CPU;
+//                                        # --attention-isa forces the CPU kernels' instruction set
 //
 // Timing: every benchmark iteration queues `inner` calls of the op and then waits with
 // Backend::Synchronize; the iteration's manual time is the wall time over `inner`, so the host
@@ -27,6 +30,7 @@
 #include "absl/strings/str_cat.h"
 #include "bench/bench_support.h"
 #include "benchmark/benchmark.h"
+#include "kernels/cpu/attention_dispatch.h"
 
 namespace zigzag::bench {
 namespace {
@@ -74,6 +78,24 @@ Sizes SmallSizes() {
   s.copy_bytes = int64_t{16} << 20;
   s.rotate_bytes = int64_t{4} << 20;
   s.min_time = 0.05;
+  return s;
+}
+
+// The attention of a 124M Llama (hidden 768, 12 query / 4 KV heads of 64) at the contexts the CPU
+// serves: decode at 512 and 4K, prefill of 512 and 2K tokens. No GEMM rows (their shapes are the
+// matmul benchmark's business).
+Sizes Cpu124MSizes() {
+  Sizes s;
+  s.name = "cpu124m";
+  s.heads = 12;
+  s.kv_heads = 4;
+  s.head_dim = 64;
+  s.decode_contexts = {512, 4096};
+  s.decode_batches = {1, 4};
+  s.prefill_tokens = {512, 2048};
+  s.copy_bytes = int64_t{64} << 20;
+  s.rotate_bytes = int64_t{64} << 20;
+  s.min_time = 0.2;
   return s;
 }
 
@@ -426,23 +448,46 @@ void RegisterAll() {
   }
 }
 
-// Removes `--size=X` from argv (Google Benchmark rejects flags it does not know).
-std::string TakeSizeFlag(int* argc, char** argv) {
-  std::string size;
+// Removes `--<name>=X` from argv and returns X (Google Benchmark rejects flags it does not know).
+std::string TakeFlag(const char* name, int* argc, char** argv) {
+  const std::string prefix = absl::StrCat("--", name, "=");
+  std::string value;
   int out = 1;
   for (int i = 1; i < *argc; ++i) {
-    if (std::strncmp(argv[i], "--size=", 7) == 0) {
-      size = argv[i] + 7;
+    if (std::strncmp(argv[i], prefix.c_str(), prefix.size()) == 0) {
+      value = argv[i] + prefix.size();
     } else {
       argv[out++] = argv[i];
     }
   }
   *argc = out;
-  return size;
+  return value;
+}
+
+// --attention-isa=auto|scalar|avx2|avx512: the CPU attention kernels to time (auto: the widest this
+// CPU has). Returns false, after a message, for an unknown or unsupported set.
+bool ApplyAttentionIsaFlag(const std::string& isa) {
+  if (isa.empty() || isa == "auto") return true;
+  for (cpu::attn::AttentionIsa candidate :
+       {cpu::attn::AttentionIsa::kScalar, cpu::attn::AttentionIsa::kAvx2,
+        cpu::attn::AttentionIsa::kAvx512}) {
+    if (isa != cpu::attn::AttentionIsaName(candidate)) continue;
+    const absl::Status status = cpu::attn::SetAttentionOverrides({.isa = candidate});
+    if (!status.ok()) {
+      std::fprintf(stderr, "bench_kernels: --attention-isa: %s\n", status.ToString().c_str());
+      return false;
+    }
+    return true;
+  }
+  std::fprintf(stderr,
+               "bench_kernels: --attention-isa must be auto, scalar, avx2 or avx512, got '%s'\n",
+               isa.c_str());
+  return false;
 }
 
 int Main(int argc, char** argv) {
-  std::string size = TakeSizeFlag(&argc, argv);
+  std::string size = TakeFlag("size", &argc, argv);
+  if (!ApplyAttentionIsaFlag(TakeFlag("attention-isa", &argc, argv))) return 2;
   if (size.empty() && std::getenv("ZIGZAG_BENCH_SIZE") != nullptr) {
     size = std::getenv("ZIGZAG_BENCH_SIZE");
   }
@@ -463,11 +508,12 @@ int Main(int argc, char** argv) {
     c.cuda_fp32 = std::move(*fp32);
   }
   if (size.empty()) size = IsCuda() ? "full" : "small";
-  if (size != "full" && size != "small") {
-    std::fprintf(stderr, "bench_kernels: --size must be full or small, got '%s'\n", size.c_str());
+  if (size != "full" && size != "small" && size != "cpu124m") {
+    std::fprintf(stderr, "bench_kernels: --size must be full, small or cpu124m, got '%s'\n",
+                 size.c_str());
     return 2;
   }
-  c.sizes = size == "full" ? FullSizes() : SmallSizes();
+  c.sizes = size == "full" ? FullSizes() : (size == "small" ? SmallSizes() : Cpu124MSizes());
   auto rate = MeasureCopyRate(*c.primary, c.sizes.copy_bytes, 10);
   if (rate.ok()) {
     c.copy_rate = *rate;
@@ -481,6 +527,12 @@ int Main(int argc, char** argv) {
   }
   benchmark::AddCustomContext("zigzag_backend", c.primary->name());
   benchmark::AddCustomContext("zigzag_sizes", c.sizes.name);
+  if (!IsCuda()) {
+    benchmark::AddCustomContext(
+        "cpu_attention_isa",
+        cpu::attn::AttentionIsaName(
+            cpu::attn::GetAttentionOverrides().isa.value_or(cpu::attn::BestSupportedIsa())));
+  }
   std::fprintf(stderr, "bench_kernels: backend %s, %s sizes (heads %lld/%lld, head_dim %lld)\n",
                c.primary->name(), c.sizes.name.c_str(), static_cast<long long>(c.sizes.heads),
                static_cast<long long>(c.sizes.kv_heads), static_cast<long long>(c.sizes.head_dim));

@@ -1,8 +1,9 @@
 // The CPU backend's paged-KV ops over a pool paged per KV head: WriteKv (each token's heads into
 // their streams' slots), CompactKv (kept entries to the front of each stream after compression),
 // CopyBlocks, and causal Attention over each KV head's own stream with GQA and the optional
-// window-mass summary. Float32 host tensors only; the Backend
-// contract for both ops is in kernels/backend.h. Internal to kernels/cpu (CpuBackend forwards).
+// window-mass summary (argument checks here; planning and kernels in attention_runner.h).
+// Float32 host tensors only; the Backend contract for both ops is in kernels/backend.h.
+// Internal to kernels/cpu (CpuBackend forwards).
 #pragma once
 
 #include <cstdint>
