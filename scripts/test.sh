@@ -40,7 +40,7 @@ cmake --build build-tsan -j "$jobs" --target "${tsan_targets[@]}"
 # ctest knows GoogleTest's Suite.Test names (gtest_discover_tests): select the suites of the
 # binaries just built (the others are not built in this tree).
 suites=$(for t in "${tsan_targets[@]}"; do build-tsan/tests/"$t" --gtest_list_tests; done |
-  sed -n 's/^\([^ #][^.]*\)\..*/\1/p' | sort -u | paste -sd'|')
+  grep -v '^Running main() from' | sed -n 's/^\([^ #][^.]*\)\..*/\1/p' | sort -u | paste -sd'|')
 echo "== scheduler and server tests under TSan (${tsan_targets[*]})"
 TSAN_OPTIONS="suppressions=$PWD/scripts/tsan-suppressions.txt halt_on_error=1 second_deadlock_stack=1" \
   ctest --test-dir build-tsan --output-on-failure -j "$jobs" -R "^(${suites})\\."
