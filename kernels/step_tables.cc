@@ -21,7 +21,8 @@ void StepTables::Reset(int32_t layers, int32_t kv_heads, int32_t heads, float at
 }
 
 void StepTables::AppendStream(int32_t kv_len, std::span<const int32_t> stream_blocks) {
-  if (num_kv_heads > 0 && kv_lens.size() % static_cast<size_t>(num_kv_heads) == 0) {
+  if (table_begin.empty() ||
+      (num_kv_heads > 0 && kv_lens.size() % static_cast<size_t>(num_kv_heads) == 0)) {
     table_begin.push_back(static_cast<int32_t>(block_ids.size()));
     block_offsets.push_back(0);
   }

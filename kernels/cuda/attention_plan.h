@@ -53,12 +53,12 @@ struct AttentionLaunch {
 // InvalidArgument naming the op when the layout is outside what the kernels handle.
 absl::Status CheckAttentionLayout(const char* op, const AttentionLayout& layout);
 
-// Validates `batch` against `layout` (kernels/attention_args.h) and appends the launch's
-// metadata to `bytes`. pool_aligned: the pool's base is 16-byte aligned (split-K needs it);
-// num_sms sizes the split-K plan.
+// Validates `batch` against `layout` (kernels/attention_args.h; skipped when `validated`, e.g.
+// by StepTables::Validate) and appends the launch's metadata to `bytes`. pool_aligned: the
+// pool's base is 16-byte aligned (split-K needs it); num_sms sizes the split-K plan.
 absl::StatusOr<AttentionLaunch> BuildAttentionLaunch(const AttentionBatch& batch,
                                                      const AttentionLayout& layout,
-                                                     bool pool_aligned, int num_sms,
+                                                     bool pool_aligned, int num_sms, bool validated,
                                                      std::vector<uint8_t>* bytes);
 
 }  // namespace zigzag::cuda_internal

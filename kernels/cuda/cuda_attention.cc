@@ -106,12 +106,14 @@ absl::Status CheckAttentionLayout(const char* op, const AttentionLayout& layout)
 
 absl::StatusOr<AttentionLaunch> BuildAttentionLaunch(const AttentionBatch& batch,
                                                      const AttentionLayout& layout,
-                                                     bool pool_aligned, int num_sms,
+                                                     bool pool_aligned, int num_sms, bool validated,
                                                      std::vector<uint8_t>* bytes) {
-  RETURN_IF_ERROR(ValidateAttentionBatch(batch, {.num_rows = layout.num_rows,
-                                                 .num_heads = layout.num_heads,
-                                                 .block_size = layout.block_size,
-                                                 .num_blocks = layout.num_blocks}));
+  if (!validated) {
+    RETURN_IF_ERROR(ValidateAttentionBatch(batch, {.num_rows = layout.num_rows,
+                                                   .num_heads = layout.num_heads,
+                                                   .block_size = layout.block_size,
+                                                   .num_blocks = layout.num_blocks}));
+  }
 
   // One descriptor per (sequence, KV head) stream, sequence-major.
   std::vector<cuda::AttentionSeqDesc> descs;
@@ -272,9 +274,9 @@ absl::Status CudaBackend::Attention(const AttentionBatch& batch, const Tensor& q
   RETURN_IF_ERROR(cuda_internal::CheckAttentionLayout("Attention", layout));
   const bool pool_aligned = reinterpret_cast<uintptr_t>(kv_pool.data()) % 16 == 0;
   std::vector<uint8_t> metadata;
-  ASSIGN_OR_RETURN(
-      const cuda_internal::AttentionLaunch launch,
-      cuda_internal::BuildAttentionLaunch(batch, layout, pool_aligned, num_sms_, &metadata));
+  ASSIGN_OR_RETURN(const cuda_internal::AttentionLaunch launch,
+                   cuda_internal::BuildAttentionLaunch(batch, layout, pool_aligned, num_sms_,
+                                                       /*validated=*/false, &metadata));
   if (launch.kernel == cuda_internal::AttentionLaunch::Kernel::kNone) return absl::OkStatus();
   RETURN_IF_ERROR(Activate());
   ASSIGN_OR_RETURN(void* device_metadata, UploadMetadata(metadata.data(), metadata.size()));

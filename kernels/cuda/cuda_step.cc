@@ -43,8 +43,9 @@ absl::Status CudaBackend::PlanStep(const StepTables& tables, const Tensor& kv_po
   plan.slots_offset = cuda_internal::AppendAligned(tables.slots, &plan_host_);
   std::vector<AttentionSequence> views;
   for (int32_t l = 0; l < tables.num_layers; ++l) {
-    absl::StatusOr<cuda_internal::AttentionLaunch> launch = cuda_internal::BuildAttentionLaunch(
-        tables.LayerBatch(l, &views), layout, pool_aligned, num_sms_, &plan_host_);
+    absl::StatusOr<cuda_internal::AttentionLaunch> launch =
+        cuda_internal::BuildAttentionLaunch(tables.LayerBatch(l, &views), layout, pool_aligned,
+                                            num_sms_, /*validated=*/true, &plan_host_);
     if (!launch.ok()) {
       return absl::Status(launch.status().code(),
                           absl::StrCat("PlanStep: layer ", l, ": ", launch.status().message()));
