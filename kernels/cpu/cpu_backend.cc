@@ -118,8 +118,8 @@ class CpuBackend final : public Backend {
     return ints * static_cast<int64_t>(sizeof(int32_t));
   }
 
-  ThreadPool pool_;
   cpu::StepPlan step_;
+  ThreadPool pool_;
 };
 
 // Memory ------------------------------------------------------------------------------------------
