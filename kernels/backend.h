@@ -6,7 +6,9 @@
 // - Shapes are row-major; the comment on each argument gives it. Ops check shapes and dtypes and
 //   return InvalidArgument naming the op and the argument instead of computing garbage.
 // - Small integer metadata (token ids, positions, KV slots, block tables) is passed as host spans;
-//   a device backend uploads it.
+//   a device backend uploads it. The forward pass instead plans a whole step at once (PlanStep:
+//   one upload of every layer's tables), then runs the per-layer *Step ops against that plan,
+//   which upload nothing; host_to_device_copies() counts every upload of metadata.
 // - Float tensors are in the backend's activation dtype (`activation_dtype()`), weights in
 //   `weight_dtype()`; both accumulate in float32. All ops are asynchronous on a device backend
 //   until CopyToHost or Synchronize.
@@ -60,6 +62,8 @@ struct KvStreamCompaction {
   std::span<const int32_t> block_ids;
   std::span<const int32_t> kept;
 };
+
+struct StepTables;  // kernels/step_tables.h
 
 class Backend {
  public:
@@ -136,6 +140,41 @@ class Backend {
   // h / (num_heads / num_kv_heads), over that head's own stream and length. Softmax in float32.
   virtual absl::Status Attention(const AttentionBatch& batch, const Tensor& q,
                                  const Tensor& kv_pool, Tensor* out) = 0;
+
+  // One step, planned once, run per layer (FlashInfer's plan/run split) -------------------------
+  // Checks `tables` against kv_pool (StepTables::Validate) and makes them the current plan: a
+  // device backend uploads all of them, for every layer, in one host-to-device copy. The plan
+  // stays valid until the next PlanStep; the *Step ops below read it by layer index and upload
+  // nothing. `tables` need not outlive the call, but its window_mass tensors must outlive the
+  // step. kv_pool is the pool the step ops must be given.
+  virtual absl::Status PlanStep(const StepTables& tables, const Tensor& kv_pool) = 0;
+  // Rope with the plan's positions (x has the plan's rows).
+  virtual absl::Status RopeStep(const Tensor& inv_freq, Tensor* x) = 0;
+  // WriteKv with the plan's slots of `layer` (k, v have the plan's rows and KV heads).
+  virtual absl::Status WriteKvStep(int32_t layer, const Tensor& k, const Tensor& v,
+                                   Tensor* kv_pool) = 0;
+  // Attention with the plan's tables of `layer`: the same result as Attention given
+  // tables.LayerBatch(layer). q has the plan's rows and num_heads.
+  virtual absl::Status AttentionStep(int32_t layer, const Tensor& q, const Tensor& kv_pool,
+                                     Tensor* out) = 0;
+
+  // Host-to-device transfers of integer metadata (ids, positions, slots, block tables, kernel
+  // descriptors) since creation, and their bytes: each span-taking op that uploads counts one,
+  // PlanStep counts one. Weights and activations (CopyToDevice) are not metadata and do not
+  // count. The CPU backend counts the uploads a device backend would make for the same calls.
+  // Like the ops, not thread-safe.
+  int64_t host_to_device_copies() const { return host_to_device_copies_; }
+  int64_t host_to_device_bytes() const { return host_to_device_bytes_; }
+
+ protected:
+  void CountHostToDevice(int64_t bytes) {
+    ++host_to_device_copies_;
+    host_to_device_bytes_ += bytes;
+  }
+
+ private:
+  int64_t host_to_device_copies_ = 0;
+  int64_t host_to_device_bytes_ = 0;
 };
 
 }  // namespace zigzag

@@ -26,7 +26,7 @@ using testing::Greedy;
 using ::testing::HasSubstr;
 using testing::OutcomeCollector;
 
-// Delegates every op to a CPU backend; Attention fails once after Arm().
+// Delegates every op to a CPU backend; Attention or AttentionStep fails once after Arm().
 class FailingBackend : public Backend {
  public:
   explicit FailingBackend(std::unique_ptr<Backend> inner) : inner_(std::move(inner)) {}
@@ -86,6 +86,22 @@ class FailingBackend : public Backend {
                          Tensor* out) override {
     if (armed_.exchange(false)) return absl::InternalError("injected attention failure");
     return inner_->Attention(batch, q, kv_pool, out);
+  }
+  absl::Status PlanStep(const StepTables& tables, const Tensor& kv_pool) override {
+    return inner_->PlanStep(tables, kv_pool);
+  }
+  absl::Status RopeStep(const Tensor& inv_freq, Tensor* x) override {
+    return inner_->RopeStep(inv_freq, x);
+  }
+  absl::Status WriteKvStep(int32_t layer, const Tensor& k, const Tensor& v,
+                           Tensor* kv_pool) override {
+    return inner_->WriteKvStep(layer, k, v, kv_pool);
+  }
+  // The model runs attention through the planned step, so that is where the failure goes.
+  absl::Status AttentionStep(int32_t layer, const Tensor& q, const Tensor& kv_pool,
+                             Tensor* out) override {
+    if (armed_.exchange(false)) return absl::InternalError("injected attention failure");
+    return inner_->AttentionStep(layer, q, kv_pool, out);
   }
 
  private:

@@ -188,6 +188,56 @@ absl::Status LlamaModel::ValidateBatch(std::span<const ForwardSequence> batch,
   return absl::OkStatus();
 }
 
+absl::Status LlamaModel::PlanStep(std::span<const ForwardSequence> batch,
+                                  std::span<const int32_t> positions, KvCache* cache) {
+  const ModelConfig& c = config_;
+  const int32_t layers = static_cast<int32_t>(c.num_layers);
+  const int32_t kv_heads = static_cast<int32_t>(c.num_kv_heads);
+  StepTables& t = step_tables_;
+  t.Reset(layers, kv_heads, static_cast<int32_t>(c.num_heads),
+          1.0f / std::sqrt(static_cast<float>(c.head_dim)));
+  t.positions.assign(positions.begin(), positions.end());
+  const int64_t rows = t.num_rows();
+  bool any_window_mass = false;
+  int32_t row = 0;
+  for (const ForwardSequence& seq : batch) {
+    const int32_t n = static_cast<int32_t>(seq.tokens.size());
+    t.sequences.push_back({.query_begin = row, .num_queries = n, .window_begin = seq.window_begin});
+    any_window_mass = any_window_mass || !seq.window_mass.empty();
+    row += n;
+  }
+  // Every layer's view of every sequence's cache: each KV head's stream has its own blocks and
+  // length (they differ per layer and head once compressed); token n's head g goes to
+  // slots[(l * rows + n) * kv_heads + g], the newest entries of g's stream.
+  t.slots.resize(static_cast<size_t>(layers * rows * kv_heads));
+  for (int32_t l = 0; l < layers; ++l) {
+    for (size_t s = 0; s < batch.size(); ++s) {
+      const ForwardSequence& seq = batch[s];
+      const int64_t n = static_cast<int64_t>(seq.tokens.size());
+      const int64_t first_row = t.sequences[s].query_begin;
+      for (int32_t g = 0; g < kv_heads; ++g) {
+        const int64_t kv_len = seq.kv->length(l, g);
+        for (int64_t i = 0; i < n; ++i) {
+          t.slots[static_cast<size_t>((l * rows + first_row + i) * kv_heads + g)] =
+              seq.kv->Slot(l, g, kv_len - n + i);
+        }
+        t.AppendStream(static_cast<int32_t>(kv_len), seq.kv->blocks(l, g));
+      }
+    }
+  }
+  if (any_window_mass) {
+    t.window_mass.assign(static_cast<size_t>(layers) * batch.size(), nullptr);
+    for (int32_t l = 0; l < layers; ++l) {
+      for (size_t s = 0; s < batch.size(); ++s) {
+        if (!batch[s].window_mass.empty()) {
+          t.window_mass[static_cast<size_t>(l) * batch.size() + s] = &batch[s].window_mass[l];
+        }
+      }
+    }
+  }
+  return backend_->PlanStep(t, cache->pool_tensor());
+}
+
 absl::StatusOr<std::vector<float>> LlamaModel::Forward(std::span<const ForwardSequence> batch,
                                                        KvCache* cache) {
   RETURN_IF_ERROR(ValidateBatch(batch, *cache));
@@ -223,16 +273,7 @@ absl::StatusOr<std::vector<float>> LlamaModel::Forward(std::span<const ForwardSe
   Tensor attention_heads = attention.Reshaped({rows, c.num_heads, c.head_dim});
 
   const float eps = static_cast<float>(c.rms_norm_eps);
-  AttentionBatch attention_batch;
-  attention_batch.num_kv_heads = static_cast<int32_t>(c.num_kv_heads);
-  attention_batch.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
-  std::vector<AttentionSequence> sequences(batch.size());
-  // Every sequence's per-KV-head tables of the current layer (CSR: lengths, offsets, block ids),
-  // rebuilt per layer because streams differ per layer once compressed.
-  const int kv_heads = static_cast<int>(c.num_kv_heads);
-  std::vector<std::vector<int32_t>> kv_lens(batch.size()), block_offsets(batch.size()),
-      block_ids(batch.size());
-  std::vector<int32_t> slots(rows * kv_heads);
+  RETURN_IF_ERROR(PlanStep(batch, positions, cache));
 
   // Window query capture: which rows of q each capturing sequence wants, and one scratch tensor
   // to gather them into before the copy to the host.
@@ -268,44 +309,13 @@ absl::StatusOr<std::vector<float>> LlamaModel::Forward(std::span<const ForwardSe
   RETURN_IF_ERROR(backend_->Embedding(embed_tokens_, ids, &x));
   for (int64_t l = 0; l < c.num_layers; ++l) {
     const LayerWeights& w = layers_[l];
-    const int layer = static_cast<int>(l);
-    // This layer's view of every sequence's cache: each KV head's stream has its own blocks and
-    // length; token n's head g goes to slots[n * kv_heads + g], the newest entries of g's stream.
-    int32_t row = 0;
-    for (size_t s = 0; s < batch.size(); ++s) {
-      const ForwardSequence& seq = batch[s];
-      const int64_t n = static_cast<int64_t>(seq.tokens.size());
-      kv_lens[s].clear();
-      block_offsets[s].assign(1, 0);
-      block_ids[s].clear();
-      for (int g = 0; g < kv_heads; ++g) {
-        const int64_t kv_len = seq.kv->length(layer, g);
-        for (int64_t i = 0; i < n; ++i) {
-          slots[(row + i) * kv_heads + g] = seq.kv->Slot(layer, g, kv_len - n + i);
-        }
-        const std::span<const int32_t> stream = seq.kv->blocks(layer, g);
-        kv_lens[s].push_back(static_cast<int32_t>(kv_len));
-        block_ids[s].insert(block_ids[s].end(), stream.begin(), stream.end());
-        block_offsets[s].push_back(static_cast<int32_t>(block_ids[s].size()));
-      }
-      AttentionSequence& a = sequences[s];
-      a.query_begin = row;
-      a.num_queries = static_cast<int32_t>(n);
-      a.kv_lens = kv_lens[s];
-      a.block_offsets = block_offsets[s];
-      a.block_ids = block_ids[s];
-      a.window_mass = seq.window_mass.empty() ? nullptr : &seq.window_mass[l];
-      a.window_begin = seq.window_begin;
-      row += static_cast<int32_t>(n);
-    }
-    attention_batch.sequences = sequences;
-
+    const int32_t layer = static_cast<int32_t>(l);
     RETURN_IF_ERROR(backend_->RmsNorm(x, w.input_norm, eps, &normed));
     RETURN_IF_ERROR(backend_->Matmul(normed, w.q_proj, c.qkv_bias ? &w.q_bias : nullptr, &q));
     RETURN_IF_ERROR(backend_->Matmul(normed, w.k_proj, c.qkv_bias ? &w.k_bias : nullptr, &k));
     RETURN_IF_ERROR(backend_->Matmul(normed, w.v_proj, c.qkv_bias ? &w.v_bias : nullptr, &v));
-    RETURN_IF_ERROR(backend_->Rope(positions, inv_freq_, &q_heads));
-    RETURN_IF_ERROR(backend_->Rope(positions, inv_freq_, &k_heads));
+    RETURN_IF_ERROR(backend_->RopeStep(inv_freq_, &q_heads));
+    RETURN_IF_ERROR(backend_->RopeStep(inv_freq_, &k_heads));
     for (size_t s = 0; s < batch.size(); ++s) {
       const std::vector<int32_t>& wanted = capture_rows[s];
       if (wanted.empty()) continue;
@@ -317,9 +327,9 @@ absl::StatusOr<std::vector<float>> LlamaModel::Forward(std::span<const ForwardSe
           gathered, std::span<float>(*batch[s].captured_window_queries)
                         .subspan(static_cast<size_t>(l) * layer_floats, layer_floats)));
     }
-    RETURN_IF_ERROR(backend_->WriteKv(k_heads, v_heads, slots, &cache->pool_tensor()));
+    RETURN_IF_ERROR(backend_->WriteKvStep(layer, k_heads, v_heads, &cache->pool_tensor()));
     RETURN_IF_ERROR(
-        backend_->Attention(attention_batch, q_heads, cache->pool_tensor(), &attention_heads));
+        backend_->AttentionStep(layer, q_heads, cache->pool_tensor(), &attention_heads));
     RETURN_IF_ERROR(backend_->Matmul(attention, w.o_proj, nullptr, &projected));
     RETURN_IF_ERROR(backend_->Add(x, projected, &x));
 

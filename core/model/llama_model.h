@@ -16,6 +16,7 @@
 #include "core/model/checkpoint.h"
 #include "core/model/model_config.h"
 #include "kernels/backend.h"
+#include "kernels/step_tables.h"
 
 namespace zigzag {
 
@@ -74,6 +75,11 @@ class LlamaModel {
       : config_(std::move(config)), backend_(backend) {}
   absl::Status ValidateBatch(std::span<const ForwardSequence> batch, const KvCache& cache) const;
   absl::Status EnsureWorkspace(int64_t tokens);
+  // Builds the step's tables for every layer (positions, slots, per-(layer, sequence, KV head)
+  // lengths and block lists) and hands them to Backend::PlanStep: one upload per step, however
+  // many layers (docs/architecture.md, "How block tables reach the device").
+  absl::Status PlanStep(std::span<const ForwardSequence> batch, std::span<const int32_t> positions,
+                        KvCache* cache);
   // The final-norm and logits buffers for `rows` output rows (grown, never shrunk): allocating
   // them per call would free device memory every step, and cudaFree synchronizes the device.
   absl::Status EnsureOutputWorkspace(int64_t rows);
@@ -88,6 +94,7 @@ class LlamaModel {
   Workspace workspace_;
   int64_t workspace_tokens_ = 0;
   Tensor output_selected_, output_logits_;
+  StepTables step_tables_;  // reused across steps for its capacity
   int64_t output_rows_ = 0;
 };
 

@@ -11,6 +11,7 @@
 #include "core/util/status_macros.h"
 #include "kernels/cpu/cpu_attention.h"
 #include "kernels/cpu/cpu_checks.h"
+#include "kernels/cpu/cpu_step.h"
 #include "kernels/cpu/matmul_dnnl.h"
 #include "kernels/cpu/matmul_kernels.h"
 #include "kernels/cpu/thread_pool.h"
@@ -107,16 +108,25 @@ class CpuBackend final : public Backend {
   absl::Status Embedding(const Tensor& table, std::span<const int32_t> ids, Tensor* out) override;
   absl::Status Matmul(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor* y) override;
   absl::Status RmsNorm(const Tensor& x, const Tensor& weight, float eps, Tensor* y) override;
-  absl::Status Rope(std::span<const int32_t> positions, const Tensor& inv_freq, Tensor* x) override;
+  absl::Status Rope(std::span<const int32_t> positions, const Tensor& inv_freq,
+                    Tensor* x) override {
+    RETURN_IF_ERROR(RopeRows(positions, inv_freq, x));
+    CountHostToDevice(static_cast<int64_t>(positions.size_bytes()));
+    return absl::OkStatus();
+  }
   absl::Status SiluMul(const Tensor& gate, const Tensor& up, Tensor* out) override;
   absl::Status Add(const Tensor& a, const Tensor& b, Tensor* out) override;
   absl::Status CopyRows(const Tensor& src, std::span<const int32_t> rows, Tensor* dst) override;
   absl::Status WriteKv(const Tensor& k, const Tensor& v, std::span<const int32_t> slots,
                        Tensor* kv_pool) override {
-    return cpu::WriteKv(k, v, slots, kv_pool);
+    RETURN_IF_ERROR(cpu::WriteKv(k, v, slots, kv_pool));
+    CountHostToDevice(static_cast<int64_t>(slots.size_bytes()));
+    return absl::OkStatus();
   }
   absl::Status CompactKv(std::span<const KvStreamCompaction> streams, Tensor* kv_pool) override {
-    return cpu::CompactKv(streams, kv_pool);
+    RETURN_IF_ERROR(cpu::CompactKv(streams, kv_pool));
+    CountHostToDevice(CompactionBytes(streams));
+    return absl::OkStatus();
   }
   absl::Status CopyBlocks(std::span<const int32_t> src_blocks, std::span<const int32_t> dst_blocks,
                           Tensor* kv_pool) override {
@@ -124,10 +134,50 @@ class CpuBackend final : public Backend {
   }
   absl::Status Attention(const AttentionBatch& batch, const Tensor& q, const Tensor& kv_pool,
                          Tensor* out) override {
-    return cpu::Attention(pool_, batch, q, kv_pool, out);
+    RETURN_IF_ERROR(cpu::Attention(pool_, batch, q, kv_pool, out));
+    CountHostToDevice(TableBytes(batch));
+    return absl::OkStatus();
+  }
+
+  // The planned step (kernels/cpu/cpu_step.h): one logical upload per PlanStep.
+  absl::Status PlanStep(const StepTables& tables, const Tensor& kv_pool) override {
+    RETURN_IF_ERROR(step_.Plan(tables, kv_pool));
+    CountHostToDevice(tables.metadata_bytes());
+    return absl::OkStatus();
+  }
+  absl::Status RopeStep(const Tensor& inv_freq, Tensor* x) override {
+    RETURN_IF_ERROR(step_.CheckPlanned("RopeStep"));
+    return RopeRows(step_.tables().positions, inv_freq, x);
+  }
+  absl::Status WriteKvStep(int32_t layer, const Tensor& k, const Tensor& v,
+                           Tensor* kv_pool) override {
+    return step_.WriteKv(layer, k, v, kv_pool);
+  }
+  absl::Status AttentionStep(int32_t layer, const Tensor& q, const Tensor& kv_pool,
+                             Tensor* out) override {
+    return step_.Attention(pool_, layer, q, kv_pool, out);
   }
 
  private:
+  absl::Status RopeRows(std::span<const int32_t> positions, const Tensor& inv_freq, Tensor* x);
+  // The bytes a device backend would upload for these span arguments.
+  static int64_t TableBytes(const AttentionBatch& batch) {
+    int64_t ints = 0;
+    for (const AttentionSequence& seq : batch.sequences) {
+      ints += 3 + static_cast<int64_t>(seq.kv_lens.size() + seq.block_offsets.size() +
+                                       seq.block_ids.size());
+    }
+    return ints * static_cast<int64_t>(sizeof(int32_t));
+  }
+  static int64_t CompactionBytes(std::span<const KvStreamCompaction> streams) {
+    int64_t ints = 0;
+    for (const KvStreamCompaction& stream : streams) {
+      ints += 2 * static_cast<int64_t>(stream.kept.size());
+    }
+    return ints * static_cast<int64_t>(sizeof(int32_t));
+  }
+
+  cpu::StepPlan step_;
   ThreadPool pool_;
   const DType weight_dtype_;
   const cpu::MatmulIsa isa_;
@@ -264,6 +314,7 @@ absl::Status CpuBackend::Embedding(const Tensor& table, std::span<const int32_t>
         }
       },
       MinRowsPerChunk(hidden));
+  CountHostToDevice(static_cast<int64_t>(ids.size_bytes()));
   return absl::OkStatus();
 }
 
@@ -386,8 +437,8 @@ absl::Status CpuBackend::RmsNorm(const Tensor& x, const Tensor& weight, float ep
   return absl::OkStatus();
 }
 
-absl::Status CpuBackend::Rope(std::span<const int32_t> positions, const Tensor& inv_freq,
-                              Tensor* x) {
+absl::Status CpuBackend::RopeRows(std::span<const int32_t> positions, const Tensor& inv_freq,
+                                  Tensor* x) {
   RETURN_IF_ERROR(CheckF32Output("Rope", "x", x, 3, "[N, heads, head_dim]"));
   RETURN_IF_ERROR(CheckF32("Rope", "inv_freq", inv_freq, 1, "[head_dim / 2]"));
   const int64_t tokens = x->dim(0);
@@ -486,6 +537,7 @@ absl::Status CpuBackend::CopyRows(const Tensor& src, std::span<const int32_t> ro
         }
       },
       MinRowsPerChunk(d));
+  CountHostToDevice(static_cast<int64_t>(rows.size_bytes()));
   return absl::OkStatus();
 }
 

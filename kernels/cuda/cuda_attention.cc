@@ -1,10 +1,12 @@
-// CudaBackend::Attention: checks the batch against the pool (kernels/attention_args.h: every block
-// id a kernel will read, every window_mass row it will write), flattens the per-(sequence, KV
-// head) block lists into one table and one descriptor per stream,
-// uploads it with the sequence descriptors and work items in a single copy, and launches one of
-// three kernels: split-K decode (decode_attention_kernels.cu) for batches of single queries
-// without window mass, the tiled flash kernel (flash_attention_kernels.cu) for everything else,
-// and the simple kernel (attention_kernels.cu) only for head dims the flash kernel cannot tile.
+// CudaBackend::Attention and the planned step's AttentionStep: BuildAttentionLaunch checks a batch
+// against the pool (kernels/attention_args.h: every block id a kernel will read, every
+// window_mass row it will write), flattens the per-(sequence, KV head) block lists into one table
+// and one descriptor per stream, and lays them out with the work items in a metadata buffer;
+// LaunchAttentionPlan then launches one of three kernels over that buffer on the device: split-K
+// decode (decode_attention_kernels.cu) for batches of single queries without window mass, the
+// tiled flash kernel (flash_attention_kernels.cu) for everything else, and the simple kernel
+// (attention_kernels.cu) only for head dims the flash kernel cannot tile. Attention uploads its
+// buffer per call; PlanStep (cuda_step.cc) uploads every layer's at once.
 #include <algorithm>
 #include <climits>
 #include <cstdint>
@@ -15,6 +17,7 @@
 #include "core/util/status_macros.h"
 #include "kernels/attention_args.h"
 #include "kernels/cuda/attention_kernels.cuh"
+#include "kernels/cuda/attention_plan.h"
 #include "kernels/cuda/cuda_backend_impl.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/decode_attention_kernels.cuh"
@@ -28,26 +31,10 @@ using cuda_internal::CheckDeviceTensor;
 using cuda_internal::CheckDim;
 using cuda_internal::CheckSameShape;
 
+namespace cuda_internal {
 namespace {
 
-struct Layout {
-  int64_t num_rows = 0;
-  int64_t num_heads = 0;
-  int64_t kv_heads = 0;
-  int64_t head_dim = 0;
-  int64_t num_blocks = 0;
-  int64_t block_size = 0;
-};
-
-// Appends the bytes of `values` to `bytes` at a 16-byte aligned offset, which it returns.
-template <typename T>
-size_t AppendAligned(const std::vector<T>& values, std::vector<uint8_t>* bytes) {
-  const size_t offset = (bytes->size() + 15) / 16 * 16;
-  bytes->resize(offset + values.size() * sizeof(T));
-  if (!values.empty())
-    std::memcpy(bytes->data() + offset, values.data(), values.size() * sizeof(T));
-  return offset;
-}
+using Layout = AttentionLayout;
 
 // Decode split-K plan: which thread block reduces which keys of which (sequence, KV head) stream.
 struct DecodeWork {
@@ -102,36 +89,31 @@ DecodeWork PlanDecode(const std::vector<cuda::AttentionSeqDesc>& descs, const La
 
 }  // namespace
 
-absl::Status CudaBackend::Attention(const AttentionBatch& batch, const Tensor& q,
-                                    const Tensor& kv_pool, Tensor* out) {
-  RETURN_IF_ERROR(CheckDeviceTensor("Attention", "q", q, dtype_, 3));
-  RETURN_IF_ERROR(CheckDeviceTensor("Attention", "kv_pool", kv_pool, dtype_, 4));
-  RETURN_IF_ERROR(CheckDeviceOutput("Attention", "out", out, dtype_, 3));
-  RETURN_IF_ERROR(CheckSameShape("Attention", "q", q, "out", *out));
-  RETURN_IF_ERROR(CheckDim("Attention", "kv_pool", kv_pool, 1, 2, "K and V"));
-  RETURN_IF_ERROR(CheckDim("Attention", "kv_pool", kv_pool, 3, q.dim(2), "q's head_dim"));
-  Layout layout;
-  layout.num_rows = q.dim(0);
-  layout.num_heads = q.dim(1);
-  layout.head_dim = q.dim(2);
-  layout.num_blocks = kv_pool.dim(0);
-  layout.block_size = kv_pool.dim(2);
-  layout.kv_heads = batch.num_kv_heads;
+absl::Status CheckAttentionLayout(const char* op, const AttentionLayout& layout) {
   if (layout.head_dim < 1 || layout.head_dim > cuda::kMaxAttentionHeadDim) {
-    return absl::InvalidArgumentError(absl::StrCat("Attention: head_dim ", layout.head_dim,
+    return absl::InvalidArgumentError(absl::StrCat(op, ": head_dim ", layout.head_dim,
                                                    " is outside the CUDA kernel's [1, ",
                                                    cuda::kMaxAttentionHeadDim, "]"));
   }
   if (layout.num_heads > 65535 || layout.num_rows > INT_MAX || layout.block_size < 1 ||
       layout.block_size > INT_MAX) {
-    return absl::InvalidArgumentError(absl::StrCat("Attention: q ", q.DebugString(), " or kv_pool ",
-                                                   kv_pool.DebugString(),
-                                                   " is outside the CUDA kernel's limits"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        op, ": ", layout.num_rows, " rows of ", layout.num_heads, " heads or block_size ",
+        layout.block_size, " is outside the CUDA kernel's limits"));
   }
-  RETURN_IF_ERROR(ValidateAttentionBatch(batch, {.num_rows = layout.num_rows,
-                                                 .num_heads = layout.num_heads,
-                                                 .block_size = layout.block_size,
-                                                 .num_blocks = layout.num_blocks}));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<AttentionLaunch> BuildAttentionLaunch(const AttentionBatch& batch,
+                                                     const AttentionLayout& layout,
+                                                     bool pool_aligned, int num_sms, bool validated,
+                                                     std::vector<uint8_t>* bytes) {
+  if (!validated) {
+    RETURN_IF_ERROR(ValidateAttentionBatch(batch, {.num_rows = layout.num_rows,
+                                                   .num_heads = layout.num_heads,
+                                                   .block_size = layout.block_size,
+                                                   .num_blocks = layout.num_blocks}));
+  }
 
   // One descriptor per (sequence, KV head) stream, sequence-major.
   std::vector<cuda::AttentionSeqDesc> descs;
@@ -172,51 +154,25 @@ absl::Status CudaBackend::Attention(const AttentionBatch& batch, const Tensor& q
     total_queries += seq.num_queries;
     if (seq.num_queries > 1) decode_only = false;
   }
-  if (total_queries == 0 || layout.num_heads == 0) return absl::OkStatus();
+  AttentionLaunch launch;
+  launch.scale = batch.scale;
+  if (total_queries == 0 || layout.num_heads == 0) return launch;
   if (total_queries > INT_MAX) {
     return absl::InvalidArgumentError("Attention: more than 2^31 query rows");
   }
-  RETURN_IF_ERROR(Activate());
 
   const int head_dim = static_cast<int>(layout.head_dim);
-  const bool pool_aligned = reinterpret_cast<uintptr_t>(kv_pool.data()) % 16 == 0;
   if (decode_only && cuda::DecodeAttentionSupports(head_dim) && pool_aligned) {
-    const DecodeWork work = PlanDecode(descs, layout, num_sms_);
-    std::vector<uint8_t> metadata;
-    const size_t descs_offset = AppendAligned(descs, &metadata);
-    const size_t splits_offset = AppendAligned(work.splits, &metadata);
-    const size_t combines_offset = AppendAligned(work.combines, &metadata);
-    const size_t table_offset = AppendAligned(block_table, &metadata);
-    ASSIGN_OR_RETURN(void* device_metadata, UploadMetadata(metadata.data(), metadata.size()));
-    const auto* base = static_cast<const uint8_t*>(device_metadata);
-
-    cuda::DecodeAttentionParams params;
-    if (work.num_partials > 0) {
-      // [num_partials, num_heads, head_dim] accumulators, then [num_partials, num_heads, 2] stats.
-      const size_t acc_floats = static_cast<size_t>(work.num_partials) * layout.num_heads *
-                                static_cast<size_t>(layout.head_dim);
-      const size_t stats_floats = static_cast<size_t>(work.num_partials) * layout.num_heads * 2;
-      ASSIGN_OR_RETURN(void* workspace, Workspace((acc_floats + stats_floats) * sizeof(float)));
-      params.partial_acc = static_cast<float*>(workspace);
-      params.partial_stats = params.partial_acc + acc_floats;
-    }
-    params.q = q.data();
-    params.kv_pool = kv_pool.data();
-    params.out = out->data();
-    params.seqs = reinterpret_cast<const cuda::AttentionSeqDesc*>(base + descs_offset);
-    params.splits = reinterpret_cast<const cuda::DecodeSplit*>(base + splits_offset);
-    params.combines = reinterpret_cast<const cuda::DecodeCombine*>(base + combines_offset);
-    params.block_table = reinterpret_cast<const int32_t*>(base + table_offset);
-    params.num_splits = static_cast<int32_t>(work.splits.size());
-    params.num_combines = static_cast<int32_t>(work.combines.size());
-    params.num_heads = static_cast<int32_t>(layout.num_heads);
-    params.kv_heads = static_cast<int32_t>(layout.kv_heads);
-    params.head_dim = head_dim;
-    params.block_size = static_cast<int32_t>(layout.block_size);
-    params.scale = batch.scale;
-    params.dtype = dtype_;
-    CUDA_RETURN_IF_ERROR(cuda::LaunchDecodeAttention(params, stream_));
-    return absl::OkStatus();
+    const DecodeWork work = PlanDecode(descs, layout, num_sms);
+    launch.kernel = AttentionLaunch::Kernel::kDecode;
+    launch.descs_offset = AppendAligned(descs, bytes);
+    launch.work_offset = AppendAligned(work.splits, bytes);
+    launch.combines_offset = AppendAligned(work.combines, bytes);
+    launch.table_offset = AppendAligned(block_table, bytes);
+    launch.num_work = static_cast<int32_t>(work.splits.size());
+    launch.num_combines = static_cast<int32_t>(work.combines.size());
+    launch.num_partials = work.num_partials;
+    return launch;
   }
 
   // Prefill chunks, mixed batches and window mass: the tiled kernel, one item per query tile.
@@ -229,33 +185,102 @@ absl::Status CudaBackend::Attention(const AttentionBatch& batch, const Tensor& q
       items.push_back({static_cast<int32_t>(i), r});
     }
   }
-  std::vector<uint8_t> metadata;
-  const size_t descs_offset = AppendAligned(descs, &metadata);
-  const size_t items_offset = AppendAligned(items, &metadata);
-  const size_t table_offset = AppendAligned(block_table, &metadata);
-  ASSIGN_OR_RETURN(void* device_metadata, UploadMetadata(metadata.data(), metadata.size()));
-  const auto* base = static_cast<const uint8_t*>(device_metadata);
+  launch.kernel = flash ? AttentionLaunch::Kernel::kFlash : AttentionLaunch::Kernel::kSimple;
+  launch.descs_offset = AppendAligned(descs, bytes);
+  launch.work_offset = AppendAligned(items, bytes);
+  launch.table_offset = AppendAligned(block_table, bytes);
+  launch.num_work = static_cast<int32_t>(items.size());
+  return launch;
+}
 
+}  // namespace cuda_internal
+
+absl::Status CudaBackend::LaunchAttentionPlan(const cuda_internal::AttentionLaunch& launch,
+                                              const cuda_internal::AttentionLayout& layout,
+                                              const void* device_metadata, const Tensor& q,
+                                              const Tensor& kv_pool, Tensor* out) {
+  using Kernel = cuda_internal::AttentionLaunch::Kernel;
+  if (launch.kernel == Kernel::kNone) return absl::OkStatus();
+  RETURN_IF_ERROR(Activate());
+  const auto* base = static_cast<const uint8_t*>(device_metadata);
+  const auto* seqs = reinterpret_cast<const cuda::AttentionSeqDesc*>(base + launch.descs_offset);
+  const auto* table = reinterpret_cast<const int32_t*>(base + launch.table_offset);
+  if (launch.kernel == Kernel::kDecode) {
+    cuda::DecodeAttentionParams params;
+    if (launch.num_partials > 0) {
+      // [num_partials, num_heads, head_dim] accumulators, then [num_partials, num_heads, 2] stats.
+      const size_t acc_floats = static_cast<size_t>(launch.num_partials) * layout.num_heads *
+                                static_cast<size_t>(layout.head_dim);
+      const size_t stats_floats = static_cast<size_t>(launch.num_partials) * layout.num_heads * 2;
+      ASSIGN_OR_RETURN(void* workspace, Workspace((acc_floats + stats_floats) * sizeof(float)));
+      params.partial_acc = static_cast<float*>(workspace);
+      params.partial_stats = params.partial_acc + acc_floats;
+    }
+    params.q = q.data();
+    params.kv_pool = kv_pool.data();
+    params.out = out->data();
+    params.seqs = seqs;
+    params.splits = reinterpret_cast<const cuda::DecodeSplit*>(base + launch.work_offset);
+    params.combines = reinterpret_cast<const cuda::DecodeCombine*>(base + launch.combines_offset);
+    params.block_table = table;
+    params.num_splits = launch.num_work;
+    params.num_combines = launch.num_combines;
+    params.num_heads = static_cast<int32_t>(layout.num_heads);
+    params.kv_heads = static_cast<int32_t>(layout.kv_heads);
+    params.head_dim = static_cast<int32_t>(layout.head_dim);
+    params.block_size = static_cast<int32_t>(layout.block_size);
+    params.scale = launch.scale;
+    params.dtype = dtype_;
+    CUDA_RETURN_IF_ERROR(cuda::LaunchDecodeAttention(params, stream_));
+    return absl::OkStatus();
+  }
   cuda::AttentionParams params;
   params.q = q.data();
   params.kv_pool = kv_pool.data();
   params.out = out->data();
-  params.seqs = reinterpret_cast<const cuda::AttentionSeqDesc*>(base + descs_offset);
-  params.items = reinterpret_cast<const cuda::AttentionQueryItem*>(base + items_offset);
-  params.block_table = reinterpret_cast<const int32_t*>(base + table_offset);
-  params.num_items = static_cast<int32_t>(items.size());
+  params.seqs = seqs;
+  params.items = reinterpret_cast<const cuda::AttentionQueryItem*>(base + launch.work_offset);
+  params.block_table = table;
+  params.num_items = launch.num_work;
   params.num_heads = static_cast<int32_t>(layout.num_heads);
   params.kv_heads = static_cast<int32_t>(layout.kv_heads);
-  params.head_dim = head_dim;
+  params.head_dim = static_cast<int32_t>(layout.head_dim);
   params.block_size = static_cast<int32_t>(layout.block_size);
-  params.scale = batch.scale;
+  params.scale = launch.scale;
   params.dtype = dtype_;
-  if (flash) {
+  if (launch.kernel == Kernel::kFlash) {
     CUDA_RETURN_IF_ERROR(cuda::LaunchFlashAttention(params, stream_));
   } else {
     CUDA_RETURN_IF_ERROR(cuda::LaunchAttention(params, stream_));
   }
   return absl::OkStatus();
+}
+
+absl::Status CudaBackend::Attention(const AttentionBatch& batch, const Tensor& q,
+                                    const Tensor& kv_pool, Tensor* out) {
+  RETURN_IF_ERROR(CheckDeviceTensor("Attention", "q", q, dtype_, 3));
+  RETURN_IF_ERROR(CheckDeviceTensor("Attention", "kv_pool", kv_pool, dtype_, 4));
+  RETURN_IF_ERROR(CheckDeviceOutput("Attention", "out", out, dtype_, 3));
+  RETURN_IF_ERROR(CheckSameShape("Attention", "q", q, "out", *out));
+  RETURN_IF_ERROR(CheckDim("Attention", "kv_pool", kv_pool, 1, 2, "K and V"));
+  RETURN_IF_ERROR(CheckDim("Attention", "kv_pool", kv_pool, 3, q.dim(2), "q's head_dim"));
+  cuda_internal::AttentionLayout layout;
+  layout.num_rows = q.dim(0);
+  layout.num_heads = q.dim(1);
+  layout.head_dim = q.dim(2);
+  layout.num_blocks = kv_pool.dim(0);
+  layout.block_size = kv_pool.dim(2);
+  layout.kv_heads = batch.num_kv_heads;
+  RETURN_IF_ERROR(cuda_internal::CheckAttentionLayout("Attention", layout));
+  const bool pool_aligned = reinterpret_cast<uintptr_t>(kv_pool.data()) % 16 == 0;
+  std::vector<uint8_t> metadata;
+  ASSIGN_OR_RETURN(const cuda_internal::AttentionLaunch launch,
+                   cuda_internal::BuildAttentionLaunch(batch, layout, pool_aligned, num_sms_,
+                                                       /*validated=*/false, &metadata));
+  if (launch.kernel == cuda_internal::AttentionLaunch::Kernel::kNone) return absl::OkStatus();
+  RETURN_IF_ERROR(Activate());
+  ASSIGN_OR_RETURN(void* device_metadata, UploadMetadata(metadata.data(), metadata.size()));
+  return LaunchAttentionPlan(launch, layout, device_metadata, q, kv_pool, out);
 }
 
 }  // namespace zigzag

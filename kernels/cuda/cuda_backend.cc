@@ -100,6 +100,7 @@ CudaBackend::~CudaBackend() {
   if (stream_ != nullptr) (void)cudaStreamSynchronize(stream_);
   if (scratch_ != nullptr) (void)cudaFree(scratch_);
   if (workspace_ != nullptr) (void)cudaFree(workspace_);
+  if (plan_buffer_ != nullptr) (void)cudaFree(plan_buffer_);
   if (cublas_ != nullptr) (void)cublasDestroy(cublas_);
   if (stream_ != nullptr) (void)cudaStreamDestroy(stream_);
   (void)cudaGetLastError();
@@ -127,6 +128,7 @@ absl::StatusOr<void*> CudaBackend::UploadMetadata(const void* host, size_t bytes
   // From pageable host memory the copy stages `host` before returning, so the caller may free it.
   if (bytes > 0) {
     CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(scratch_, host, bytes, cudaMemcpyHostToDevice, stream_));
+    CountHostToDevice(static_cast<int64_t>(bytes));
   }
   return scratch_;
 }

@@ -1,5 +1,6 @@
 // CudaBackend: the class behind CreateCudaBackend, shared by the files that implement it
-// (cuda_backend.cc: creation and memory; cuda_ops.cc: the ops; cuda_attention.cc: attention).
+// (cuda_backend.cc: creation and memory; cuda_ops.cc: the ops; cuda_attention.cc: attention;
+// cuda_step.cc: the planned step).
 // Internal to kernels/cuda: everything outside uses the Backend interface.
 #pragma once
 
@@ -7,12 +8,16 @@
 #include <cuda_runtime_api.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <span>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "kernels/backend.h"
+#include "kernels/cuda/attention_plan.h"
+#include "kernels/step_tables.h"
 
 namespace zigzag {
 
@@ -52,7 +57,31 @@ class CudaBackend final : public Backend {
   absl::Status Attention(const AttentionBatch& batch, const Tensor& q, const Tensor& kv_pool,
                          Tensor* out) override;
 
+  absl::Status PlanStep(const StepTables& tables, const Tensor& kv_pool) override;
+  absl::Status RopeStep(const Tensor& inv_freq, Tensor* x) override;
+  absl::Status WriteKvStep(int32_t layer, const Tensor& k, const Tensor& v,
+                           Tensor* kv_pool) override;
+  absl::Status AttentionStep(int32_t layer, const Tensor& q, const Tensor& kv_pool,
+                             Tensor* out) override;
+
  private:
+  // The current step plan (cuda_step.cc). Its metadata lives in plan_buffer_, laid out as
+  // [positions | slots of every layer | layer 0's attention metadata | layer 1's | ...], every
+  // section 16-byte aligned; layers[l] holds layer l's offsets into it.
+  struct StepPlanState {
+    bool planned = false;
+    int64_t num_rows = 0;
+    int32_t num_layers = 0;
+    int32_t num_heads = 0;
+    int32_t num_kv_heads = 0;
+    size_t positions_offset = 0;
+    size_t slots_offset = 0;  // layer l's slots start num_rows * num_kv_heads ints further
+    std::vector<cuda_internal::AttentionLaunch> layers;
+    cuda_internal::AttentionLayout layout;  // num_rows, heads and the pool's dims
+    const void* pool_data = nullptr;
+    Shape pool_shape;
+  };
+
   CudaBackend(int device, DType dtype) : device_(device), dtype_(dtype) {}
 
   // Makes this backend's device current on the calling thread (the serving worker thread may not
@@ -70,6 +99,22 @@ class CudaBackend final : public Backend {
   // stream-ordered way; valid until the next Workspace call, contents undefined.
   absl::StatusOr<void*> Workspace(size_t bytes);
 
+  // The plan exists, `layer` is one of its layers, kv_pool is the pool it was checked against.
+  absl::Status CheckPlannedLayer(const char* op, int32_t layer, const Tensor& kv_pool) const;
+  // Argument checks shared by the span and planned forms of Rope and WriteKv, and their launches
+  // over positions / slots already in device memory.
+  absl::Status CheckRope(int64_t num_positions, const Tensor& inv_freq, const Tensor* x);
+  absl::Status LaunchRopeKernel(const int32_t* device_positions, const Tensor& inv_freq, Tensor* x);
+  absl::Status CheckWriteKv(int64_t num_slots, const Tensor& k, const Tensor& v,
+                            const Tensor* kv_pool);
+  absl::Status LaunchWriteKvKernel(const int32_t* device_slots, const Tensor& k, const Tensor& v,
+                                   Tensor* kv_pool);
+  // Launches a built attention plan whose metadata starts at device_metadata.
+  absl::Status LaunchAttentionPlan(const cuda_internal::AttentionLaunch& launch,
+                                   const cuda_internal::AttentionLayout& layout,
+                                   const void* device_metadata, const Tensor& q,
+                                   const Tensor& kv_pool, Tensor* out);
+
   // cublasGemmEx for y = x w^T (row-major), no bias. Shapes already checked.
   absl::Status Gemm(const Tensor& x, const Tensor& w, Tensor* y);
 
@@ -84,7 +129,12 @@ class CudaBackend final : public Backend {
   size_t scratch_bytes_ = 0;
   void* workspace_ = nullptr;
   size_t workspace_bytes_ = 0;
-  int num_sms_ = 1;  // streaming multiprocessors, for sizing split-K decode attention
+  int num_sms_ = 1;
+  // The step plan's device copy (grown on demand, like scratch_) and its host staging.
+  void* plan_buffer_ = nullptr;
+  size_t plan_buffer_bytes_ = 0;
+  std::vector<uint8_t> plan_host_;
+  StepPlanState plan_;  // streaming multiprocessors, for sizing split-K decode attention
 };
 
 }  // namespace zigzag

@@ -149,8 +149,8 @@ absl::Status CudaBackend::RmsNorm(const Tensor& x, const Tensor& weight, float e
   return absl::OkStatus();
 }
 
-absl::Status CudaBackend::Rope(std::span<const int32_t> positions, const Tensor& inv_freq,
-                               Tensor* x) {
+absl::Status CudaBackend::CheckRope(int64_t num_positions, const Tensor& inv_freq,
+                                    const Tensor* x) {
   RETURN_IF_ERROR(CheckDeviceOutput("Rope", "x", x, dtype_, 3));
   RETURN_IF_ERROR(CheckDeviceTensor("Rope", "inv_freq", inv_freq, DType::kF32, 1));
   const int64_t head_dim = x->dim(2);
@@ -159,25 +159,36 @@ absl::Status CudaBackend::Rope(std::span<const int32_t> positions, const Tensor&
         absl::StrCat("Rope: x is ", x->DebugString(), "; head_dim must be even"));
   }
   RETURN_IF_ERROR(CheckDim("Rope", "inv_freq", inv_freq, 0, head_dim / 2, "head_dim / 2"));
-  if (static_cast<int64_t>(positions.size()) != x->dim(0)) {
-    return absl::InvalidArgumentError(absl::StrCat("Rope: positions has ", positions.size(),
+  if (num_positions != x->dim(0)) {
+    return absl::InvalidArgumentError(absl::StrCat("Rope: positions has ", num_positions,
                                                    " entries but x is ", x->DebugString(),
                                                    " (one position per row)"));
   }
+  return absl::OkStatus();
+}
+
+absl::Status CudaBackend::LaunchRopeKernel(const int32_t* device_positions, const Tensor& inv_freq,
+                                           Tensor* x) {
+  cuda::RopeParams params;
+  params.x = x->data();
+  params.positions = device_positions;
+  params.inv_freq = inv_freq.data_as<const float>();
+  params.tokens = x->dim(0);
+  params.heads = x->dim(1);
+  params.head_dim = x->dim(2);
+  params.dtype = dtype_;
+  CUDA_RETURN_IF_ERROR(cuda::LaunchRope(params, stream_));
+  return absl::OkStatus();
+}
+
+absl::Status CudaBackend::Rope(std::span<const int32_t> positions, const Tensor& inv_freq,
+                               Tensor* x) {
+  RETURN_IF_ERROR(CheckRope(static_cast<int64_t>(positions.size()), inv_freq, x));
   if (x->numel() == 0) return absl::OkStatus();
   RETURN_IF_ERROR(Activate());
   ASSIGN_OR_RETURN(void* device_positions,
                    UploadMetadata(positions.data(), positions.size_bytes()));
-  cuda::RopeParams params;
-  params.x = x->data();
-  params.positions = static_cast<const int32_t*>(device_positions);
-  params.inv_freq = inv_freq.data_as<const float>();
-  params.tokens = x->dim(0);
-  params.heads = x->dim(1);
-  params.head_dim = head_dim;
-  params.dtype = dtype_;
-  CUDA_RETURN_IF_ERROR(cuda::LaunchRope(params, stream_));
-  return absl::OkStatus();
+  return LaunchRopeKernel(static_cast<const int32_t*>(device_positions), inv_freq, x);
 }
 
 absl::Status CudaBackend::SiluMul(const Tensor& gate, const Tensor& up, Tensor* out) {
@@ -214,37 +225,47 @@ absl::Status CudaBackend::Add(const Tensor& a, const Tensor& b, Tensor* out) {
   return absl::OkStatus();
 }
 
-absl::Status CudaBackend::WriteKv(const Tensor& k, const Tensor& v, std::span<const int32_t> slots,
-                                  Tensor* kv_pool) {
+absl::Status CudaBackend::CheckWriteKv(int64_t num_slots, const Tensor& k, const Tensor& v,
+                                       const Tensor* kv_pool) {
   RETURN_IF_ERROR(CheckDeviceTensor("WriteKv", "k", k, dtype_, 3));
   RETURN_IF_ERROR(CheckDeviceTensor("WriteKv", "v", v, dtype_, 3));
   RETURN_IF_ERROR(CheckDeviceOutput("WriteKv", "kv_pool", kv_pool, dtype_, 4));
   RETURN_IF_ERROR(CheckSameShape("WriteKv", "k", k, "v", v));
   const int64_t rows = k.dim(0) * k.dim(1);  // one per (token, KV head)
-  if (static_cast<int64_t>(slots.size()) != rows) {
-    return absl::InvalidArgumentError(absl::StrCat("WriteKv: slots has ", slots.size(),
+  if (num_slots != rows) {
+    return absl::InvalidArgumentError(absl::StrCat("WriteKv: slots has ", num_slots,
                                                    " entries but k is ", k.DebugString(),
                                                    " (one slot per token and KV head)"));
   }
   RETURN_IF_ERROR(CheckDim("WriteKv", "kv_pool", *kv_pool, 1, 2, "K and V"));
   RETURN_IF_ERROR(CheckDim("WriteKv", "kv_pool", *kv_pool, 3, k.dim(2), "k's head_dim"));
-  const int64_t block_size = kv_pool->dim(2);
-  RETURN_IF_ERROR(CheckIndices("WriteKv", "slots", slots, kv_pool->dim(0) * block_size,
+  return absl::OkStatus();
+}
+
+absl::Status CudaBackend::LaunchWriteKvKernel(const int32_t* device_slots, const Tensor& k,
+                                              const Tensor& v, Tensor* kv_pool) {
+  cuda::WriteKvParams params;
+  params.k = k.data();
+  params.v = v.data();
+  params.slots = device_slots;
+  params.kv_pool = kv_pool->data();
+  params.tokens = k.dim(0) * k.dim(1);
+  params.row_size = k.dim(2);
+  params.block_size = kv_pool->dim(2);
+  params.dtype = dtype_;
+  CUDA_RETURN_IF_ERROR(cuda::LaunchWriteKv(params, stream_));
+  return absl::OkStatus();
+}
+
+absl::Status CudaBackend::WriteKv(const Tensor& k, const Tensor& v, std::span<const int32_t> slots,
+                                  Tensor* kv_pool) {
+  RETURN_IF_ERROR(CheckWriteKv(static_cast<int64_t>(slots.size()), k, v, kv_pool));
+  RETURN_IF_ERROR(CheckIndices("WriteKv", "slots", slots, kv_pool->dim(0) * kv_pool->dim(2),
                                "num_blocks * block_size"));
   if (slots.empty() || k.numel() == 0) return absl::OkStatus();
   RETURN_IF_ERROR(Activate());
   ASSIGN_OR_RETURN(void* device_slots, UploadMetadata(slots.data(), slots.size_bytes()));
-  cuda::WriteKvParams params;
-  params.k = k.data();
-  params.v = v.data();
-  params.slots = static_cast<const int32_t*>(device_slots);
-  params.kv_pool = kv_pool->data();
-  params.tokens = rows;
-  params.row_size = k.dim(2);
-  params.block_size = block_size;
-  params.dtype = dtype_;
-  CUDA_RETURN_IF_ERROR(cuda::LaunchWriteKv(params, stream_));
-  return absl::OkStatus();
+  return LaunchWriteKvKernel(static_cast<const int32_t*>(device_slots), k, v, kv_pool);
 }
 
 absl::Status CudaBackend::CompactKv(std::span<const KvStreamCompaction> streams, Tensor* kv_pool) {
