@@ -99,7 +99,10 @@ class LoadTestAgainstServer(unittest.TestCase):
             self.assertLessEqual(s["p90"], s["p99"])
         self.assertGreater(summary["throughput"]["output_tokens_per_s"], 0)
         self.assertGreater(summary["server_load"]["samples"], 0)
-        self.assertGreaterEqual(summary["server_load"]["max_running"], 1)
+        if name == "closed":
+            # Four streams always in flight: the 0.1 s samples see them. (Open-loop arrivals at
+            # 25/s are served in milliseconds on the CPU backend, so its samples may all see 0.)
+            self.assertGreaterEqual(summary["server_load"]["max_running"], 1)
         for png in ("latency.png", "timeline.png"):
             path = os.path.join(out, png)
             self.assertTrue(os.path.getsize(path) > 1000, path)
