@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -231,11 +232,18 @@ int main(int argc, char** argv) {
       absl::GetFlag(FLAGS_kv_memory_mb) << 20);
   if (!cache.ok()) return Fail("KV cache", cache.status());
 
+  // The first token comes out of the prefill; the time it is accepted splits prefill from decode
+  // (bench/peers compares both phases with llama.cpp). The stop check sees every token first.
+  std::optional<std::chrono::steady_clock::time_point> first_token_time;
+  request.text_stop = [&first_token_time, inner = request.text_stop](int32_t token) {
+    if (!first_token_time.has_value()) first_token_time = std::chrono::steady_clock::now();
+    return inner ? inner(token) : false;
+  };
   const auto start = std::chrono::steady_clock::now();
   auto results = zigzag::GenerateBatch(**model, **cache, {&request, 1});
   if (!results.ok()) return Fail("generation", results.status());
-  const double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const auto end = std::chrono::steady_clock::now();
+  const double seconds = std::chrono::duration<double>(end - start).count();
   const zigzag::GenerationResult& result = (*results)[0];
 
   std::printf("tokens: %s\n", absl::StrJoin(result.tokens, ",").c_str());
@@ -246,6 +254,11 @@ int main(int argc, char** argv) {
   std::printf("finish_reason: %s\n", zigzag::FinishReasonName(result.finish_reason));
   std::printf("prompt_tokens: %zu generated_tokens: %zu seconds: %.3f backend: %s\n",
               request.prompt.size(), result.tokens.size(), seconds, (*backend)->name());
+  if (first_token_time.has_value()) {
+    std::printf("prefill_seconds: %.6f decode_seconds: %.6f\n",
+                std::chrono::duration<double>(*first_token_time - start).count(),
+                std::chrono::duration<double>(end - *first_token_time).count());
+  }
   PrintKvStats(result.kv_stats);
   return 0;
 }
