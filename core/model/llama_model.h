@@ -10,6 +10,7 @@
 #include <span>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "core/kv/kv_cache.h"
 #include "core/kv/sequence_kv.h"
@@ -95,6 +96,21 @@ class LlamaModel {
   int64_t workspace_tokens_ = 0;
   Tensor output_selected_, output_logits_;
   StepTables step_tables_;  // reused across steps for its capacity
+  // Resident block-table rows: each sequence (by SequenceKv::id) holds one row set, its L * G
+  // streams' rows, until a sequence not in the current step needs one and it is the least
+  // recently used. A released sequence has a new id, so its old set simply ages out; versions
+  // never repeat, so a reused row is always sent in full (row_reset) and never misread.
+  struct RowSet {
+    uint64_t sequence = 0;  // 0: free
+    int64_t last_step = -1;
+  };
+  // Fills the tables' residency fields; leaves them empty (every list uploaded) for a batch of
+  // more sequences than the table has row sets.
+  void AssignResidentRows(std::span<const ForwardSequence> batch, const KvCache& cache);
+  std::vector<RowSet> row_sets_;
+  absl::flat_hash_map<uint64_t, int32_t> row_set_of_;
+  int32_t row_capacity_ = 0;
+  int64_t step_count_ = 0;
   int64_t output_rows_ = 0;
 };
 
