@@ -239,9 +239,14 @@ absl::Status LlamaModel::PlanStep(std::span<const ForwardSequence> batch,
   return backend_->PlanStep(t, cache->pool_tensor());
 }
 
+void LlamaModel::SetResidentSequences(int32_t sequences) {
+  max_row_sets_ = std::max(0, sequences);
+  row_sets_.clear();
+  row_set_of_.clear();
+}
+
 void LlamaModel::AssignResidentRows(std::span<const ForwardSequence> batch, const KvCache& cache) {
   // A row holds a whole stream: at most the pool, at most the model's context.
-  constexpr int64_t kMaxRowSets = 128;
   constexpr int64_t kMaxEntries = int64_t{1} << 24;  // 64 MiB of block ids on the device
   const int64_t layers = config_.num_layers, kv_heads = config_.num_kv_heads;
   const int64_t block_size = cache.pool().block_size();
@@ -251,8 +256,8 @@ void LlamaModel::AssignResidentRows(std::span<const ForwardSequence> batch, cons
   }
   const int64_t streams_per_set = layers * kv_heads;
   const int64_t sets =
-      std::min(kMaxRowSets, kMaxEntries / std::max<int64_t>(1, streams_per_set * capacity));
-  if (sets < static_cast<int64_t>(batch.size()) || capacity < 1) return;  // not resident
+      std::min<int64_t>(max_row_sets_, kMaxEntries / std::max<int64_t>(1, streams_per_set * capacity));
+  if (sets < 1 || sets < static_cast<int64_t>(batch.size()) || capacity < 1) return;
   if (capacity != row_capacity_ || static_cast<int64_t>(row_sets_.size()) != sets) {
     row_sets_.assign(static_cast<size_t>(sets), RowSet{});
     row_set_of_.clear();

@@ -63,6 +63,12 @@ class LlamaModel {
   absl::StatusOr<std::vector<float>> Forward(std::span<const ForwardSequence> batch,
                                              KvCache* cache);
 
+  // How many sequences' block lists the backend keeps resident between steps (default 128, so
+  // bounded by 128 * layers * KV heads rows; fewer when a row set would pass 2^24 block ids);
+  // 0 turns residency off (every step uploads every list, the span-taking layout). A batch of
+  // more sequences than this is planned without residency. Changing it forgets every row.
+  void SetResidentSequences(int32_t sequences);
+
  private:
   struct LayerWeights {
     Tensor input_norm, q_proj, k_proj, v_proj, q_bias, k_bias, v_bias, o_proj;
@@ -111,6 +117,7 @@ class LlamaModel {
   absl::flat_hash_map<uint64_t, int32_t> row_set_of_;
   int32_t row_capacity_ = 0;
   int64_t step_count_ = 0;
+  int32_t max_row_sets_ = 128;
   int64_t output_rows_ = 0;
 };
 
