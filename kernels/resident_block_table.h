@@ -29,6 +29,10 @@ class ResidentBlockTable {
   // changes.
   absl::Status Update(const StepTables& tables, std::vector<int32_t>* scatter);
 
+  // Forgets the record (the next Update starts an empty table and sends every list): for a
+  // backend whose upload failed after Update, so the device may not hold what was recorded.
+  void Forget() { rows_ = capacity_ = 0; }
+
   int32_t rows() const { return rows_; }
   int32_t capacity() const { return capacity_; }
 
