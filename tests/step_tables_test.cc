@@ -570,6 +570,105 @@ TEST_P(StepOpsTest, BadPlansAndStepCallsAreInvalidArgumentNamingTheField) {
   ExpectInvalidArgument(backend_->WriteKvStep(0, short_k, short_k, &pool), "WriteKv", "slots");
 }
 
+// The ragged step made resident: stream i in row 2 * i + 1 of a 64-row table of 4 blocks a row.
+void MakeResident(StepTables* t) {
+  const size_t streams = t->kv_lens.size();
+  t->resident_rows = 64;
+  t->row_capacity = 4;
+  t->stream_rows.resize(streams);
+  t->stream_versions.resize(streams);
+  t->row_reset.assign(streams, 0);
+  for (size_t i = 0; i < streams; ++i) {
+    t->stream_rows[i] = static_cast<int32_t>(2 * i + 1);
+    t->stream_versions[i] = 10 + i;
+  }
+}
+
+// Resident plans give the span ops' results bit for bit; the first sends every list, a second
+// with unchanged versions none (on the CPU backend, exactly: 3 + count int32 per list, then only
+// the metadata), one whose stream 4 grew one block sends only that entry.
+TEST_P(StepOpsTest, ResidentPlansMatchTheSpanOpsAndSendOnlyChangedLists) {
+  std::mt19937_64 rng(41);
+  RaggedStep step = MakeRaggedStep(rng);
+  StepTables& t = step.tables;
+  MakeResident(&t);
+  const int64_t rows = t.num_rows();
+  const Shape pool_shape = {kPoolBlocks, 2, kBlockSize, kHeadDim};
+  Tensor pool =
+      Upload(RandomValues(static_cast<size_t>(kPoolBlocks * 2 * kBlockSize * kHeadDim), rng), act_,
+             pool_shape);
+  const bool cpu = std::string(backend_->name()) == "cpu";
+  const auto plan_and_compare = [&](const std::string& what) -> int64_t {
+    SCOPED_TRACE(what);
+    const int64_t before = backend_->host_to_device_bytes();
+    EXPECT_TRUE(backend_->PlanStep(t, pool).ok());
+    const int64_t sent = backend_->host_to_device_bytes() - before;
+    for (int32_t l = 0; l < kLayers; ++l) {
+      Tensor q = Upload(step.q, act_, {rows, kHeads, kHeadDim});
+      Tensor out_step = Zeros(act_, {rows, kHeads, kHeadDim});
+      Tensor out_span = Zeros(act_, {rows, kHeads, kHeadDim});
+      EXPECT_TRUE(backend_->AttentionStep(l, q, pool, &out_step).ok());
+      std::vector<AttentionSequence> views;
+      EXPECT_TRUE(backend_->Attention(t.LayerBatch(l, &views), q, pool, &out_span).ok());
+      EXPECT_EQ(Download(out_step), Download(out_span)) << "layer " << l;
+    }
+    return sent;
+  };
+  const int64_t first = plan_and_compare("first plan");
+  const int64_t unchanged = plan_and_compare("unchanged versions");
+  EXPECT_LT(unchanged, first);
+  if (cpu) {
+    EXPECT_EQ(first, t.resident_metadata_bytes() +
+                         4 * static_cast<int64_t>(3 * t.kv_lens.size() + t.block_ids.size()));
+    EXPECT_EQ(unchanged, t.resident_metadata_bytes());
+  }
+  // Stream 4 (layer 0, sequence 2, head 0) takes a fresh block: a longer list, a new version.
+  // Rebuild the CSR with one extra id after its list; lengths stay, so kernels read the same.
+  const size_t pair = 2, head = 0;
+  const int32_t at = t.table_begin[pair] + t.block_offsets[pair * (kKvHeads + 1) + head + 1];
+  t.block_ids.insert(t.block_ids.begin() + at, kPoolBlocks - 1);
+  for (size_t h = head + 1; h <= static_cast<size_t>(kKvHeads); ++h) {
+    ++t.block_offsets[pair * (kKvHeads + 1) + h];
+  }
+  for (size_t p = pair + 1; p < t.table_begin.size(); ++p) ++t.table_begin[p];
+  ++t.stream_versions[4];
+  const int64_t grown = plan_and_compare("stream 4 grew a block");
+  if (cpu) EXPECT_EQ(grown, t.resident_metadata_bytes() + 4 * (3 + 1));
+}
+
+TEST_P(StepOpsTest, BadResidencyIsInvalidArgumentNamingTheField) {
+  std::mt19937_64 rng(6);
+  RaggedStep step = MakeRaggedStep(rng);
+  MakeResident(&step.tables);
+  Tensor pool = Zeros(act_, {kPoolBlocks, 2, kBlockSize, kHeadDim});
+  auto broken = [&](auto edit) {
+    StepTables t = step.tables;
+    edit(t);
+    return backend_->PlanStep(t, pool);
+  };
+  ExpectInvalidArgument(broken([](StepTables& t) { t.stream_rows[0] = 64; }), "PlanStep",
+                        "stream_rows[0]");
+  ExpectInvalidArgument(broken([](StepTables& t) { t.stream_rows[3] = -1; }), "PlanStep",
+                        "stream_rows[3]");
+  ExpectInvalidArgument(broken([](StepTables& t) { t.stream_rows[1] = t.stream_rows[0]; }),
+                        "PlanStep", "stream_rows[1]");
+  ExpectInvalidArgument(broken([](StepTables& t) { t.stream_versions.pop_back(); }), "PlanStep",
+                        "stream_versions");
+  ExpectInvalidArgument(broken([](StepTables& t) { t.row_capacity = 1; }), "PlanStep",
+                        "row_capacity");
+  ExpectInvalidArgument(broken([](StepTables& t) { t.resident_rows = 1 << 30; }), "PlanStep",
+                        "resident_rows");
+  // A version older than the row's last upload: stale tables.
+  ASSERT_TRUE(backend_->PlanStep(step.tables, pool).ok());
+  ExpectInvalidArgument(broken([](StepTables& t) { t.stream_versions[5] -= 1; }), "PlanStep",
+                        "stream_versions[5]");
+  // ... unless the row was just handed to that stream.
+  EXPECT_TRUE(broken([](StepTables& t) {
+                t.stream_versions[5] -= 1;
+                t.row_reset[5] = 1;
+              }).ok());
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, StepOpsTest, ::testing::ValuesIn(BackendConfigsToTest()),
                          testing::BackendConfigLabel);
 
