@@ -251,12 +251,13 @@ void LlamaModel::AssignResidentRows(std::span<const ForwardSequence> batch, cons
   const int64_t layers = config_.num_layers, kv_heads = config_.num_kv_heads;
   const int64_t block_size = cache.pool().block_size();
   int64_t capacity = cache.pool().num_blocks();
-  if (config_.max_position_embeddings > 0) {
-    capacity = std::min(capacity, (config_.max_position_embeddings + block_size - 1) / block_size);
+  // ValidateBatch keeps every position, so every stream's length, within max_context().
+  if (config_.max_context() > 0) {
+    capacity = std::min(capacity, (config_.max_context() + block_size - 1) / block_size);
   }
   const int64_t streams_per_set = layers * kv_heads;
-  const int64_t sets =
-      std::min<int64_t>(max_row_sets_, kMaxEntries / std::max<int64_t>(1, streams_per_set * capacity));
+  const int64_t sets = std::min<int64_t>(
+      max_row_sets_, kMaxEntries / std::max<int64_t>(1, streams_per_set * capacity));
   if (sets < 1 || sets < static_cast<int64_t>(batch.size()) || capacity < 1) return;
   if (capacity != row_capacity_ || static_cast<int64_t>(row_sets_.size()) != sets) {
     row_sets_.assign(static_cast<size_t>(sets), RowSet{});
