@@ -2,7 +2,6 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
-#include "core/util/status_macros.h"
 #include "kernels/attention_args.h"
 
 namespace zigzag {
