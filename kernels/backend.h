@@ -143,10 +143,13 @@ class Backend {
 
   // One step, planned once, run per layer (FlashInfer's plan/run split) -------------------------
   // Checks `tables` against kv_pool (StepTables::Validate) and makes them the current plan: a
-  // device backend uploads all of them, for every layer, in one host-to-device copy. The plan
-  // stays valid until the next PlanStep; the *Step ops below read it by layer index and upload
-  // nothing. `tables` need not outlive the call, but its window_mass tensors must outlive the
-  // step. kv_pool is the pool the step ops must be given.
+  // device backend uploads them, for every layer, in one host-to-device copy. Resident tables
+  // (StepTables::stream_rows set) keep every stream's block list in the backend's resident block
+  // table across steps, and the copy carries only the small metadata and the lists whose version
+  // moved (kernels/resident_block_table.h); a version older than its row's last upload is
+  // InvalidArgument (stale tables). The plan stays valid until the next PlanStep; the *Step ops
+  // below read it by layer index and upload nothing. `tables` need not outlive the call, but its
+  // window_mass tensors must outlive the step. kv_pool is the pool the step ops must be given.
   virtual absl::Status PlanStep(const StepTables& tables, const Tensor& kv_pool) = 0;
   // Rope with the plan's positions (x has the plan's rows).
   virtual absl::Status RopeStep(const Tensor& inv_freq, Tensor* x) = 0;

@@ -1,5 +1,6 @@
 #include "kernels/step_tables.h"
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "kernels/attention_args.h"
 
@@ -18,6 +19,11 @@ void StepTables::Reset(int32_t layers, int32_t kv_heads, int32_t heads, float at
   table_begin.clear();
   block_ids.clear();
   window_mass.clear();
+  stream_rows.clear();
+  stream_versions.clear();
+  row_reset.clear();
+  resident_rows = 0;
+  row_capacity = 0;
 }
 
 void StepTables::AppendStream(int32_t kv_len, std::span<const int32_t> stream_blocks) {
@@ -59,6 +65,12 @@ int64_t StepTables::metadata_bytes() const {
   // Sequence descriptors travel as three int32 each.
   const size_t ints = 3 * sequences.size() + positions.size() + slots.size() + kv_lens.size() +
                       block_offsets.size() + table_begin.size() + block_ids.size();
+  return static_cast<int64_t>(ints * sizeof(int32_t));
+}
+
+int64_t StepTables::resident_metadata_bytes() const {
+  const size_t ints =
+      3 * sequences.size() + positions.size() + slots.size() + kv_lens.size() + stream_rows.size();
   return static_cast<int64_t>(ints * sizeof(int32_t));
 }
 
@@ -119,6 +131,47 @@ absl::Status StepTables::Validate(int64_t block_size, int64_t num_blocks) const 
                                                        .block_size = block_size,
                                                        .num_blocks = num_blocks});
     if (!layer.ok()) return error("layer ", l, ": ", layer.message());
+  }
+  if (resident()) return ValidateResidency();
+  return absl::OkStatus();
+}
+
+absl::Status StepTables::ValidateResidency() const {
+  const auto error = [](auto&&... parts) {
+    return absl::InvalidArgumentError(absl::StrCat("PlanStep: ", parts...));
+  };
+  const size_t streams = kv_lens.size();
+  if (stream_rows.size() != streams || stream_versions.size() != streams ||
+      row_reset.size() != streams) {
+    return error("stream_rows, stream_versions and row_reset have ", stream_rows.size(), ", ",
+                 stream_versions.size(), " and ", row_reset.size(),
+                 " entries, expected one per stream (", streams, ")");
+  }
+  // The table's size is bounded before anyone allocates it: 2^26 block ids (256 MiB).
+  constexpr int64_t kMaxEntries = int64_t{1} << 26;
+  if (resident_rows < 1 || row_capacity < 1 ||
+      static_cast<int64_t>(resident_rows) * row_capacity > kMaxEntries) {
+    return error("resident_rows ", resident_rows, " x row_capacity ", row_capacity,
+                 " must be >= 1 each and hold at most ", kMaxEntries, " block ids");
+  }
+  const size_t g = static_cast<size_t>(num_kv_heads);
+  absl::flat_hash_set<int32_t> seen;
+  for (size_t i = 0; i < streams; ++i) {
+    const int32_t row = stream_rows[i];
+    if (row < 0 || row >= resident_rows) {
+      return error("stream_rows[", i, "] = ", row,
+                   " is outside [0, resident_rows = ", resident_rows, ")");
+    }
+    if (!seen.insert(row).second) {
+      return error("stream_rows[", i, "] = ", row, " is used by two streams of the step");
+    }
+    const size_t pair = i / g, head = i % g;
+    const int32_t count =
+        block_offsets[pair * (g + 1) + head + 1] - block_offsets[pair * (g + 1) + head];
+    if (count > row_capacity) {
+      return error("stream ", i, " holds ", count, " blocks, more than row_capacity ",
+                   row_capacity);
+    }
   }
   return absl::OkStatus();
 }

@@ -41,6 +41,20 @@ struct StepTables {
   // integers: the tensors are the caller's and must outlive the step.
   std::vector<Tensor*> window_mass;
 
+  // Residency (optional; empty stream_rows: every block list is uploaded with the step, the
+  // layout above). Otherwise each stream's block list stays in the backend's resident block
+  // table (kernels/resident_block_table.h) between steps: stream i lives in row stream_rows[i]
+  // of a table of resident_rows rows of row_capacity block ids, and only lists whose
+  // stream_versions[i] (SequenceKv::version) moved since their row's last upload are sent.
+  // row_reset[i] != 0: the row was handed to this stream this step, so what it held belongs to
+  // someone else and is not compared (no stale check). Versions and resets are never uploaded.
+  std::vector<int32_t> stream_rows;       // [L * S * G]
+  std::vector<uint64_t> stream_versions;  // [L * S * G]
+  std::vector<uint8_t> row_reset;         // [L * S * G]
+  int32_t resident_rows = 0;
+  int32_t row_capacity = 0;
+  bool resident() const { return !stream_rows.empty(); }
+
   int64_t num_rows() const { return static_cast<int64_t>(positions.size()); }
   int64_t num_sequences() const { return static_cast<int64_t>(sequences.size()); }
 
@@ -57,13 +71,21 @@ struct StepTables {
   // `views` is resized to S and holds the AttentionSequence storage the batch points at.
   AttentionBatch LayerBatch(int32_t layer, std::vector<AttentionSequence>* views) const;
 
-  // The integers a backend uploads: every vector above but window_mass, in bytes.
+  // The integers a backend uploads without residency: every table vector but window_mass and
+  // the residency fields, in bytes.
   int64_t metadata_bytes() const;
+  // What a resident step uploads besides the changed block lists: three int32 per sequence,
+  // positions, slots, kv_lens and stream_rows, in bytes. No block ids, no CSR offsets.
+  int64_t resident_metadata_bytes() const;
 
   // Checks the structure (sizes, CSR, rows) and, per layer, everything ValidateAttentionBatch
-  // checks, plus every slot against the pool's num_blocks * block_size. InvalidArgument
+  // checks, plus every slot against the pool's num_blocks * block_size, plus (when resident) the
+  // residency fields: sizes, rows in range and distinct, lists within row_capacity. InvalidArgument
   // "PlanStep: <field> ..." naming the field, layer and sequence on the first violation.
   absl::Status Validate(int64_t block_size, int64_t num_blocks) const;
+
+ private:
+  absl::Status ValidateResidency() const;
 };
 
 }  // namespace zigzag

@@ -6,6 +6,11 @@
 // - On every backend: AttentionStep / WriteKvStep / RopeStep give bit for bit what the
 //   span-taking ops give for the same layer's tables, upload nothing, and PlanStep uploads once;
 //   bad plans and step calls get InvalidArgument naming the field.
+// - Resident block lists (docs/architecture.md): every decode step of those batches sends exactly
+//   the hand-computed metadata plus 16 bytes per stream that crossed a block boundary, the same
+//   at both depths once the per-stream parts are taken off; on every backend resident plans equal
+//   the span ops bit for bit and send only changed lists, and bad residency fields or stale
+//   versions are InvalidArgument naming the field. More in resident_tables_test.cc.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -44,7 +49,18 @@ using KeptSets = std::vector<std::vector<std::vector<int64_t>>>;
 struct DepthRun {
   std::vector<int64_t> uploads_per_step;
   std::vector<int64_t> bytes_per_step;
+  std::vector<int64_t> crossings_per_step;  // streams that took a new block in the step
 };
+
+// Bytes of a resident decode step (one token per sequence, no block list changed), by hand:
+// Embedding's ids (S) and the logits rows (S), plus PlanStep's three int32 per sequence,
+// positions (S), slots (L * S * G), lengths (L * S * G) and row indices (L * S * G). No block ids.
+int64_t MetadataBytesPerDecodeStep(int64_t layers, int64_t seqs) {
+  return 4 * (seqs + seqs + 3 * seqs + seqs + 3 * layers * seqs * kKvHeads);
+}
+// A stream that crossed a block boundary sends one scatter record: row, first entry, count (3
+// int32) and its one new block id.
+constexpr int64_t kBytesPerCrossing = 4 * (3 + 1);
 
 // Prefills three prompts, compacts every (layer, KV head) stream of each to its own kept set
 // (different counts per head), then decodes teacher-forced tokens; checks logits against the
@@ -123,8 +139,12 @@ DepthRun RunDepth(int layers) {
   std::vector<std::vector<std::vector<float>>> decoded(num_seqs);  // [s][step][vocab]
   for (int step = 0; step < kDecodeSteps; ++step) {
     std::vector<ForwardSequence> batch(num_seqs);
+    int64_t crossings = 0;
     for (size_t s = 0; s < num_seqs; ++s) {
       const int64_t position = prompt_lengths[s] + step;
+      for (int l = 0; l < layers; ++l) {
+        for (int g = 0; g < kKvHeads; ++g) crossings += kvs[s].length(l, g) % kBlockSize == 0;
+      }
       EXPECT_TRUE(kvs[s].AppendAllLayers(1).ok());
       batch[s].tokens = std::span<const int32_t>(tokens[s]).subspan(position, 1);
       batch[s].first_position = position;
@@ -137,6 +157,7 @@ DepthRun RunDepth(int layers) {
     if (!logits.ok()) return run;
     run.uploads_per_step.push_back(backend.host_to_device_copies() - copies);
     run.bytes_per_step.push_back(backend.host_to_device_bytes() - bytes);
+    run.crossings_per_step.push_back(crossings);
     for (size_t s = 0; s < num_seqs; ++s) {
       decoded[s].emplace_back(logits->begin() + s * spec.vocab_size,
                               logits->begin() + (s + 1) * spec.vocab_size);
@@ -166,9 +187,40 @@ TEST(StepTablesTest, DecodeStepUploadsMetadataAConstantNumberOfTimesWhateverTheD
   for (int step = 0; step < kDecodeSteps; ++step) {
     EXPECT_EQ(shallow.uploads_per_step[step], kUploadsPerForward) << "2 layers, step " << step;
     EXPECT_EQ(deep.uploads_per_step[step], kUploadsPerForward) << "6 layers, step " << step;
-    // The one plan upload carries every layer's tables, so its size (not the count) grows.
-    EXPECT_GT(deep.bytes_per_step[step], shallow.bytes_per_step[step]) << "step " << step;
   }
+}
+
+// Block lists stay resident across steps: a decode step sends the small metadata and, for each
+// stream that crossed a block boundary (the per-head lengths differ after compaction, so single
+// streams cross), that stream's one new block id; compaction itself (tail blocks freed) sends
+// none. Without the crossings, bytes grow with depth only by the per-stream slots, lengths and
+// rows (3 int32 per (layer, sequence, KV head)).
+TEST(StepTablesTest, ResidentDecodeStepsSendOnlyMetadataAndTheNewBlocksOfStreamsThatCrossed) {
+  constexpr int64_t kSeqs = 3;
+  const DepthRun shallow = RunDepth(2);
+  const DepthRun deep = RunDepth(6);
+  ASSERT_EQ(shallow.bytes_per_step.size(), static_cast<size_t>(kDecodeSteps));
+  ASSERT_EQ(deep.bytes_per_step.size(), static_cast<size_t>(kDecodeSteps));
+  int64_t partial_steps = 0;
+  for (int step = 0; step < kDecodeSteps; ++step) {
+    for (const auto& [layers, run] : {std::pair<int64_t, const DepthRun&>{2, shallow},
+                                      std::pair<int64_t, const DepthRun&>{6, deep}}) {
+      EXPECT_EQ(run.bytes_per_step[step], MetadataBytesPerDecodeStep(layers, kSeqs) +
+                                              kBytesPerCrossing * run.crossings_per_step[step])
+          << layers << " layers, step " << step << ", " << run.crossings_per_step[step]
+          << " streams crossed a block boundary";
+      // Only some streams crossed, so most rows sent nothing.
+      partial_steps += run.crossings_per_step[step] > 0 &&
+                       run.crossings_per_step[step] < layers * kSeqs * kKvHeads;
+    }
+    const auto no_growth = [](const DepthRun& run, int64_t layers, int step) {
+      return run.bytes_per_step[step] - kBytesPerCrossing * run.crossings_per_step[step] -
+             4 * 3 * layers * kSeqs * kKvHeads;
+    };
+    EXPECT_EQ(no_growth(shallow, 2, step), no_growth(deep, 6, step)) << "step " << step;
+  }
+  // The draw must exercise what the name claims: steps where only some streams crossed.
+  EXPECT_GT(partial_steps, 0);
 }
 
 // Random ragged step tables over a pool of random K/V: 3 layers, 3 sequences (a 3-query prefill
@@ -324,6 +376,107 @@ TEST_P(StepOpsTest, BadPlansAndStepCallsAreInvalidArgumentNamingTheField) {
   ExpectInvalidArgument(backend_->AttentionStep(0, short_q, pool, &out), "AttentionStep", "q");
   Tensor short_k = Zeros(act_, {rows - 1, kKvHeads, kHeadDim});
   ExpectInvalidArgument(backend_->WriteKvStep(0, short_k, short_k, &pool), "WriteKv", "slots");
+}
+
+// The ragged step made resident: stream i in row 2 * i + 1 of a 64-row table of 4 blocks a row.
+void MakeResident(StepTables* t) {
+  const size_t streams = t->kv_lens.size();
+  t->resident_rows = 64;
+  t->row_capacity = 4;
+  t->stream_rows.resize(streams);
+  t->stream_versions.resize(streams);
+  t->row_reset.assign(streams, 0);
+  for (size_t i = 0; i < streams; ++i) {
+    t->stream_rows[i] = static_cast<int32_t>(2 * i + 1);
+    t->stream_versions[i] = 10 + i;
+  }
+}
+
+// Resident plans give the span ops' results bit for bit; the first sends every list, a second
+// with unchanged versions none (on the CPU backend, exactly: 3 + count int32 per list, then only
+// the metadata), one whose stream 4 grew one block sends only that entry.
+TEST_P(StepOpsTest, ResidentPlansMatchTheSpanOpsAndSendOnlyChangedLists) {
+  std::mt19937_64 rng(41);
+  RaggedStep step = MakeRaggedStep(rng);
+  StepTables& t = step.tables;
+  MakeResident(&t);
+  const int64_t rows = t.num_rows();
+  const Shape pool_shape = {kPoolBlocks, 2, kBlockSize, kHeadDim};
+  Tensor pool =
+      Upload(RandomValues(static_cast<size_t>(kPoolBlocks * 2 * kBlockSize * kHeadDim), rng), act_,
+             pool_shape);
+  const bool cpu = std::string(backend_->name()) == "cpu";
+  const auto plan_and_compare = [&](const std::string& what) -> int64_t {
+    SCOPED_TRACE(what);
+    const int64_t before = backend_->host_to_device_bytes();
+    EXPECT_TRUE(backend_->PlanStep(t, pool).ok());
+    const int64_t sent = backend_->host_to_device_bytes() - before;
+    for (int32_t l = 0; l < kLayers; ++l) {
+      Tensor q = Upload(step.q, act_, {rows, kHeads, kHeadDim});
+      Tensor out_step = Zeros(act_, {rows, kHeads, kHeadDim});
+      Tensor out_span = Zeros(act_, {rows, kHeads, kHeadDim});
+      EXPECT_TRUE(backend_->AttentionStep(l, q, pool, &out_step).ok());
+      std::vector<AttentionSequence> views;
+      EXPECT_TRUE(backend_->Attention(t.LayerBatch(l, &views), q, pool, &out_span).ok());
+      EXPECT_EQ(Download(out_step), Download(out_span)) << "layer " << l;
+    }
+    return sent;
+  };
+  const int64_t first = plan_and_compare("first plan");
+  const int64_t unchanged = plan_and_compare("unchanged versions");
+  EXPECT_LT(unchanged, first);
+  if (cpu) {
+    EXPECT_EQ(first, t.resident_metadata_bytes() +
+                         4 * static_cast<int64_t>(3 * t.kv_lens.size() + t.block_ids.size()));
+    EXPECT_EQ(unchanged, t.resident_metadata_bytes());
+  }
+  // Stream 4 (layer 0, sequence 2, head 0) takes a fresh block: a longer list, a new version.
+  // Rebuild the CSR with one extra id after its list; lengths stay, so kernels read the same.
+  const size_t pair = 2, head = 0;
+  const int32_t at = t.table_begin[pair] + t.block_offsets[pair * (kKvHeads + 1) + head + 1];
+  t.block_ids.insert(t.block_ids.begin() + at, kPoolBlocks - 1);
+  for (size_t h = head + 1; h <= static_cast<size_t>(kKvHeads); ++h) {
+    ++t.block_offsets[pair * (kKvHeads + 1) + h];
+  }
+  for (size_t p = pair + 1; p < t.table_begin.size(); ++p) ++t.table_begin[p];
+  ++t.stream_versions[4];
+  const int64_t grown = plan_and_compare("stream 4 grew a block");
+  if (cpu) {
+    EXPECT_EQ(grown, t.resident_metadata_bytes() + 4 * (3 + 1));
+  }
+}
+
+TEST_P(StepOpsTest, BadResidencyIsInvalidArgumentNamingTheField) {
+  std::mt19937_64 rng(6);
+  RaggedStep step = MakeRaggedStep(rng);
+  MakeResident(&step.tables);
+  Tensor pool = Zeros(act_, {kPoolBlocks, 2, kBlockSize, kHeadDim});
+  auto broken = [&](auto edit) {
+    StepTables t = step.tables;
+    edit(t);
+    return backend_->PlanStep(t, pool);
+  };
+  ExpectInvalidArgument(broken([](StepTables& t) { t.stream_rows[0] = 64; }), "PlanStep",
+                        "stream_rows[0]");
+  ExpectInvalidArgument(broken([](StepTables& t) { t.stream_rows[3] = -1; }), "PlanStep",
+                        "stream_rows[3]");
+  ExpectInvalidArgument(broken([](StepTables& t) { t.stream_rows[1] = t.stream_rows[0]; }),
+                        "PlanStep", "stream_rows[1]");
+  ExpectInvalidArgument(broken([](StepTables& t) { t.stream_versions.pop_back(); }), "PlanStep",
+                        "stream_versions");
+  ExpectInvalidArgument(broken([](StepTables& t) { t.row_capacity = 1; }), "PlanStep",
+                        "row_capacity");
+  ExpectInvalidArgument(broken([](StepTables& t) { t.resident_rows = 1 << 30; }), "PlanStep",
+                        "resident_rows");
+  // A version older than the row's last upload: stale tables.
+  ASSERT_TRUE(backend_->PlanStep(step.tables, pool).ok());
+  ExpectInvalidArgument(broken([](StepTables& t) { t.stream_versions[5] -= 1; }), "PlanStep",
+                        "stream_versions[5]");
+  // ... unless the row was just handed to that stream.
+  EXPECT_TRUE(broken([](StepTables& t) {
+                t.stream_versions[5] -= 1;
+                t.row_reset[5] = 1;
+              }).ok());
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, StepOpsTest, ::testing::ValuesIn(BackendConfigsToTest()),

@@ -1,12 +1,22 @@
 #include "core/kv/sequence_kv.h"
 
 #include <algorithm>
+#include <atomic>
 #include <utility>
 
 #include "absl/status/statusor.h"
 #include "core/util/check.h"
 
 namespace zigzag {
+namespace {
+
+// Versions and ids: one process-wide counter, so they never repeat across sequences.
+uint64_t NextVersion() {
+  static std::atomic<uint64_t> counter{0};
+  return counter.fetch_add(1, std::memory_order_relaxed) + 1;
+}
+
+}  // namespace
 
 SequenceKv::SequenceKv(BlockPool* pool, int num_layers, int num_kv_heads)
     : pool_(pool), num_layers_(num_layers), num_kv_heads_(num_kv_heads) {
@@ -14,6 +24,8 @@ SequenceKv::SequenceKv(BlockPool* pool, int num_layers, int num_kv_heads)
   ZZ_CHECK(num_layers >= 0) << "num_layers " << num_layers;
   ZZ_CHECK(num_kv_heads >= 0) << "num_kv_heads " << num_kv_heads;
   streams_.resize(static_cast<size_t>(num_layers) * num_kv_heads);
+  id_ = NextVersion();
+  for (Stream& s : streams_) s.version = NextVersion();
 }
 
 SequenceKv::~SequenceKv() { Release(); }
@@ -22,11 +34,13 @@ SequenceKv::SequenceKv(SequenceKv&& other) noexcept
     : pool_(other.pool_),
       num_layers_(other.num_layers_),
       num_kv_heads_(other.num_kv_heads_),
-      streams_(std::move(other.streams_)) {
+      streams_(std::move(other.streams_)),
+      id_(other.id_) {
   // A moved-from sequence holds no streams, so its destructor returns nothing to the pool.
   other.streams_.clear();
   other.num_layers_ = 0;
   other.num_kv_heads_ = 0;
+  other.id_ = NextVersion();
 }
 
 SequenceKv& SequenceKv::operator=(SequenceKv&& other) noexcept {
@@ -36,6 +50,8 @@ SequenceKv& SequenceKv::operator=(SequenceKv&& other) noexcept {
     num_layers_ = other.num_layers_;
     num_kv_heads_ = other.num_kv_heads_;
     streams_ = std::move(other.streams_);
+    id_ = other.id_;
+    other.id_ = NextVersion();
     other.streams_.clear();
     other.num_layers_ = 0;
     other.num_kv_heads_ = 0;
@@ -107,6 +123,7 @@ absl::Status SequenceKv::AppendAllLayers(int64_t tokens) {
   for (Stream& s : streams_) {
     const int32_t extra = ExtraBlocks(s.length, s.blocks.size(), tokens, block_size());
     for (int32_t i = 0; i < extra; ++i) s.blocks.push_back((*fresh)[next++]);
+    if (extra > 0) s.version = NextVersion();
     s.length += tokens;
   }
   ZZ_CHECK_EQ(next, fresh->size());
@@ -120,6 +137,7 @@ absl::Status SequenceKv::Append(int layer, int head, int64_t tokens) {
       pool_->Allocate(ExtraBlocks(s.length, s.blocks.size(), tokens, block_size()));
   if (!fresh.ok()) return fresh.status();
   s.blocks.insert(s.blocks.end(), fresh->begin(), fresh->end());
+  if (!fresh->empty()) s.version = NextVersion();
   s.length += tokens;
   return absl::OkStatus();
 }
@@ -139,6 +157,7 @@ void SequenceKv::Truncate(int layer, int head, int64_t new_length) {
       << new_length;
   const size_t keep = BlockPool::BlocksForTokens(new_length, block_size());
   // Return tail blocks newest first; the pool's order does not depend on it.
+  if (s.blocks.size() > keep) s.version = NextVersion();
   while (s.blocks.size() > keep) {
     pool_->Free(s.blocks.back());
     s.blocks.pop_back();
@@ -151,7 +170,9 @@ void SequenceKv::Release() {
     pool_->Free(s.blocks);
     s.blocks.clear();
     s.length = 0;
+    s.version = NextVersion();
   }
+  id_ = NextVersion();
 }
 
 }  // namespace zigzag

@@ -28,6 +28,14 @@ class SequenceKv {
   int32_t block_size() const { return pool_->block_size(); }
   int64_t length(int layer, int head) const { return stream(layer, head).length; }
   std::span<const int32_t> blocks(int layer, int head) const { return stream(layer, head).blocks; }
+  // Changes whenever the stream's block list changes (blocks appended, truncated away, released)
+  // and nowhere else, so a backend holding a resident copy of the list re-sends it only then.
+  // Drawn from one process-wide counter: no two lists ever share a version, whichever sequence
+  // they belong to, so equal versions mean equal lists.
+  uint64_t version(int layer, int head) const { return stream(layer, head).version; }
+  // Identifies this sequence's contents: unique per process, drawn anew by Release() (a released
+  // and refilled sequence, e.g. preempted and recomputed, is a new sequence to a backend).
+  uint64_t id() const { return id_; }
   // The shortest and longest stream of a layer (0 for a sequence with no heads).
   int64_t min_length(int layer) const;
   int64_t max_length(int layer) const;
@@ -54,6 +62,7 @@ class SequenceKv {
   struct Stream {
     std::vector<int32_t> blocks;
     int64_t length = 0;
+    uint64_t version = 0;
   };
   const Stream& stream(int layer, int head) const;
   Stream& stream(int layer, int head);
@@ -62,6 +71,7 @@ class SequenceKv {
   int num_layers_;
   int num_kv_heads_;
   std::vector<Stream> streams_;  // [num_layers * num_kv_heads], layer-major
+  uint64_t id_ = 0;
 };
 
 }  // namespace zigzag

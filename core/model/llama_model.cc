@@ -235,7 +235,78 @@ absl::Status LlamaModel::PlanStep(std::span<const ForwardSequence> batch,
       }
     }
   }
+  AssignResidentRows(batch, *cache);
   return backend_->PlanStep(t, cache->pool_tensor());
+}
+
+void LlamaModel::SetResidentSequences(int32_t sequences) {
+  max_row_sets_ = std::max(0, sequences);
+  row_sets_.clear();
+  row_set_of_.clear();
+}
+
+void LlamaModel::AssignResidentRows(std::span<const ForwardSequence> batch, const KvCache& cache) {
+  // A row holds a whole stream: at most the pool, at most the model's context.
+  constexpr int64_t kMaxEntries = int64_t{1} << 24;  // 64 MiB of block ids on the device
+  const int64_t layers = config_.num_layers, kv_heads = config_.num_kv_heads;
+  const int64_t block_size = cache.pool().block_size();
+  int64_t capacity = cache.pool().num_blocks();
+  // ValidateBatch keeps every position, so every stream's length, within max_context().
+  if (config_.max_context() > 0) {
+    capacity = std::min(capacity, (config_.max_context() + block_size - 1) / block_size);
+  }
+  const int64_t streams_per_set = layers * kv_heads;
+  const int64_t sets = std::min<int64_t>(
+      max_row_sets_, kMaxEntries / std::max<int64_t>(1, streams_per_set * capacity));
+  if (sets < 1 || sets < static_cast<int64_t>(batch.size()) || capacity < 1) return;
+  if (capacity != row_capacity_ || static_cast<int64_t>(row_sets_.size()) != sets) {
+    row_sets_.assign(static_cast<size_t>(sets), RowSet{});
+    row_set_of_.clear();
+    row_capacity_ = static_cast<int32_t>(capacity);
+  }
+  ++step_count_;
+  StepTables& t = step_tables_;
+  const size_t num_seqs = batch.size(), streams = t.kv_lens.size();
+  t.resident_rows = static_cast<int32_t>(sets * streams_per_set);
+  t.row_capacity = row_capacity_;
+  t.stream_rows.assign(streams, 0);
+  t.stream_versions.assign(streams, 0);
+  t.row_reset.assign(streams, 0);
+  for (size_t s = 0; s < num_seqs; ++s) {
+    const SequenceKv& kv = *batch[s].kv;
+    bool reset = false;
+    auto found = row_set_of_.find(kv.id());
+    int32_t set = 0;
+    if (found != row_set_of_.end()) {
+      set = found->second;
+    } else {
+      // A free set, else the least recently used one no sequence of this step holds (there is
+      // one: the batch has at most `sets` sequences).
+      int32_t best = -1;
+      for (int32_t c = 0; c < static_cast<int32_t>(sets); ++c) {
+        const RowSet& r = row_sets_[static_cast<size_t>(c)];
+        if (r.last_step == step_count_) continue;
+        if (best < 0 || r.last_step < row_sets_[static_cast<size_t>(best)].last_step) best = c;
+      }
+      set = best;
+      if (row_sets_[static_cast<size_t>(set)].sequence != 0) {
+        row_set_of_.erase(row_sets_[static_cast<size_t>(set)].sequence);
+      }
+      row_sets_[static_cast<size_t>(set)].sequence = kv.id();
+      row_set_of_[kv.id()] = set;
+      reset = true;
+    }
+    row_sets_[static_cast<size_t>(set)].last_step = step_count_;
+    for (int64_t l = 0; l < layers; ++l) {
+      for (int64_t g = 0; g < kv_heads; ++g) {
+        const size_t i = static_cast<size_t>(
+            (l * static_cast<int64_t>(num_seqs) + static_cast<int64_t>(s)) * kv_heads + g);
+        t.stream_rows[i] = static_cast<int32_t>(set * streams_per_set + l * kv_heads + g);
+        t.stream_versions[i] = kv.version(static_cast<int>(l), static_cast<int>(g));
+        t.row_reset[i] = reset ? 1 : 0;
+      }
+    }
+  }
 }
 
 absl::StatusOr<std::vector<float>> LlamaModel::Forward(std::span<const ForwardSequence> batch,

@@ -10,6 +10,7 @@
 #include <span>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "core/kv/kv_cache.h"
 #include "core/kv/sequence_kv.h"
@@ -62,6 +63,12 @@ class LlamaModel {
   absl::StatusOr<std::vector<float>> Forward(std::span<const ForwardSequence> batch,
                                              KvCache* cache);
 
+  // How many sequences' block lists the backend keeps resident between steps (default 128, so
+  // bounded by 128 * layers * KV heads rows; fewer when a row set would pass 2^24 block ids);
+  // 0 turns residency off (every step uploads every list, the span-taking layout). A batch of
+  // more sequences than this is planned without residency. Changing it forgets every row.
+  void SetResidentSequences(int32_t sequences);
+
  private:
   struct LayerWeights {
     Tensor input_norm, q_proj, k_proj, v_proj, q_bias, k_bias, v_bias, o_proj;
@@ -95,6 +102,22 @@ class LlamaModel {
   int64_t workspace_tokens_ = 0;
   Tensor output_selected_, output_logits_;
   StepTables step_tables_;  // reused across steps for its capacity
+  // Resident block-table rows: each sequence (by SequenceKv::id) holds one row set, its L * G
+  // streams' rows, until a sequence not in the current step needs one and it is the least
+  // recently used. A released sequence has a new id, so its old set simply ages out; versions
+  // never repeat, so a reused row is always sent in full (row_reset) and never misread.
+  struct RowSet {
+    uint64_t sequence = 0;  // 0: free
+    int64_t last_step = -1;
+  };
+  // Fills the tables' residency fields; leaves them empty (every list uploaded) for a batch of
+  // more sequences than the table has row sets.
+  void AssignResidentRows(std::span<const ForwardSequence> batch, const KvCache& cache);
+  std::vector<RowSet> row_sets_;
+  absl::flat_hash_map<uint64_t, int32_t> row_set_of_;
+  int32_t row_capacity_ = 0;
+  int64_t step_count_ = 0;
+  int32_t max_row_sets_ = 128;
   int64_t output_rows_ = 0;
 };
 

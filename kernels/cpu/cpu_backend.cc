@@ -142,7 +142,7 @@ class CpuBackend final : public Backend {
   // The planned step (kernels/cpu/cpu_step.h): one logical upload per PlanStep.
   absl::Status PlanStep(const StepTables& tables, const Tensor& kv_pool) override {
     RETURN_IF_ERROR(step_.Plan(tables, kv_pool));
-    CountHostToDevice(tables.metadata_bytes());
+    CountHostToDevice(step_.upload_bytes());
     return absl::OkStatus();
   }
   absl::Status RopeStep(const Tensor& inv_freq, Tensor* x) override {

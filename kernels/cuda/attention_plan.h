@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <span>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -44,6 +45,9 @@ struct AttentionLaunch {
   size_t work_offset = 0;      // decode: splits; flash/simple: query items
   size_t combines_offset = 0;  // decode only
   size_t table_offset = 0;
+  // The block table is the backend's resident table (table_offset unused): descriptors point at
+  // each stream's row in it.
+  bool resident_table = false;
   int32_t num_work = 0;  // splits or items
   int32_t num_combines = 0;
   int32_t num_partials = 0;  // decode split-K partial results
@@ -56,9 +60,12 @@ absl::Status CheckAttentionLayout(const char* op, const AttentionLayout& layout)
 // Validates `batch` against `layout` (kernels/attention_args.h; skipped when `validated`, e.g.
 // by StepTables::Validate) and appends the launch's metadata to `bytes`. pool_aligned: the
 // pool's base is 16-byte aligned (split-K needs it); num_sms sizes the split-K plan.
+// resident_begins: empty, or per stream of the batch (sequence-major, G per sequence) where its
+// list starts in the resident table; then no block ids are appended (resident_table).
 absl::StatusOr<AttentionLaunch> BuildAttentionLaunch(const AttentionBatch& batch,
                                                      const AttentionLayout& layout,
                                                      bool pool_aligned, int num_sms, bool validated,
-                                                     std::vector<uint8_t>* bytes);
+                                                     std::vector<uint8_t>* bytes,
+                                                     std::span<const int64_t> resident_begins = {});
 
 }  // namespace zigzag::cuda_internal

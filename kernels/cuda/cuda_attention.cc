@@ -107,7 +107,9 @@ absl::Status CheckAttentionLayout(const char* op, const AttentionLayout& layout)
 absl::StatusOr<AttentionLaunch> BuildAttentionLaunch(const AttentionBatch& batch,
                                                      const AttentionLayout& layout,
                                                      bool pool_aligned, int num_sms, bool validated,
-                                                     std::vector<uint8_t>* bytes) {
+                                                     std::vector<uint8_t>* bytes,
+                                                     std::span<const int64_t> resident_begins) {
+  const bool resident = !resident_begins.empty();
   if (!validated) {
     RETURN_IF_ERROR(ValidateAttentionBatch(batch, {.num_rows = layout.num_rows,
                                                    .num_heads = layout.num_heads,
@@ -142,11 +144,17 @@ absl::StatusOr<AttentionLaunch> BuildAttentionLaunch(const AttentionBatch& batch
       desc.query_begin = seq.query_begin;
       desc.num_queries = seq.num_queries;
       desc.kv_len = kv_len;
-      desc.block_table_begin = static_cast<int32_t>(block_table.size());
       desc.window_begin = seq.window_begin;
+      if (resident) {
+        // StepTables::Validate bounded the table by 2^26 entries, so a begin fits an int32.
+        desc.block_table_begin = static_cast<int32_t>(
+            resident_begins[i * static_cast<size_t>(layout.kv_heads) + static_cast<size_t>(g)]);
+      } else {
+        desc.block_table_begin = static_cast<int32_t>(block_table.size());
+        const auto first = seq.block_ids.begin() + seq.block_offsets[g];
+        block_table.insert(block_table.end(), first, first + blocks_needed);
+      }
       descs.push_back(desc);
-      const auto first = seq.block_ids.begin() + seq.block_offsets[g];
-      block_table.insert(block_table.end(), first, first + blocks_needed);
       if (seq.num_queries == 1 && seq.window_mass != nullptr && kv_len - 1 >= seq.window_begin) {
         decode_only = false;
       }
@@ -156,6 +164,7 @@ absl::StatusOr<AttentionLaunch> BuildAttentionLaunch(const AttentionBatch& batch
   }
   AttentionLaunch launch;
   launch.scale = batch.scale;
+  launch.resident_table = resident;
   if (total_queries == 0 || layout.num_heads == 0) return launch;
   if (total_queries > INT_MAX) {
     return absl::InvalidArgumentError("Attention: more than 2^31 query rows");
@@ -204,7 +213,9 @@ absl::Status CudaBackend::LaunchAttentionPlan(const cuda_internal::AttentionLaun
   RETURN_IF_ERROR(Activate());
   const auto* base = static_cast<const uint8_t*>(device_metadata);
   const auto* seqs = reinterpret_cast<const cuda::AttentionSeqDesc*>(base + launch.descs_offset);
-  const auto* table = reinterpret_cast<const int32_t*>(base + launch.table_offset);
+  const auto* table = launch.resident_table
+                          ? static_cast<const int32_t*>(resident_table_)
+                          : reinterpret_cast<const int32_t*>(base + launch.table_offset);
   if (launch.kernel == Kernel::kDecode) {
     cuda::DecodeAttentionParams params;
     if (launch.num_partials > 0) {

@@ -101,6 +101,7 @@ CudaBackend::~CudaBackend() {
   if (scratch_ != nullptr) (void)cudaFree(scratch_);
   if (workspace_ != nullptr) (void)cudaFree(workspace_);
   if (plan_buffer_ != nullptr) (void)cudaFree(plan_buffer_);
+  if (resident_table_ != nullptr) (void)cudaFree(resident_table_);
   if (cublas_ != nullptr) (void)cublasDestroy(cublas_);
   if (stream_ != nullptr) (void)cudaStreamDestroy(stream_);
   (void)cudaGetLastError();

@@ -17,6 +17,7 @@
 #include "absl/status/statusor.h"
 #include "kernels/backend.h"
 #include "kernels/cuda/attention_plan.h"
+#include "kernels/resident_block_table.h"
 #include "kernels/step_tables.h"
 
 namespace zigzag {
@@ -76,6 +77,9 @@ class CudaBackend final : public Backend {
     int32_t num_kv_heads = 0;
     size_t positions_offset = 0;
     size_t slots_offset = 0;  // layer l's slots start num_rows * num_kv_heads ints further
+    // Resident steps: the changed entries' destinations and values, scattered by PlanStep.
+    size_t scatter_dest_offset = 0;
+    size_t scatter_values_offset = 0;
     std::vector<cuda_internal::AttentionLaunch> layers;
     cuda_internal::AttentionLayout layout;  // num_rows, heads and the pool's dims
     const void* pool_data = nullptr;
@@ -98,6 +102,10 @@ class CudaBackend final : public Backend {
   // partial results of decode attention). Grows like the metadata buffer and is reused the same
   // stream-ordered way; valid until the next Workspace call, contents undefined.
   absl::StatusOr<void*> Workspace(size_t bytes);
+
+  // PlanStep's second half: sizes the resident table and the plan buffer, uploads plan_host_ in
+  // one copy, scatters the changed block-list entries and makes `plan` current.
+  absl::Status UploadPlan(StepPlanState* plan, const StepTables& tables);
 
   // The plan exists, `layer` is one of its layers, kv_pool is the pool it was checked against.
   absl::Status CheckPlannedLayer(const char* op, int32_t layer, const Tensor& kv_pool) const;
@@ -134,6 +142,13 @@ class CudaBackend final : public Backend {
   void* plan_buffer_ = nullptr;
   size_t plan_buffer_bytes_ = 0;
   std::vector<uint8_t> plan_host_;
+  // The resident block table (one row per (layer, sequence, KV head) stream, kept across steps),
+  // the host's record of it, and the step's scatter records (kernels/resident_block_table.h).
+  int32_t* resident_table_ = nullptr;
+  size_t resident_entries_ = 0;
+  ResidentBlockTable resident_;
+  std::vector<int32_t> scatter_;
+  std::vector<int32_t> scatter_dest_, scatter_values_;
   StepPlanState plan_;  // streaming multiprocessors, for sizing split-K decode attention
 };
 

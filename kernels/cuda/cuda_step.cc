@@ -1,6 +1,9 @@
 // CudaBackend's planned step: PlanStep lays out the whole step's metadata — positions, every
 // layer's WriteKv slots, and every layer's attention descriptors, work items and block table
-// (BuildAttentionLaunch) — in one host buffer and uploads it with one cudaMemcpyAsync into
+// (BuildAttentionLaunch; for a resident step no table, but the (destination, value) pairs of the
+// changed block-list entries, scattered into resident_table_ by one small kernel after the copy,
+// and descriptors pointing at each stream's row) — in one host buffer and uploads it with one
+// cudaMemcpyAsync into
 // plan_buffer_, a device buffer of its own (the per-op scratch buffer is overwritten by every
 // span-taking op, so a plan there would not survive the step's Embedding or CopyRows). The
 // *Step ops launch the usual kernels on pointers into that buffer and upload nothing.
@@ -14,6 +17,7 @@
 #include "kernels/cuda/cuda_backend_impl.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/op_checks.h"
+#include "kernels/cuda/resident_table_kernels.cuh"
 
 namespace zigzag {
 
@@ -42,10 +46,18 @@ absl::Status CudaBackend::PlanStep(const StepTables& tables, const Tensor& kv_po
   plan.positions_offset = cuda_internal::AppendAligned(tables.positions, &plan_host_);
   plan.slots_offset = cuda_internal::AppendAligned(tables.slots, &plan_host_);
   std::vector<AttentionSequence> views;
+  const bool resident = tables.resident();
+  const size_t layer_streams =
+      static_cast<size_t>(tables.num_sequences()) * static_cast<size_t>(tables.num_kv_heads);
+  std::vector<int64_t> begins(resident ? layer_streams : 0);
   for (int32_t l = 0; l < tables.num_layers; ++l) {
+    for (size_t i = 0; i < begins.size(); ++i) {
+      begins[i] = int64_t{tables.stream_rows[static_cast<size_t>(l) * layer_streams + i]} *
+                  tables.row_capacity;
+    }
     absl::StatusOr<cuda_internal::AttentionLaunch> launch =
         cuda_internal::BuildAttentionLaunch(tables.LayerBatch(l, &views), layout, pool_aligned,
-                                            num_sms_, /*validated=*/true, &plan_host_);
+                                            num_sms_, /*validated=*/true, &plan_host_, begins);
     if (!launch.ok()) {
       return absl::Status(launch.status().code(),
                           absl::StrCat("PlanStep: layer ", l, ": ", launch.status().message()));
@@ -53,7 +65,58 @@ absl::Status CudaBackend::PlanStep(const StepTables& tables, const Tensor& kv_po
     plan.layers.push_back(*launch);
   }
 
+  plan.num_rows = tables.num_rows();
+  plan.num_layers = tables.num_layers;
+  plan.num_heads = tables.num_heads;
+  plan.num_kv_heads = tables.num_kv_heads;
+  plan.layout = layout;
+  plan.pool_data = kv_pool.data();
+  plan.pool_shape = kv_pool.shape();
+  if (resident) {
+    // The lists that changed since their rows' last upload, as (destination, value) pairs in the
+    // same buffer: one copy, then one scatter kernel into the resident table.
+    scatter_.clear();
+    RETURN_IF_ERROR(resident_.Update(tables, &scatter_));
+    scatter_dest_.clear();
+    scatter_values_.clear();
+    for (size_t at = 0; at < scatter_.size();) {
+      const int64_t row = scatter_[at], first = scatter_[at + 1], count = scatter_[at + 2];
+      for (int64_t j = 0; j < count; ++j) {
+        scatter_dest_.push_back(static_cast<int32_t>(row * tables.row_capacity + first + j));
+        scatter_values_.push_back(scatter_[at + 3 + static_cast<size_t>(j)]);
+      }
+      at += 3 + static_cast<size_t>(count);
+    }
+    plan.scatter_dest_offset = cuda_internal::AppendAligned(scatter_dest_, &plan_host_);
+    plan.scatter_values_offset = cuda_internal::AppendAligned(scatter_values_, &plan_host_);
+    // The device table must now receive these records; if anything below fails it may not have,
+    // so the record is dropped and the next step sends every list.
+    const absl::Status uploaded = UploadPlan(&plan, tables);
+    if (!uploaded.ok()) resident_.Forget();
+    return uploaded;
+  }
+  return UploadPlan(&plan, tables);
+}
+
+absl::Status CudaBackend::UploadPlan(StepPlanState* plan_in, const StepTables& tables) {
+  StepPlanState& plan = *plan_in;
   RETURN_IF_ERROR(Activate());
+  if (tables.resident()) {
+    const size_t entries =
+        static_cast<size_t>(tables.resident_rows) * static_cast<size_t>(tables.row_capacity);
+    if (entries != resident_entries_) {
+      if (resident_table_ != nullptr) {
+        CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));  // the last step may still read it
+        CUDA_RETURN_IF_ERROR(cudaFree(resident_table_));
+        resident_table_ = nullptr;
+        resident_entries_ = 0;
+      }
+      void* table = nullptr;
+      CUDA_RETURN_IF_ERROR(cudaMalloc(&table, entries * sizeof(int32_t)));
+      resident_table_ = static_cast<int32_t*>(table);
+      resident_entries_ = entries;
+    }
+  }
   const size_t bytes = plan_host_.size();
   if (bytes > plan_buffer_bytes_) {
     const size_t capacity = std::max({bytes, 2 * plan_buffer_bytes_, size_t{64} << 10});
@@ -73,13 +136,13 @@ absl::Status CudaBackend::PlanStep(const StepTables& tables, const Tensor& kv_po
         cudaMemcpyAsync(plan_buffer_, plan_host_.data(), bytes, cudaMemcpyHostToDevice, stream_));
     CountHostToDevice(static_cast<int64_t>(bytes));
   }
-  plan.num_rows = tables.num_rows();
-  plan.num_layers = tables.num_layers;
-  plan.num_heads = tables.num_heads;
-  plan.num_kv_heads = tables.num_kv_heads;
-  plan.layout = layout;
-  plan.pool_data = kv_pool.data();
-  plan.pool_shape = kv_pool.shape();
+  if (tables.resident() && !scatter_dest_.empty()) {
+    const auto* base = static_cast<const uint8_t*>(plan_buffer_);
+    CUDA_RETURN_IF_ERROR(cuda::LaunchScatterInts(
+        reinterpret_cast<const int32_t*>(base + plan.scatter_dest_offset),
+        reinterpret_cast<const int32_t*>(base + plan.scatter_values_offset),
+        static_cast<int32_t>(scatter_dest_.size()), resident_table_, stream_));
+  }
   plan.planned = true;
   plan_ = std::move(plan);
   return absl::OkStatus();
