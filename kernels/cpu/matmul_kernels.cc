@@ -1,5 +1,7 @@
 #include "kernels/cpu/matmul_kernels.h"
 
+#include <cpuid.h>
+
 #include "kernels/cpu/matmul_isa.h"
 
 namespace zigzag::cpu {
@@ -18,16 +20,22 @@ void MatmulColumnsScalar(const MatmulProblem& p, int64_t m_begin, int64_t m_end)
   }
 }
 
+// F16C from CPUID leaf 1 (ECX bit 29): clang 14's __builtin_cpu_supports does not know "f16c".
+// Its state is the AVX state, which the avx2/avx512 checks below already require of the OS.
+bool CpuHasF16c() {
+  unsigned int eax = 0, ebx = 0, ecx = 0, edx = 0;
+  return __get_cpuid(1, &eax, &ebx, &ecx, &edx) != 0 && (ecx & bit_F16C) != 0;
+}
+
 MatmulIsa DetectBestIsa() {
   __builtin_cpu_init();
   // AVX-512 state must also be enabled by the OS; __builtin_cpu_supports checks XCR0 for it.
   const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                       __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-                      __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+                      __builtin_cpu_supports("fma") && CpuHasF16c();
   if (avx512 && __builtin_cpu_supports("avx512bf16")) return MatmulIsa::kMatmulIsaAvx512Bf16;
   if (avx512) return MatmulIsa::kMatmulIsaAvx512;
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-      __builtin_cpu_supports("f16c")) {
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && CpuHasF16c()) {
     return MatmulIsa::kMatmulIsaAvx2;
   }
   return MatmulIsa::kMatmulIsaScalar;
