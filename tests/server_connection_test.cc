@@ -243,6 +243,12 @@ TEST(ServerConnectionTest, RunningOutOfDescriptorsNeverStopsTheListener) {
   // gRPC 1.51's own listener gives up for good on the first EMFILE from accept(); ours sheds the
   // connection it cannot take and goes on. The flood runs in this process, so the clients'
   // sockets use up the same limit as the server's.
+#ifdef ZIGZAG_UBSAN
+  // UBSan checks a vptr by writing the memory into a pipe(); with no descriptor left the pipe
+  // fails and it reports "invalid vptr" on a sound object (gcc 12's libsanitizer). The Release
+  // and TSan stages run this test.
+  GTEST_SKIP() << "UBSan's vptr check needs a free file descriptor";
+#endif
   ServerOptions options = TestServerOptions();
   options.max_connections = 1000;
   std::unique_ptr<ZigzagServer> server = StartServer(std::move(options));
