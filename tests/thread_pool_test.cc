@@ -1,9 +1,11 @@
 // The CPU backend's ThreadPool: ParallelFor covers [0, n) exactly once in contiguous chunks,
-// respects min_chunk, runs inline when it should, and survives many back-to-back jobs.
+// respects min_chunk, runs inline when it should, and survives many back-to-back jobs, whether a
+// hand-off finds the other side spinning or asleep.
 #include "kernels/cpu/thread_pool.h"
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <mutex>
 #include <thread>
 #include <utility>
@@ -96,6 +98,31 @@ TEST(ThreadPoolTest, ManyConsecutiveJobsEachCoverEveryItemOnce) {
     int expected = 0;
     for (int job = 0; job < 2000; ++job) expected += (i < 1 + job % 257) ? 1 : 0;
     EXPECT_EQ(hits[i].load(), expected) << "item " << i;
+  }
+}
+
+TEST(ThreadPoolTest, JobsArriveAndFinishWhetherTheOtherSideSpinsOrSleeps) {
+  // Each side spins ~100 us before it sleeps. Gaps between jobs of 0 us and 2 ms make workers
+  // find the next job while spinning and after sleeping; chunks of 0 us and 2 ms make the caller
+  // see the workers finish while it spins and after it slept. Every item must be run once.
+  ThreadPool pool(3);
+  std::vector<std::atomic<int>> hits(3);
+  int jobs = 0;
+  for (int gap_us : {0, 2000}) {
+    for (int work_us : {0, 2000}) {
+      for (int repeat = 0; repeat < 20; ++repeat) {
+        if (gap_us > 0) std::this_thread::sleep_for(std::chrono::microseconds(gap_us));
+        pool.ParallelFor(3, [&](int64_t begin, int64_t end) {
+          if (work_us > 0 && begin > 0) {
+            std::this_thread::sleep_for(std::chrono::microseconds(work_us));
+          }
+          for (int64_t i = begin; i < end; ++i) hits[i].fetch_add(1);
+        });
+        ++jobs;
+        // ParallelFor returned: every chunk of this job ran, none of the next has started.
+        for (int i = 0; i < 3; ++i) ASSERT_EQ(hits[i].load(), jobs) << "item " << i;
+      }
+    }
   }
 }
 

@@ -1,6 +1,11 @@
 #include "kernels/cpu/thread_pool.h"
 
 #include <algorithm>
+#include <chrono>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
 
 namespace zigzag {
 namespace {
@@ -9,6 +14,30 @@ int ResolveThreadCount(int requested) {
   if (requested > 0) return requested;
   const unsigned hardware = std::thread::hardware_concurrency();
   return hardware == 0 ? 1 : static_cast<int>(hardware);
+}
+
+inline void CpuRelax() {
+#if defined(__x86_64__) || defined(__i386__)
+  _mm_pause();
+#endif
+}
+
+// How long a side waits by spinning before it sleeps. Long enough to bridge the serial work
+// between two loops of a decode step (norms, sampling, bookkeeping: tens of microseconds), short
+// enough that an idle pool, or one whose cores are taken by other processes, gives them back.
+constexpr auto kSpinFor = std::chrono::microseconds(100);
+
+// Spins until ready() or kSpinFor passed; reads the clock only every 64 checks.
+template <typename Ready>
+bool SpinUntil(const Ready& ready) {
+  const auto give_up = std::chrono::steady_clock::now() + kSpinFor;
+  while (true) {
+    for (int i = 0; i < 64; ++i) {
+      if (ready()) return true;
+      CpuRelax();
+    }
+    if (std::chrono::steady_clock::now() >= give_up) return ready();
+  }
 }
 
 }  // namespace
@@ -21,7 +50,7 @@ ThreadPool::ThreadPool(int num_threads) : num_threads_(ResolveThreadCount(num_th
 ThreadPool::~ThreadPool() {
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    stopping_ = true;
+    stopping_.store(true);
   }
   job_ready_.notify_all();
   for (std::thread& worker : workers_) worker.join();
@@ -40,18 +69,25 @@ void ThreadPool::RunChunk(int slot) {
 void ThreadPool::WorkerLoop(int worker_index) {
   uint64_t seen_generation = 0;
   while (true) {
-    {
+    const auto job_or_stop = [&] {
+      // seq_cst loads: the re-check after registering in sleepers_ must not pass the caller's
+      // publication unseen (see the header).
+      return stopping_.load() || generation_.load() != seen_generation;
+    };
+    if (!SpinUntil(job_or_stop)) {
       std::unique_lock<std::mutex> lock(mutex_);
-      job_ready_.wait(lock, [&] { return stopping_ || generation_ != seen_generation; });
-      if (stopping_) return;
-      seen_generation = generation_;
+      sleepers_.fetch_add(1);  // seq_cst: ordered before the re-check in wait's predicate
+      job_ready_.wait(lock, job_or_stop);
+      sleepers_.fetch_sub(1);
     }
-    // The job fields stay unchanged until every worker reported back below, so reading them
-    // without the lock is safe.
+    if (stopping_.load(std::memory_order_acquire)) return;
+    seen_generation = generation_.load(std::memory_order_acquire);
     RunChunk(worker_index);
-    {
+    // The last worker to finish wakes the caller if it went to sleep; seq_cst pairs with the
+    // caller's store of caller_sleeping_ before its re-check.
+    if (workers_pending_.fetch_sub(1) == 1 && caller_sleeping_.load()) {
       std::lock_guard<std::mutex> lock(mutex_);
-      if (--workers_pending_ == 0) job_done_.notify_one();
+      job_done_.notify_one();
     }
   }
 }
@@ -65,20 +101,25 @@ void ThreadPool::ParallelFor(int64_t n, const std::function<void(int64_t, int64_
     fn(0, n);
     return;
   }
-  {
+  job_fn_ = &fn;
+  job_n_ = n;
+  job_chunks_ = static_cast<int>(wanted_chunks);
+  // Every worker takes part in every job (even those without a chunk), so that the job fields
+  // are never rewritten while one of them may still read them.
+  workers_pending_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
+  generation_.fetch_add(1);  // seq_cst: publishes the job, ordered before the sleepers_ check
+  if (sleepers_.load() > 0) {
     std::lock_guard<std::mutex> lock(mutex_);
-    job_fn_ = &fn;
-    job_n_ = n;
-    job_chunks_ = static_cast<int>(wanted_chunks);
-    // Every worker wakes for every job (even those without a chunk) so that the job fields are
-    // never rewritten while one of them may still read them.
-    workers_pending_ = static_cast<int>(workers_.size());
-    ++generation_;
+    job_ready_.notify_all();
   }
-  job_ready_.notify_all();
   RunChunk(0);
-  std::unique_lock<std::mutex> lock(mutex_);
-  job_done_.wait(lock, [&] { return workers_pending_ == 0; });
+  const auto all_done = [&] { return workers_pending_.load() == 0; };  // seq_cst, as above
+  if (!SpinUntil(all_done)) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    caller_sleeping_.store(true);  // seq_cst: ordered before the re-check in wait's predicate
+    job_done_.wait(lock, all_done);
+    caller_sleeping_.store(false, std::memory_order_relaxed);
+  }
   job_fn_ = nullptr;
 }
 
