@@ -126,7 +126,15 @@ void EngineService::ConvertAndStart(const v1::GenerateRequest& request, const En
   }
   const bool queued = engine.tokenizer_pool->TrySubmit([this, &request, &engine, reactor] {
     if (reactor->cancelled()) {
-      reactor->Refuse(CancelledWhileQueued());
+      if (CancelledByDeadline(reactor->deadline())) {
+        // A deadline failure like any other (DESIGN: deadlines are failures), though the
+        // request never reached the scheduler.
+        engine.scheduler->CountDeadlineExceededBeforeSubmit();
+        reactor->Refuse(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                                     "the deadline passed while the text waited for the tokenizer"));
+      } else {
+        reactor->Refuse(CancelledWhileQueued());
+      }
       return;
     }
     ConvertAndStartNow(request, engine, reactor);

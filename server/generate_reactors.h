@@ -60,6 +60,7 @@ class UnaryGenerateReactor final : public grpc::ServerUnaryReactor {
   void Refuse(const grpc::Status& status) { Finish(status); }
   // The client cancelled the call or its deadline passed (so far).
   bool cancelled() const { return cancelled_.load(); }
+  const std::optional<SteadyTime>& deadline() const { return deadline_; }
 
   void OnCancel() override;
   void OnDone() override { delete this; }
@@ -85,6 +86,7 @@ class StreamGenerateReactor final : public grpc::ServerWriteReactor<v1::Generate
   void Start(ConvertedRequest converted);
   void Refuse(const grpc::Status& status);
   bool cancelled() const { return cancelled_.load(); }
+  const std::optional<SteadyTime>& deadline() const { return deadline_; }
 
   void OnCancel() override;
   void OnWriteDone(bool ok) override;

@@ -124,6 +124,10 @@ TEST_F(SchedulerLifecycleTest, QueueFullDuplicateIdAndPastDeadline) {
   EngineRequest late = collector_.Make("late", harness_.RandomPrompt(5, 3), Greedy(3));
   late.deadline = clock_.Now();
   EXPECT_EQ(scheduler.Submit(std::move(late)).code(), absl::StatusCode::kDeadlineExceeded);
+  // Refused, yet a deadline failure for the metrics; so is one the server counts itself.
+  EXPECT_EQ(scheduler.Load().counters.deadline_exceeded, 1);
+  scheduler.CountDeadlineExceededBeforeSubmit();
+  EXPECT_EQ(scheduler.Load().counters.deadline_exceeded, 2);
   ASSERT_TRUE(scheduler.Submit(collector_.Make("b", harness_.RandomPrompt(5, 4), Greedy(3))).ok());
   const absl::Status full =
       scheduler.Submit(collector_.Make("c", harness_.RandomPrompt(5, 5), Greedy(3)));

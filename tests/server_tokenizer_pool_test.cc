@@ -3,7 +3,8 @@
 // busy with texts (a test tokenizer that waits on a gate, so "busy" is exact rather than timed),
 // health checks and token-id requests are still answered, a full queue answers
 // RESOURCE_EXHAUSTED, and a call cancelled while its text waits ends CANCELLED without being
-// tokenized and without leaking (ASan would see it). The pool itself: a bounded queue, and Stop
+// tokenized and without leaking (ASan would see it), and one whose deadline passes there is a
+// deadline failure in the counters. The pool itself: a bounded queue, and Stop
 // runs what is queued.
 #include <atomic>
 #include <condition_variable>
@@ -229,6 +230,39 @@ TEST_F(ServerTokenizerPoolTest, BusyPoolLeavesHealthAndIdRequestsAnsweredAndRefu
   // The pool is free again.
   ASSERT_TRUE(Generate(TextRequest("eeee", 2), &response).ok());
   EXPECT_EQ(response.usage().prompt_tokens(), 4u);
+  EXPECT_TRUE(WaitForIdlePool(*server_));
+}
+
+TEST_F(ServerTokenizerPoolTest, ADeadlineThatPassesInTheQueueIsADeadlineFailureNotACancel) {
+  // A deadline that passes while the text waits for the tokenizer ends the call
+  // DEADLINE_EXCEEDED and is counted with the scheduler's deadline failures (what /metrics and
+  // ServerInfo report), although the request never reached the scheduler.
+  tokenizer_->Close();
+  grpc::Status a_status;
+  v1::GenerateResponse a_response;
+  std::thread a([&] { a_status = Generate(TextRequest("aaaa", 2), &a_response); });
+  ASSERT_TRUE(tokenizer_->WaitForEncodes(1));
+  const int64_t deadline_failures_before =
+      server_->scheduler()->Load().counters.deadline_exceeded;
+
+  auto stub = NewStub(server_->port());
+  grpc::ClientContext b_context;
+  b_context.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(300));
+  v1::GenerateResponse b_response;
+  const grpc::Status b_status = stub->Generate(&b_context, TextRequest("bbbb", 2), &b_response);
+  EXPECT_EQ(b_status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  // Let the server see the cancellation before the pool gets to B.
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  tokenizer_->Open();
+  a.join();
+  ASSERT_TRUE(a_status.ok()) << a_status.error_message();
+  ASSERT_TRUE(WaitForQueued(0));
+  EXPECT_EQ(tokenizer_->encodes(), 1);  // B was never tokenized
+  ASSERT_TRUE(WaitUntil([&] {
+    return server_->scheduler()->Load().counters.deadline_exceeded ==
+           deadline_failures_before + 1;
+  }));
+  EXPECT_EQ(server_->scheduler()->Load().counters.cancelled, 0);
   EXPECT_TRUE(WaitForIdlePool(*server_));
 }
 

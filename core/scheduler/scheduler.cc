@@ -68,6 +68,7 @@ absl::Status Scheduler::Submit(EngineRequest request) {
   RETURN_IF_ERROR(CheckFitsInPool(request, cache_->layout(), cache_->pool().num_blocks()));
   const SteadyTime now = Now();
   if (request.deadline.has_value() && *request.deadline <= now) {
+    CountDeadlineExceededBeforeSubmit();
     return absl::DeadlineExceededError(
         absl::StrCat("request ", request.request_id, ": deadline passed before it was queued"));
   }
@@ -147,9 +148,15 @@ void Scheduler::Stop() {
   }
 }
 
+void Scheduler::CountDeadlineExceededBeforeSubmit() {
+  std::lock_guard<std::mutex> lock(mu_);
+  ++deadline_exceeded_before_submit_;
+}
+
 SchedulerLoad Scheduler::Load() const {
   std::lock_guard<std::mutex> lock(mu_);
   SchedulerLoad load = published_;
+  load.counters.deadline_exceeded += deadline_exceeded_before_submit_;
   load.waiting = static_cast<int32_t>(waiting_.size());
   load.accepting = accepting_;
   return load;

@@ -60,7 +60,9 @@ struct SchedulerCounters {
   int64_t finished_eos = 0;
   // Requests finished with an error status.
   int64_t cancelled = 0;          // Abort()
-  int64_t deadline_exceeded = 0;  // deadline passed while waiting or running
+  // Deadline passed while waiting or running, or before the request was queued (at Submit, or
+  // while the server was still preparing it: CountDeadlineExceededBeforeSubmit).
+  int64_t deadline_exceeded = 0;
   int64_t unavailable = 0;        // aborted by Drain's timeout or Stop
   int64_t failed = 0;             // INTERNAL (forward or compression failure) and others
 };
@@ -106,6 +108,11 @@ class Scheduler {
   // Asks for a live request to finish with CANCELLED at the start of the next iteration (its
   // blocks return to the pool then). False when no live request has that id.
   bool Abort(const std::string& request_id);
+
+  // Counts, as a deadline failure, a request whose deadline passed before it could be submitted
+  // (e.g. while its text waited for the tokenizer): it never reaches Submit, yet the metrics
+  // must see every deadline failure.
+  void CountDeadlineExceededBeforeSubmit();
 
   // Refuses new requests with UNAVAILABLE from now on; returns at once.
   void BeginDrain();
@@ -187,6 +194,7 @@ class Scheduler {
   bool stop_ = false;
   bool started_ = false;
   int drain_aborted_ = 0;    // requests FinishAll aborted for Drain
+  int64_t deadline_exceeded_before_submit_ = 0;  // refused by Submit or counted by the server
   SchedulerLoad published_;  // running and KV figures, counters
   std::thread worker_;
   std::mutex control_mu_;  // serialises Start, Drain and Stop
