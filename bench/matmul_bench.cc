@@ -194,8 +194,9 @@ void RunShape(const Shape& s, int64_t n, int threads, const Blis& blis, ThreadPo
                           const float* data = w.f32[c].data();
                           pool.ParallelFor(threads, [&](int64_t b, int64_t e) {
                             for (int64_t t = b; t < e; ++t) {
-                              sums[t] = ReadOnlySum(data + m * k * t / threads,
-                                                    m * k * (t + 1) / threads - m * k * t / threads);
+                              sums[t] =
+                                  ReadOnlySum(data + m * k * t / threads,
+                                              m * k * (t + 1) / threads - m * k * t / threads);
                             }
                           });
                         }});

@@ -130,8 +130,9 @@ void EngineService::ConvertAndStart(const v1::GenerateRequest& request, const En
         // A deadline failure like any other (DESIGN: deadlines are failures), though the
         // request never reached the scheduler.
         engine.scheduler->CountDeadlineExceededBeforeSubmit();
-        reactor->Refuse(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
-                                     "the deadline passed while the text waited for the tokenizer"));
+        reactor->Refuse(
+            grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                         "the deadline passed while the text waited for the tokenizer"));
       } else {
         reactor->Refuse(CancelledWhileQueued());
       }

@@ -242,8 +242,7 @@ TEST_F(ServerTokenizerPoolTest, ADeadlineThatPassesInTheQueueIsADeadlineFailureN
   v1::GenerateResponse a_response;
   std::thread a([&] { a_status = Generate(TextRequest("aaaa", 2), &a_response); });
   ASSERT_TRUE(tokenizer_->WaitForEncodes(1));
-  const int64_t deadline_failures_before =
-      server_->scheduler()->Load().counters.deadline_exceeded;
+  const int64_t deadline_failures_before = server_->scheduler()->Load().counters.deadline_exceeded;
 
   auto stub = NewStub(server_->port());
   grpc::ClientContext b_context;
@@ -259,8 +258,7 @@ TEST_F(ServerTokenizerPoolTest, ADeadlineThatPassesInTheQueueIsADeadlineFailureN
   ASSERT_TRUE(WaitForQueued(0));
   EXPECT_EQ(tokenizer_->encodes(), 1);  // B was never tokenized
   ASSERT_TRUE(WaitUntil([&] {
-    return server_->scheduler()->Load().counters.deadline_exceeded ==
-           deadline_failures_before + 1;
+    return server_->scheduler()->Load().counters.deadline_exceeded == deadline_failures_before + 1;
   }));
   EXPECT_EQ(server_->scheduler()->Load().counters.cancelled, 0);
   EXPECT_TRUE(WaitForIdlePool(*server_));

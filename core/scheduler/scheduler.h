@@ -59,12 +59,12 @@ struct SchedulerCounters {
   int64_t finished_stop = 0;
   int64_t finished_eos = 0;
   // Requests finished with an error status.
-  int64_t cancelled = 0;          // Abort()
+  int64_t cancelled = 0;  // Abort()
   // Deadline passed while waiting or running, or before the request was queued (at Submit, or
   // while the server was still preparing it: CountDeadlineExceededBeforeSubmit).
   int64_t deadline_exceeded = 0;
-  int64_t unavailable = 0;        // aborted by Drain's timeout or Stop
-  int64_t failed = 0;             // INTERNAL (forward or compression failure) and others
+  int64_t unavailable = 0;  // aborted by Drain's timeout or Stop
+  int64_t failed = 0;       // INTERNAL (forward or compression failure) and others
 };
 
 struct SchedulerLoad {
@@ -193,9 +193,9 @@ class Scheduler {
   bool abort_all_ = false;  // Drain's timeout passed: the worker aborts everything
   bool stop_ = false;
   bool started_ = false;
-  int drain_aborted_ = 0;    // requests FinishAll aborted for Drain
+  int drain_aborted_ = 0;                        // requests FinishAll aborted for Drain
   int64_t deadline_exceeded_before_submit_ = 0;  // refused by Submit or counted by the server
-  SchedulerLoad published_;  // running and KV figures, counters
+  SchedulerLoad published_;                      // running and KV figures, counters
   std::thread worker_;
   std::mutex control_mu_;  // serialises Start, Drain and Stop
 };
