@@ -325,15 +325,11 @@ absl::Status ZigzagServer::LoadModel() {
 
   absl::StatusOr<std::unique_ptr<Checkpoint>> checkpoint = Checkpoint::Open(options_.model_dir);
   if (!checkpoint.ok()) return checkpoint.status();
-  // --cpu-weight-dtype auto keeps the checkpoint's dtype (that of its embedding table).
-  const ModelConfig& config = (*checkpoint)->config();
-  absl::StatusOr<HostTensorView> embed =
-      (*checkpoint)->Get("model.embed_tokens.weight", {config.vocab_size, config.hidden_size});
-  if (!embed.ok()) return embed.status();
+  ASSIGN_OR_RETURN(const DType checkpoint_dtype, (*checkpoint)->WeightDtype());
   BackendOptions backend_options;
   backend_options.num_threads = options_.num_threads;
   ASSIGN_OR_RETURN(backend_options.cpu_weight_dtype,
-                   ResolveCpuWeightDtype(options_.cpu_weight_dtype, embed->dtype));
+                   ResolveCpuWeightDtype(options_.cpu_weight_dtype, checkpoint_dtype));
   absl::StatusOr<std::unique_ptr<Backend>> backend =
       CreateBackend(options_.backend, backend_options);
   if (!backend.ok()) return backend.status();

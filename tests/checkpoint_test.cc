@@ -198,6 +198,9 @@ TEST_P(RoundTripTest, WritesHuggingFaceLayoutAndReadsItBack) {
     EXPECT_GT(sum_abs, 0.0);  // not all zeros / ones
   }
   EXPECT_EQ((*checkpoint)->Contains("lm_head.weight"), !tied);
+  // What --cpu-weight-dtype auto keeps: the dtype the writer was asked for.
+  ASSERT_TRUE((*checkpoint)->WeightDtype().ok());
+  EXPECT_EQ(*(*checkpoint)->WeightDtype(), dtype);
 
   // Layout details other readers rely on: header padded to 8 bytes, tensors back to back.
   for (const auto& [file, raw] : raw_files) {

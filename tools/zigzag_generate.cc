@@ -191,15 +191,12 @@ int main(int argc, char** argv) {
 
   auto checkpoint = zigzag::Checkpoint::Open(model_dir);
   if (!checkpoint.ok()) return Fail("loading the model", checkpoint.status());
-  // --cpu-weight-dtype auto keeps the checkpoint's dtype (that of its embedding table).
-  const zigzag::ModelConfig& config = (*checkpoint)->config();
-  auto embed =
-      (*checkpoint)->Get("model.embed_tokens.weight", {config.vocab_size, config.hidden_size});
-  if (!embed.ok()) return Fail("loading the model", embed.status());
+  auto checkpoint_dtype = (*checkpoint)->WeightDtype();
+  if (!checkpoint_dtype.ok()) return Fail("loading the model", checkpoint_dtype.status());
   zigzag::BackendOptions options;
   options.num_threads = absl::GetFlag(FLAGS_threads);
   auto weight_dtype =
-      zigzag::ResolveCpuWeightDtype(absl::GetFlag(FLAGS_cpu_weight_dtype), embed->dtype);
+      zigzag::ResolveCpuWeightDtype(absl::GetFlag(FLAGS_cpu_weight_dtype), *checkpoint_dtype);
   if (!weight_dtype.ok()) return Fail("--cpu-weight-dtype", weight_dtype.status());
   options.cpu_weight_dtype = *weight_dtype;
   auto backend = zigzag::CreateBackend(absl::GetFlag(FLAGS_backend), options);

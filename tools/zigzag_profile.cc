@@ -23,6 +23,7 @@
 #include "core/compress/policy.h"
 #include "core/kv/kv_cache.h"
 #include "core/kv/sequence_kv.h"
+#include "core/model/checkpoint.h"
 #include "core/model/llama_model.h"
 #include "core/util/command_line.h"
 #include "core/util/status_macros.h"
@@ -49,6 +50,9 @@ ABSL_FLAG(
     "Also write the table as CSV to this file; '-' = CSV alone on stdout (settings on stderr)");
 ABSL_FLAG(std::string, backend, "auto", "Backend: auto, cpu or cuda");
 ABSL_FLAG(int32_t, threads, 0, "CPU backend threads; 0 = all cores");
+ABSL_FLAG(
+    std::string, cpu_weight_dtype, "auto",
+    "CPU backend weight dtype: auto (the checkpoint's: bf16/f16 stay 16-bit), f32, bf16, f16");
 ABSL_FLAG(int32_t, block_size, 16, "KV cache block size in tokens");
 
 namespace {
@@ -441,11 +445,19 @@ int main(int argc, char** argv) {
     }
   }
 
+  auto checkpoint = zigzag::Checkpoint::Open(model_dir);
+  if (!checkpoint.ok()) return Fail("loading the model", checkpoint.status());
+  auto checkpoint_dtype = (*checkpoint)->WeightDtype();
+  if (!checkpoint_dtype.ok()) return Fail("loading the model", checkpoint_dtype.status());
   zigzag::BackendOptions options;
   options.num_threads = absl::GetFlag(FLAGS_threads);
+  auto weight_dtype =
+      zigzag::ResolveCpuWeightDtype(absl::GetFlag(FLAGS_cpu_weight_dtype), *checkpoint_dtype);
+  if (!weight_dtype.ok()) return Fail("--cpu-weight-dtype", weight_dtype.status());
+  options.cpu_weight_dtype = *weight_dtype;
   auto backend = zigzag::CreateBackend(absl::GetFlag(FLAGS_backend), options);
   if (!backend.ok()) return Fail("backend", backend.status());
-  auto model = zigzag::LlamaModel::LoadFromDir(model_dir, backend->get());
+  auto model = zigzag::LlamaModel::Load(**checkpoint, backend->get());
   if (!model.ok()) return Fail("loading the model", model.status());
   const zigzag::ModelConfig& config = (*model)->config();
   for (size_t i = 0; i < prompt->size(); ++i) {

@@ -118,4 +118,10 @@ absl::StatusOr<HostTensorView> Checkpoint::Get(const std::string& name,
   return view;
 }
 
+absl::StatusOr<DType> Checkpoint::WeightDtype() const {
+  ASSIGN_OR_RETURN(const HostTensorView embed,
+                   Get("model.embed_tokens.weight", {config_.vocab_size, config_.hidden_size}));
+  return embed.dtype;
+}
+
 }  // namespace zigzag

@@ -29,6 +29,10 @@ class Checkpoint {
   // or InvalidArgument naming the file, tensor, expected and actual shape.
   absl::StatusOr<HostTensorView> Get(const std::string& name, const Shape& expected_shape) const;
 
+  // The checkpoint's weight dtype: that of its embedding table (what `--cpu-weight-dtype auto`
+  // keeps). Get's errors when the table is missing or misshapen.
+  absl::StatusOr<DType> WeightDtype() const;
+
  private:
   std::filesystem::path dir_;
   ModelConfig config_;

@@ -22,6 +22,7 @@
 #include "absl/strings/str_split.h"
 #include "core/compress/compression_params.h"
 #include "core/engine/generation.h"
+#include "core/model/checkpoint.h"
 #include "core/model/llama_model.h"
 #include "core/tokenizer/tokenizer.h"
 #include "core/util/command_line.h"
@@ -64,6 +65,9 @@ ABSL_FLAG(int32_t, max_tokens, 8,
           "max_new_tokens");
 ABSL_FLAG(std::string, backend, "auto", "Backend: auto, cpu or cuda");
 ABSL_FLAG(int32_t, threads, 0, "CPU backend threads; 0 = all cores");
+ABSL_FLAG(
+    std::string, cpu_weight_dtype, "auto",
+    "CPU backend weight dtype: auto (the checkpoint's: bf16/f16 stay 16-bit), f32, bf16, f16");
 ABSL_FLAG(int64_t, kv_memory_mb, 512, "KV cache memory in MiB");
 ABSL_FLAG(std::string, out, "", "Folder for results.csv, summary.md and summary.json");
 
@@ -180,11 +184,19 @@ int main(int argc, char** argv) {
     if (!words.ok()) return Fail("--haystack", words.status());
   }
 
+  auto checkpoint = zigzag::Checkpoint::Open(model_dir);
+  if (!checkpoint.ok()) return Fail("loading the model", checkpoint.status());
+  auto checkpoint_dtype = (*checkpoint)->WeightDtype();
+  if (!checkpoint_dtype.ok()) return Fail("loading the model", checkpoint_dtype.status());
   zigzag::BackendOptions backend_options;
   backend_options.num_threads = absl::GetFlag(FLAGS_threads);
+  auto weight_dtype =
+      zigzag::ResolveCpuWeightDtype(absl::GetFlag(FLAGS_cpu_weight_dtype), *checkpoint_dtype);
+  if (!weight_dtype.ok()) return Fail("--cpu-weight-dtype", weight_dtype.status());
+  backend_options.cpu_weight_dtype = *weight_dtype;
   auto backend = zigzag::CreateBackend(absl::GetFlag(FLAGS_backend), backend_options);
   if (!backend.ok()) return Fail("backend", backend.status());
-  auto model = zigzag::LlamaModel::LoadFromDir(model_dir, backend->get());
+  auto model = zigzag::LlamaModel::Load(**checkpoint, backend->get());
   if (!model.ok()) return Fail("loading the model", model.status());
   auto tokenizer = zigzag::LoadTokenizer(model_dir);
   if (!tokenizer.ok()) return Fail("loading the tokenizer", tokenizer.status());
