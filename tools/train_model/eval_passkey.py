@@ -19,6 +19,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import niah_data as nd  # noqa: E402
+import spm_lite  # noqa: E402
 import tinyllama as tl  # noqa: E402
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
@@ -54,8 +55,7 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    import sentencepiece as spm
-    sp = spm.SentencePieceProcessor(model_file=os.path.join(args.model, "tokenizer.model"))
+    sp = spm_lite.load_processor(os.path.join(args.model, "tokenizer.model"))
     model = tl.load_hf(args.model)
     train_files, held_files = nd.corpus_files()
     maker = nd.ExampleMaker(sp, nd.load_words(train_files if args.train_text else held_files))

@@ -20,6 +20,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import tasks as tk  # noqa: E402
+import spm_lite  # noqa: E402
 import tinyllama as tl  # noqa: E402
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
@@ -53,8 +54,7 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    import sentencepiece as spm
-    sp = spm.SentencePieceProcessor(model_file=os.path.join(args.model, "tokenizer.model"))
+    sp = spm_lite.load_processor(os.path.join(args.model, "tokenizer.model"))
     model = tl.load_hf(args.model).to(args.device)
     t0 = time.time()
     grid = collections.defaultdict(lambda: [0, 0])  # (task, length) -> [correct, total]

@@ -24,6 +24,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import niah_data as nd  # noqa: E402
+import spm_lite  # noqa: E402
 import tasks as tk  # noqa: E402
 
 
@@ -63,8 +64,7 @@ def main():
     depths = [float(x) for x in args.depths.split(",")]
     if args.trials < 1 or any(not 0 <= d <= 1 for d in depths) or any(L < 1 for L in lengths):
         raise SystemExit("make_eval_tasks: need --trials >= 1, depths in [0, 1] and positive lengths")
-    import sentencepiece as spm
-    sp = spm.SentencePieceProcessor(model_file=args.tokenizer)
+    sp = spm_lite.load_processor(args.tokenizer)
     _, held = nd.corpus_files(args.corpus_root)
     if not held:
         raise SystemExit(f"make_eval_tasks: no held-out haystack files in {nd.RELNOTES_DIR}")

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import niah_data as nd  # noqa: E402
+import spm_lite  # noqa: E402
 import tasks as tk  # noqa: E402
 import tinyllama as tl  # noqa: E402
 
@@ -189,7 +190,6 @@ def main():
     os.makedirs(args.work, exist_ok=True)
     stages = parse_stages(args.stages)
 
-    import sentencepiece as spm
     tok_prefix = os.path.join(args.work, "tokenizer")
     train_files, held_files = nd.corpus_files(args.corpus_root)
     if not train_files or not held_files:
@@ -202,7 +202,7 @@ def main():
         # the task templates' words go into the tokenizer's text only when tasks are trained
         nd.train_tokenizer(train_files, tok_prefix, args.vocab,
                            extra_lines=tk.tokenizer_lines() if mixture else None)
-    sp = spm.SentencePieceProcessor(model_file=tok_prefix + ".model")
+    sp = spm_lite.load_processor(tok_prefix + ".model")  # sentencepiece, or our copy of its BPE
     maker = nd.ExampleMaker(sp, nd.load_words(train_files))
     held = nd.ExampleMaker(sp, nd.load_words(held_files))
     print(f"corpus: {len(train_files)} train files, {maker.cum[-1]} tokens; {len(held_files)} held-out files, "
