@@ -179,7 +179,8 @@ def main():
     mixture = tk.parse_mixture(args.tasks) if args.tasks else None
     if args.heads % args.kv_heads != 0:
         raise SystemExit(f"--kv-heads {args.kv_heads} must divide --heads {args.heads}")
-    if args.device == "cuda" and not torch.cuda.is_available():
+    # --prepare-only (tokenizer and corpus, on the CPU machine) needs no device.
+    if args.device == "cuda" and not args.prepare_only and not torch.cuda.is_available():
         raise SystemExit("--device cuda: torch sees no CUDA device")
     dev = torch.device(args.device)
     if args.device == "cuda":
