@@ -28,6 +28,8 @@ BPE = 2
 def _varint(buf, pos):
     value, shift = 0, 0
     while True:
+        if pos >= len(buf) or shift > 63:
+            raise ValueError("tokenizer.model: truncated varint")
         b = buf[pos]
         pos += 1
         value |= (b & 0x7F) << shift
@@ -38,22 +40,26 @@ def _varint(buf, pos):
 
 def _fields(buf):
     """(field number, wire type, value) of a protobuf message; value is an int for varint and
-    fixed32/64 fields, bytes for length-delimited ones."""
+    fixed32/64 fields, bytes for length-delimited ones. ValueError on a truncated message."""
     pos = 0
     while pos < len(buf):
         key, pos = _varint(buf, pos)
         field, wire = key >> 3, key & 7
+        size = {1: 8, 5: 4}.get(wire)
+        if wire == 2:
+            size, pos = _varint(buf, pos)
+        if size is not None and pos + size > len(buf):
+            raise ValueError(f"tokenizer.model: field {field} runs past the end")
         if wire == 0:
             value, pos = _varint(buf, pos)
         elif wire == 1:
             value, pos = struct.unpack_from("<Q", buf, pos)[0], pos + 8
         elif wire == 2:
-            n, pos = _varint(buf, pos)
-            value, pos = bytes(buf[pos:pos + n]), pos + n
+            value, pos = bytes(buf[pos:pos + size]), pos + size
         elif wire == 5:
             value, pos = struct.unpack_from("<I", buf, pos)[0], pos + 4
         else:
-            raise ValueError(f"unsupported protobuf wire type {wire}")
+            raise ValueError(f"tokenizer.model: unsupported protobuf wire type {wire}")
         yield field, wire, value
 
 

@@ -134,6 +134,19 @@ class SpmLiteTest(unittest.TestCase):
                 spm_lite.SentencePieceBpe(path)
 
 
+class SpmLiteBadFileTest(unittest.TestCase):
+    def test_a_truncated_model_is_a_value_error(self):
+        with open(MODEL, "rb") as f:
+            data = f.read()
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "tokenizer.model")
+            for cut in (1, len(data) // 2, len(data) - 3):
+                with open(path, "wb") as f:
+                    f.write(data[:cut])
+                with self.assertRaisesRegex(ValueError, "tokenizer.model: (truncated|field)"):
+                    spm_lite.SentencePieceBpe(path)
+
+
 if __name__ == "__main__":
     if "--tokenize" in sys.argv:
         i = sys.argv.index("--tokenize")
