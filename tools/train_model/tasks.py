@@ -334,6 +334,55 @@ def generate(task, maker, rng, total_len, depth):
     return GENERATORS[task](maker, rng, total_len, depth)
 
 
+def follow_up_questions(task, prompt, rng, k):
+    """Up to k more (question, answer) pairs about the needles of `prompt`, for training only: the
+    training text is prompt + answer, then " " + question + answer for each pair, so one haystack
+    teaches up to 1 + k retrievals (a single one per prompt left the CPU-trained eval model unable to
+    match keys: issue 14). Each pair asks what the task's question asks, about needles the first
+    question did not ask for: multikey other keys, multiquery other pairs of keys, vartrack the decoy
+    chain. passkey and multivalue (one needle kind, one key) have none. Every answer is the one
+    expected_answer recomputes from the text before it (test_tasks.py checks that)."""
+    out = []
+    if task in ("multikey", "multiquery"):
+        pairs = re.findall(r"The special magic number for ([a-z]+ [a-z]+) is (\d+)\.", prompt)
+        asked = re.findall(r"The special magic numbers? for ([a-z]+ [a-z]+)(?: and ([a-z]+ [a-z]+))? (?:is|are)$",
+                           prompt)
+        done = {x for x in (asked[0] if asked else ()) if x}
+        rest = [(key, v) for key, v in pairs if key not in done]
+        rng.shuffle(rest)
+        if task == "multikey":
+            out = [(MK_QUESTION.format(key, key), answer_text(v)) for key, v in rest[:k]]
+        else:
+            out = [(MQ_QUESTION.format(a[0], b[0], a[0], b[0]), answer_text(f"{a[1]}, {b[1]}"))
+                   for a, b in zip(rest[0:2 * k:2], rest[1:2 * k:2])]
+    elif task == "vartrack" and k > 0:
+        asked = re.findall(r"The variables that are assigned the value (\d+) are$", prompt)
+        firsts = [v for _, v in re.findall(r"VAR ([A-Z]+) = (\d+)\.", prompt) if v not in asked]
+        for value in firsts[:k]:
+            q = VT_QUESTION.format(value, value)
+            out.append((q, expected_answer("vartrack", prompt + " " + q)))
+    return out
+
+
+def append_follow_ups(task, example, maker, rng, k, max_len):
+    """The training text of `example` with up to k follow-up questions (follow_up_questions) after its
+    answer, each with its answer, while the ids fit in max_len. Returns (ids, spans): ids = BOS + text +
+    EOS, and the (start, end) id range of each follow-up answer (its tokens: ids[start:end]). The
+    example's own ids (all but its EOS) stay a prefix."""
+    sp = maker.sp
+    text, ids, spans = example.prompt + example.answer, list(example.ids), []
+    for q, a in follow_up_questions(task, example.prompt, rng, k):
+        p_ids = [sp.bos_id()] + sp.encode(text + " " + q)
+        full = [sp.bos_id()] + sp.encode(text + " " + q + a) + [sp.eos_id()]
+        if len(full) > max_len:
+            break
+        # SentencePiece splits at spaces first, so appending text after a space keeps the ids before it
+        assert full[:len(p_ids)] == p_ids and full[:len(ids) - 1] == ids[:-1], "ids must grow by appending"
+        text, ids = text + " " + q + a, full
+        spans.append((len(p_ids), len(full) - 1))
+    return ids, spans
+
+
 def parse_mixture(text):
     """"passkey:1,multikey:2" -> [("passkey", 1.0), ("multikey", 2.0)]; a bare name weighs 1."""
     out = []

@@ -7,12 +7,15 @@ of a space-joined text are the concatenation of each word's ids) and a seeded sy
   many seeds, lengths and depths, and the ids are BOS + prompt + answer + EOS within the length;
 - generation is deterministic by seed (and different seeds give different prompts);
 - the passkey prompt is the shipped format, byte for byte (literal strings, not tasks.py's constants);
-- the checkers on hand-written prompts (a variable chain, distractor keys) and the scoring rule.
+- the checkers on hand-written prompts (a variable chain, distractor keys) and the scoring rule;
+- follow-up questions (training only) ask about other needles, and the checker, reading the text up
+  to each, finds the answer they come with.
 
   python3 tools/train_model/test_tasks.py -v        (ctest: train_model_tasks)
 """
 import os
 import random
+import re
 import sys
 import unittest
 import zlib
@@ -149,6 +152,43 @@ class GeneratorTest(unittest.TestCase):
         # and the same draws as niah_data.ExampleMaker.make, which the shipped model trained on
         ids, n, pk2, text = maker.make(random.Random(11), 60, 0.5)
         self.assertEqual((ex.ids, ex.n_prompt, ex.prompt), (ids, n, text))
+
+    def test_follow_up_questions_ask_other_needles_and_are_answered_by_the_checker(self):
+        sp, count = self.maker.sp, 0
+        for task in tasks.TASKS:
+            for total_len in (400, 1024, 4096):
+                for seed in range(6):
+                    where = f"{task} {total_len} seed {seed}"
+                    ex = tasks.generate(task, self.maker, random.Random(f"f{seed}"), total_len - 200, seed / 5)
+                    ids, spans = tasks.append_follow_ups(task, ex, self.maker, random.Random(seed), 3, total_len)
+                    self.assertEqual(ids[:len(ex.ids) - 1], ex.ids[:-1], where)
+                    self.assertEqual(ids[-1], sp.eos_id(), where)
+                    self.assertLessEqual(len(ids), total_len, where)
+                    pairs = tasks.follow_up_questions(task, ex.prompt, random.Random(seed), 3)
+                    self.assertEqual(len(spans), len(pairs), where)  # 200 tokens hold three of any task
+                    needles = ex.prompt.count("The special magic number for ")
+                    want = {"passkey": 0, "multivalue": 0, "multikey": min(3, needles - 1),
+                            "multiquery": min(3, (needles - 2) // 2),
+                            "vartrack": 1 if ex.prompt.count("VAR ") > 2 * len(ex.answer.split(",")) - 1 else 0}
+                    self.assertEqual(len(pairs), want[task], where)
+                    text = ex.prompt + ex.answer
+                    asked = [re.split(r"[?.] ", ex.prompt)[-1]]  # the question's last sentence
+                    for (q, a), (start, end) in zip(pairs, spans):
+                        # the checker, reading only the text so far, finds the same answer
+                        self.assertEqual(tasks.expected_answer(task, text + " " + q), a, where)
+                        self.assertEqual(ids[start:end], sp.encode(a.lstrip(" ")), where)
+                        tail = re.split(r"[?.] ", q)[-1]
+                        self.assertNotIn(tail, asked, where)  # never the same key (or value) twice
+                        asked.append(tail)
+                        text += " " + q + a
+                        count += 1
+                    if task == "vartrack" and pairs:
+                        # the decoy chain: every variable the first answer does not name
+                        first = ex.answer.strip(" .").split(", ")
+                        names = pairs[0][1].strip(" .").split(", ")
+                        self.assertFalse(set(first) & set(names), where)
+                        self.assertEqual(len(first) + len(names), ex.prompt.count(" = "), where)
+        self.assertGreater(count, 60)
 
     def test_too_short_or_bad_arguments_are_errors(self):
         with self.assertRaisesRegex(ValueError, "unknown task 'nope'"):

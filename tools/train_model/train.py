@@ -51,11 +51,11 @@ EVAL_GPU_STAGES = ("64:256:200:2e-3,128:128:200:2e-3,256:128:200:2e-3,512:64:200
                    "1024:32:200:1.5e-3,2048:16:200:1e-3,4096:8:300:7e-4,4096:8:200:5e-4:0.4")
 PRESETS = {
     "tiny": dict(layers=4, hidden=128, ffn=256, heads=4, kv_heads=2, head_dim=32, stages=DEFAULT_STAGES,
-                 tasks="", out=os.path.join(REPO, "models", "zigzag-tiny"), device="cpu"),
+                 tasks="", follow_ups=0, out=os.path.join(REPO, "models", "zigzag-tiny"), device="cpu"),
     "eval": dict(layers=8, hidden=128, ffn=256, heads=4, kv_heads=4, head_dim=32, stages=EVAL_STAGES,
-                 tasks=ALL_TASKS, out=os.path.join(REPO, "models", "zigzag-eval"), device="cpu"),
+                 tasks=ALL_TASKS, follow_ups=3, out=os.path.join(REPO, "models", "zigzag-eval"), device="cpu"),
     "eval-gpu": dict(layers=12, hidden=256, ffn=768, heads=8, kv_heads=4, head_dim=32, stages=EVAL_GPU_STAGES,
-                     tasks=ALL_TASKS, out=os.path.join(REPO, "models", "zigzag-eval"), device="cuda"),
+                     tasks=ALL_TASKS, follow_ups=3, out=os.path.join(REPO, "models", "zigzag-eval"), device="cuda"),
 }
 
 
@@ -116,16 +116,24 @@ def quick_eval(model, maker, L, trials, seed, task=None, device="cpu"):
     return ok / trials
 
 
-def make_task_example(rng, mixture, maker, L, depth):
+FOLLOW_UP_TOKENS = 50  # room kept for one follow-up question and its answer (vartrack's are the longest)
+
+
+def make_task_example(rng, mixture, maker, L, depth, follow_ups=0):
     """One example of a task drawn from the mixture; a task whose needles do not fit in L tokens
-    (under ~100) falls back to passkey. Returns (ids, n_prompt, score_len): the answer's tokens
-    (all but EOS) are what a correct example reproduces."""
+    (under ~100) falls back to passkey. Returns (ids, n_prompt, score_len, extra): the answer's tokens
+    (all but EOS) are what a correct example reproduces; extra lists the (start, end) id spans of the
+    follow-up answers (tasks.follow_up_questions: up to `follow_ups`, at most one per 100 tokens of L,
+    appended after the answer while the text fits in L), which are trained but not scored."""
     task = rng.choices([t for t, _ in mixture], weights=[w for _, w in mixture])[0]
+    k = min(follow_ups, L // 100)
     try:
-        e = tk.generate(task, maker, rng, L, depth)
+        e = tk.generate(task, maker, rng, L - FOLLOW_UP_TOKENS * k, depth)
     except ValueError:
         e = tk.generate("passkey", maker, rng, L, depth)
-    return e.ids, e.n_prompt, len(e.ids) - e.n_prompt - 1
+        k = 0
+    ids, extra = tk.append_follow_ups(task, e, maker, rng, k, L) if k else (e.ids, [])
+    return ids, e.n_prompt, len(e.ids) - e.n_prompt - 1, extra
 
 
 def save_ckpt(path, model, opt, state):
@@ -160,6 +168,9 @@ def main():
                     help="folder with a copy of usr/share/common-licenses and usr/share/doc/git/RelNotes")
     ap.add_argument("--prepare-only", action="store_true",
                     help="train the tokenizer into --work, print the corpus sizes and stop")
+    ap.add_argument("--follow-ups", type=int, default=None,
+                    help="task examples: up to this many more questions (and answers) about the same "
+                         "needles after the answer, trained like the first (preset)")
     ap.add_argument("--lm-weight", type=float, default=0.1)
     ap.add_argument("--warmup", type=int, default=100, help="warm-up steps of the first stage (later: 20)")
     ap.add_argument("--save-every", type=int, default=50)
@@ -264,8 +275,8 @@ def main():
                     ids, n, _, _ = maker.make(rng, L, depth)
                     exs.append((ids, n, "key", 6))
                 else:
-                    ids, n, score_len = make_task_example(rng, mixture, maker, L, depth)
-                    exs.append((ids, n, "key", score_len))
+                    ids, n, score_len, extra = make_task_example(rng, mixture, maker, L, depth, args.follow_ups)
+                    exs.append((ids, n, "key", score_len, extra))
             # examples may be a token or two shorter than L: right-pad with EOS; padding is never scored
             # (causal attention: real positions never see it).
             T = max(len(e[0]) for e in exs)
@@ -323,10 +334,11 @@ def main():
 
 
 def batch_loss_padded(model, exs, rng, lm_positions=256, device="cpu"):
-    """exs: (ids padded to equal length, n_prompt, true_len, kind[, score_len]) with kind "key" (a
-    passkey or task example) or "aux" (copy task); a "key" example counts as exact when its first
-    score_len answer tokens (default 6: "▁" + 5 digits) are the argmax. Returns (haystack lm loss,
-    answer loss, aux copy loss, n exact)."""
+    """exs: (ids padded to equal length, n_prompt, true_len, kind[, score_len[, extra]]) with kind "key"
+    (a passkey or task example) or "aux" (copy task); a "key" example counts as exact when its first
+    score_len answer tokens (default 6: "▁" + 5 digits) are the argmax. extra: (start, end) id spans
+    of follow-up answers, added to the answer loss. Returns (haystack lm loss, answer loss, aux copy
+    loss, n exact)."""
     ids = torch.tensor([e[0] for e in exs], device=device)
     h = model.hidden(ids[:, :-1])
     tgt = ids[:, 1:]
@@ -334,7 +346,9 @@ def batch_loss_padded(model, exs, rng, lm_positions=256, device="cpu"):
     lr_, lc = [], []
     spans = []
     for b, (seq, n, ln, kind, *score) in enumerate(exs):
-        a = list(range(n - 1, ln - 1))
+        a = list(range(n - 1, ln - 1)) if len(score) < 2 or not score[1] else list(range(n - 1, n + score[0] - 1))
+        for s0, s1 in (score[1] if len(score) > 1 else []):
+            a += range(s0 - 1, s1 - 1)  # predicts ids[s0..s1-1], the follow-up answer (no EOS after it)
         rows, cols = sel[kind]
         if kind == "key":
             spans.append((len(cols), score[0] if score else 6))
