@@ -7,7 +7,8 @@
 
 Each --run is SPLIT:KERNEL:RESULTS_CSV. Writes accuracy-by-budget.png (one panel per kernel,
 accuracy against the budget for every scoring policy, solid = uniform, dashed = adaptive) and
-comparison.md (the same numbers as a table, with adaptive minus uniform in points).
+comparison.md (the same numbers as a table, with adaptive minus uniform in points). Runs of
+--tasks_file (results.csv with a task column) get one row of panels and a table column per task.
 """
 import argparse
 import collections
@@ -32,13 +33,14 @@ def parse_run(text):
 
 
 def accuracy(path):
-    """{(policy, budget): (correct, total)} of the scoring policies in one results.csv."""
+    """{(task, policy, budget): (correct, total)} of the scoring policies in one results.csv (task ""
+    for the passkey grid, whose results.csv has no task column)."""
     counts = collections.defaultdict(lambda: [0, 0])
     try:
         with open(path, newline="") as f:
             for row in csv.DictReader(f):
                 if row["policy"] in SCORING:
-                    key = (row["policy"], float(row["budget"]))
+                    key = (row.get("task", ""), row["policy"], float(row["budget"]))
                     counts[key][0] += int(row["correct"])
                     counts[key][1] += 1
     except (OSError, KeyError, ValueError) as e:
@@ -59,44 +61,49 @@ def main():
         split, kernel, path = parse_run(text)
         data[(split, kernel)] = accuracy(path)
     kernels = sorted({k for _, k in data})
+    tasks = list(dict.fromkeys(t for acc in data.values() for t, _, _ in acc))
     os.makedirs(args.out, exist_ok=True)
 
-    fig, axes = plt.subplots(1, len(kernels), figsize=(6 * len(kernels), 4.5), squeeze=False)
+    fig, axes = plt.subplots(len(tasks), len(kernels), figsize=(6 * len(kernels), 4.5 * len(tasks)),
+                             squeeze=False)
     colors = {"snapkv": "tab:blue", "pyramidkv": "tab:green", "zigzag": "tab:red"}
-    for ax, kernel in zip(axes[0], kernels):
-        for split, style in (("uniform", "-"), ("adaptive", "--")):
-            acc = data.get((split, kernel))
-            if acc is None:
-                continue
-            for policy in SCORING:
-                budgets = sorted(b for p, b in acc if p == policy)
-                ys = [100.0 * acc[(policy, b)][0] / acc[(policy, b)][1] for b in budgets]
-                ax.plot([100 * b for b in budgets], ys, style, marker="o", color=colors[policy],
-                        label=f"{policy} {split}")
-        ax.set_xscale("log")
-        ax.set_xlabel("KV budget (% of the prompt, window included)")
-        ax.set_ylabel("passkey accuracy (%)")
-        ax.set_title(f"pooling kernel {kernel}")
-        ax.set_ylim(0, 102)
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7)
+    for row_axes, task in zip(axes, tasks):
+        for ax, kernel in zip(row_axes, kernels):
+            for split, style in (("uniform", "-"), ("adaptive", "--")):
+                acc = data.get((split, kernel))
+                if acc is None:
+                    continue
+                for policy in SCORING:
+                    budgets = sorted(b for t, p, b in acc if t == task and p == policy)
+                    ys = [100.0 * acc[(task, policy, b)][0] / acc[(task, policy, b)][1] for b in budgets]
+                    ax.plot([100 * b for b in budgets], ys, style, marker="o", color=colors[policy],
+                            label=f"{policy} {split}")
+            ax.set_xscale("log")
+            ax.set_xlabel("KV budget (% of the prompt, window included)")
+            ax.set_ylabel(f"{task or 'passkey'} accuracy (%)")
+            ax.set_title(f"{task + ', ' if task else ''}pooling kernel {kernel}")
+            ax.set_ylim(0, 102)
+            ax.grid(True, alpha=0.3)
+            ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(os.path.join(args.out, "accuracy-by-budget.png"), dpi=110)
 
-    lines = ["| kernel | policy | budget | uniform | adaptive | adaptive - uniform |",
-             "|---|---|---|---|---|---|"]
-    for kernel in kernels:
-        uni, ada = data.get(("uniform", kernel), {}), data.get(("adaptive", kernel), {})
-        for policy in SCORING:
-            for budget in sorted({b for p, b in list(uni) + list(ada) if p == policy}):
-                cells = []
-                for acc in (uni, ada):
-                    c = acc.get((policy, budget))
-                    cells.append(None if c is None else 100.0 * c[0] / c[1])
-                fmt = ["-" if v is None else f"{v:.1f}%" for v in cells]
-                diff = "-" if None in cells else f"{cells[1] - cells[0]:+.1f}"
-                lines.append(f"| {kernel} | {policy} | {100 * budget:g}% | {fmt[0]} | {fmt[1]} | "
-                             f"{diff} |")
+    with_task = tasks != [""]
+    lines = [("| task " if with_task else "") + "| kernel | policy | budget | uniform | adaptive | adaptive - uniform |",
+             ("|---" if with_task else "") + "|---|---|---|---|---|---|"]
+    for task in tasks:
+        for kernel in kernels:
+            uni, ada = data.get(("uniform", kernel), {}), data.get(("adaptive", kernel), {})
+            for policy in SCORING:
+                for budget in sorted({b for t, p, b in list(uni) + list(ada) if t == task and p == policy}):
+                    cells = []
+                    for acc in (uni, ada):
+                        c = acc.get((task, policy, budget))
+                        cells.append(None if c is None else 100.0 * c[0] / c[1])
+                    fmt = ["-" if v is None else f"{v:.1f}%" for v in cells]
+                    diff = "-" if None in cells else f"{cells[1] - cells[0]:+.1f}"
+                    lines.append((f"| {task} " if with_task else "") +
+                                 f"| {kernel} | {policy} | {100 * budget:g}% | {fmt[0]} | {fmt[1]} | {diff} |")
     with open(os.path.join(args.out, "comparison.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     print(f"wrote {args.out}/accuracy-by-budget.png, comparison.md")

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The task grid of an HF model folder with the task format (issue 14): held-out task prompts, the
+# full-cache accuracy in PyTorch, then zigzag-niah over every task x policy x budget x kernel, once
+# with uniform and once with adaptive head budgets, and the plots. Every step is seeded, so a rerun
+# on the same model and build writes the same files.
+#
+#   bash tools/train_model/run_task_grid.sh [MODEL] [OUT]     (defaults: models/zigzag-eval,
+#                                                              docs/results/niah-tasks)
+# Needs build/tools/zigzag-niah (cmake --build build --target zigzag-niah), /usr/bin/python3 with
+# torch and matplotlib. THREADS (default 2), BUDGETS, KERNELS, LENGTHS, TRIALS override the grid.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+MODEL=${1:-models/zigzag-eval}
+OUT=${2:-docs/results/niah-tasks}
+THREADS=${THREADS:-2}
+BUDGETS=${BUDGETS:-0.01,0.02,0.05,0.1,0.2,0.4}
+KERNELS=${KERNELS:-7 13}
+LENGTHS=${LENGTHS:-512,1024,2048,3072,4096}
+TRIALS=${TRIALS:-4}
+NIAH=${NIAH:-build/tools/zigzag-niah}
+PY=/usr/bin/python3
+for f in "$MODEL/config.json" "$MODEL/tokenizer.model" "$NIAH"; do
+  [[ -e $f ]] || { echo "run_task_grid: $f is missing" >&2; exit 2; }
+done
+mkdir -p "$OUT"
+
+$PY tools/train_model/make_eval_tasks.py --tokenizer "$MODEL/tokenizer.model" --out "$OUT/tasks.jsonl" \
+    --lengths "$LENGTHS" --trials "$TRIALS"
+$PY tools/train_model/eval_tasks.py --model "$MODEL" --tasks-file "$OUT/tasks.jsonl" --threads "$THREADS" \
+    --json "$OUT/full-cache.json" | tee "$OUT/full-cache.md"
+
+runs=()
+for split in uniform adaptive; do
+  for k in $KERNELS; do
+    policies=snapkv,pyramidkv,zigzag
+    [[ $split == uniform ]] && policies=full,streaming,$policies
+    "$NIAH" --model "$MODEL" --tasks_file "$OUT/tasks.jsonl" --policies "$policies" --budgets "$BUDGETS" \
+        --kv_kernel "$k" --kv_head_budgets "$split" --threads "$THREADS" --out "$OUT/$split-k$k"
+    $PY tools/niah/plot_niah.py --results "$OUT/$split-k$k/results.csv" --out "$OUT/$split-k$k"
+    runs+=(--run "$split:$k:$OUT/$split-k$k/results.csv")
+  done
+done
+$PY tools/niah/plot_head_split.py --out "$OUT" "${runs[@]}"
+echo "run_task_grid: wrote $OUT"
