@@ -7,7 +7,7 @@
 #   bash tools/train_model/run_task_grid.sh [MODEL] [OUT]     (defaults: models/zigzag-eval,
 #                                                              docs/results/niah-tasks)
 # Needs build/tools/zigzag-niah (cmake --build build --target zigzag-niah), /usr/bin/python3 with
-# torch and matplotlib. THREADS (default 2), BUDGETS, KERNELS, LENGTHS, TRIALS override the grid.
+# torch and matplotlib. THREADS (default 2), TASKS, BUDGETS, KERNELS, LENGTHS, TRIALS override the grid.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 MODEL=${1:-models/zigzag-eval}
@@ -15,6 +15,7 @@ OUT=${2:-docs/results/niah-tasks}
 THREADS=${THREADS:-2}
 BUDGETS=${BUDGETS:-0.01,0.02,0.05,0.1,0.2,0.4}
 KERNELS=${KERNELS:-7 13}
+TASKS=${TASKS:-passkey,multikey,multivalue,vartrack,multiquery}
 LENGTHS=${LENGTHS:-512,1024,2048,3072,4096}
 TRIALS=${TRIALS:-4}
 NIAH=${NIAH:-build/tools/zigzag-niah}
@@ -25,7 +26,7 @@ done
 mkdir -p "$OUT"
 
 $PY tools/train_model/make_eval_tasks.py --tokenizer "$MODEL/tokenizer.model" --out "$OUT/tasks.jsonl" \
-    --lengths "$LENGTHS" --trials "$TRIALS"
+    --tasks "$TASKS" --lengths "$LENGTHS" --trials "$TRIALS"
 $PY tools/train_model/eval_tasks.py --model "$MODEL" --tasks-file "$OUT/tasks.jsonl" --threads "$THREADS" \
     --json "$OUT/full-cache.json" | tee "$OUT/full-cache.md"
 

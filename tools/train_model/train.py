@@ -111,7 +111,7 @@ def quick_eval(model, maker, L, trials, seed, task=None, device="cpu"):
             e = tk.generate(task, maker, rng, L, depth)
             ex = (e.ids, e.n_prompt, len(e.ids), "key", len(e.ids) - e.n_prompt - 1)
         _, _, _, c = batch_loss_padded(model, [ex], rng, lm_positions=1, device=device)
-        ok += c
+        ok += sum(c)
     model.train()
     return ok / trials
 
@@ -121,7 +121,7 @@ FOLLOW_UP_TOKENS = 50  # room kept for one follow-up question and its answer (va
 
 def make_task_example(rng, mixture, maker, L, depth, follow_ups=0):
     """One example of a task drawn from the mixture; a task whose needles do not fit in L tokens
-    (under ~100) falls back to passkey. Returns (ids, n_prompt, score_len, extra): the answer's tokens
+    (under ~100) falls back to passkey. Returns (ids, n_prompt, score_len, extra, task): the answer's tokens
     (all but EOS) are what a correct example reproduces; extra lists the (start, end) id spans of the
     follow-up answers (tasks.follow_up_questions: up to `follow_ups`, at most one per 100 tokens of L,
     appended after the answer while the text fits in L), which are trained but not scored."""
@@ -131,9 +131,9 @@ def make_task_example(rng, mixture, maker, L, depth, follow_ups=0):
         e = tk.generate(task, maker, rng, L - FOLLOW_UP_TOKENS * k, depth)
     except ValueError:
         e = tk.generate("passkey", maker, rng, L, depth)
-        k = 0
+        k = 0  # (e.task says which task the example became)
     ids, extra = tk.append_follow_ups(task, e, maker, rng, k, L) if k else (e.ids, [])
-    return ids, e.n_prompt, len(e.ids) - e.n_prompt - 1, extra
+    return ids, e.n_prompt, len(e.ids) - e.n_prompt - 1, extra, e.task
 
 
 def save_ckpt(path, model, opt, state):
@@ -254,6 +254,7 @@ def main():
         warm = args.warmup if si == 0 else 20
         t_stage = time.time()
         win = {"lm": 0.0, "ans": 0.0, "acc": 0, "n": 0, "t": time.time(), "tok": 0}
+        per_task = {}  # task -> [exact, examples] since the last per-task line
         while state["step"] < st["steps"]:
             step = state["step"]
             rng = random.Random(f"{args.seed}-{si}-{step}")
@@ -261,7 +262,7 @@ def main():
             far = st["far"] > 0 and rng.random() < st["far"]  # needle far from the question: long, early depth
             if far:
                 L = rng.randint(st["len"] * 3 // 4, st["len"])
-            exs = []
+            exs, names = [], []  # names: the task of each "key" example, in order
             n_aux = int(round(args.aux_frac * st["batch"])) if st["len"] <= args.aux_max_len else 0
             for j in range(st["batch"]):
                 if j < n_aux:
@@ -274,9 +275,12 @@ def main():
                 if mixture is None:
                     ids, n, _, _ = maker.make(rng, L, depth)
                     exs.append((ids, n, "key", 6))
+                    names.append("passkey")
                 else:
-                    ids, n, score_len, extra = make_task_example(rng, mixture, maker, L, depth, args.follow_ups)
+                    ids, n, score_len, extra, task = make_task_example(rng, mixture, maker, L, depth,
+                                                                       args.follow_ups)
                     exs.append((ids, n, "key", score_len, extra))
+                    names.append(task)
             # examples may be a token or two shorter than L: right-pad with EOS; padding is never scored
             # (causal attention: real positions never see it).
             T = max(len(e[0]) for e in exs)
@@ -292,7 +296,11 @@ def main():
             state["step"] += 1
             win["lm"] += float(lm_loss)
             win["ans"] += float(ans_loss)
-            win["acc"] += correct
+            win["acc"] += sum(correct)
+            for name, ok in zip(names, correct):
+                per_task.setdefault(name, [0, 0])
+                per_task[name][0] += ok
+                per_task[name][1] += 1
             win["n"] += len(exs) - n_aux
             win["aux"] = win.get("aux", 0.0) + float(aux_loss)
             win["tok"] += T * len(exs)
@@ -306,6 +314,10 @@ def main():
                 early = (st["len"] <= args.early_max_len and state["step"] >= 0.4 * st["steps"]
                          and win["acc"] >= args.early_acc * win["n"])
                 win = {"lm": 0.0, "ans": 0.0, "acc": 0, "n": 0, "t": time.time(), "tok": 0}
+                if state["step"] % 100 == 0 and mixture is not None:  # 100 steps: enough examples per task
+                    print("  training accuracy per task, last 100 steps: " +
+                          ", ".join(f"{t} {c}/{n}" for t, (c, n) in sorted(per_task.items())), flush=True)
+                    per_task = {}
                 if early:
                     print(f"early end of stage {si}: window accuracy >= {args.early_acc}", flush=True)
                     break
@@ -338,7 +350,7 @@ def batch_loss_padded(model, exs, rng, lm_positions=256, device="cpu"):
     (a passkey or task example) or "aux" (copy task); a "key" example counts as exact when its first
     score_len answer tokens (default 6: "▁" + 5 digits) are the argmax. extra: (start, end) id spans
     of follow-up answers, added to the answer loss. Returns (haystack lm loss, answer loss, aux copy
-    loss, n exact)."""
+    loss, [exact or not for each "key" example, in order])."""
     ids = torch.tensor([e[0] for e in exs], device=device)
     h = model.hidden(ids[:, :-1])
     tgt = ids[:, 1:]
@@ -358,7 +370,7 @@ def batch_loss_padded(model, exs, rng, lm_positions=256, device="cpu"):
         rows += [b] * len(a)
         cols += a
     losses = {}
-    correct = 0
+    correct = []
     for kind, (rows, cols) in sel.items():
         if not rows:
             losses[kind] = torch.zeros((), device=device)
@@ -368,7 +380,7 @@ def batch_loss_padded(model, exs, rng, lm_positions=256, device="cpu"):
         losses[kind] = F.cross_entropy(lg, tgt[r, c])
         if kind == "key":
             pred = (lg.argmax(-1) == tgt[r, c]).cpu()
-            correct = sum(int(pred[s:s + k].all()) for s, k in spans)
+            correct = [int(pred[s:s + k].all()) for s, k in spans]
     lr_, lc = torch.tensor(lr_, device=device), torch.tensor(lc, device=device)
     lm_loss = F.cross_entropy(model.logits(h[lr_, lc]), tgt[lr_, lc])
     return lm_loss, losses["key"], losses["aux"], correct
