@@ -34,6 +34,9 @@ def main():
     ap.add_argument("--seed", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
+    if not 1 <= args.prompts <= 1000 or not 64 <= args.length <= 4096:
+        raise SystemExit(f"probe_tasks: --prompts must be in [1, 1000] and --length in [64, 4096] "
+                         f"(got {args.prompts}, {args.length})")
     torch.set_num_threads(args.threads)
     if args.model:
         model = tl.load_hf(args.model)

@@ -188,6 +188,8 @@ def main():
         if getattr(args, key) is None:
             setattr(args, key, value)
     mixture = tk.parse_mixture(args.tasks) if args.tasks else None
+    if not 0 <= args.follow_ups <= 8:
+        raise SystemExit(f"--follow-ups {args.follow_ups} must be in [0, 8]")
     if args.heads % args.kv_heads != 0:
         raise SystemExit(f"--kv-heads {args.kv_heads} must divide --heads {args.heads}")
     # --prepare-only (tokenizer and corpus, on the CPU machine) needs no device.
