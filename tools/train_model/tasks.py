@@ -383,6 +383,82 @@ def append_follow_ups(task, example, maker, rng, k, max_len):
     return ids, spans
 
 
+DRILL_TASKS = ("multikey", "multivalue", "vartrack", "multiquery")
+
+
+def drill_example(task, sp, rng, questions=6):
+    """A needles-only training sequence (no haystack) for one of DRILL_TASKS, MQAR-style: many needles
+    of the task, then up to `questions` of its questions, each followed by its answer. On haystack
+    prompts alone the 8-layer CPU model learned to copy a needle but not to pick the one whose key
+    matches (issue 14); without haystack, matching is the only way to lower the loss.
+      multikey / multiquery: 6-12 "special magic number" needles; one key (multiquery: two) per question
+      multivalue: 2-4 keys with 2-4 values each, interleaved; every key's values, in text order
+      vartrack: 2-3 chains of 2-4 variables with distinct values, interleaved; every chain's names
+    Returns (ids, n_prompt, score_len, spans, text): ids = BOS + text + EOS, n_prompt = ids before the
+    first answer, score_len its token count, spans the (start, end) ids of every later answer (as
+    append_follow_ups). Every answer is what
+    expected_answer recomputes from the needles and that question alone (test_tasks.py checks it)."""
+    if task in ("multikey", "multiquery"):
+        n = rng.randint(6, 12)
+        keys, values = _distinct_keys(rng, n), _distinct_numbers(rng, n)
+        needles = [MK_NEEDLE.format(k, v) for k, v in zip(keys, values)]
+        order = list(range(n))
+        rng.shuffle(order)
+        if task == "multikey":
+            qa = [(MK_QUESTION.format(keys[i], keys[i]), answer_text(values[i])) for i in order[:questions]]
+        else:
+            pairs = [(a, b) for a in range(n) for b in range(n) if a != b]  # ordered: "x and y" != "y and x"
+            qa = [(MQ_QUESTION.format(keys[a], keys[b], keys[a], keys[b]), answer_text(f"{values[a]}, {values[b]}"))
+                  for a, b in rng.sample(pairs, min(questions, len(pairs)))]
+    elif task == "multivalue":
+        m = rng.randint(2, 4)
+        keys = _distinct_keys(rng, m)
+        counts = [rng.randint(2, 4) for _ in range(m)]
+        values = _distinct_numbers(rng, sum(counts))
+        owner = [i for i in range(m) for _ in range(counts[i])]
+        rng.shuffle(owner)  # interleaved keys; each key's values in the order they appear
+        needles, per_key = [], [[] for _ in range(m)]
+        for i, v in zip(owner, values):
+            needles.append(MV_NEEDLE.format(keys[i], v))
+            per_key[i].append(v)
+        ask = list(range(m))
+        rng.shuffle(ask)
+        qa = [(MV_QUESTION.format(keys[i], keys[i]), answer_text(", ".join(per_key[i]))) for i in ask]
+    elif task == "vartrack":
+        c = rng.randint(2, 3)
+        hops = [rng.randint(2, VT_HOPS) for _ in range(c)]
+        names = _distinct_names(rng, sum(hops))
+        values = _distinct_numbers(rng, c)
+        chains, at = [], 0
+        for h in hops:
+            chains.append(names[at:at + h])
+            at += h
+        owner = [i for i in range(c) for _ in range(hops[i])]
+        rng.shuffle(owner)  # interleaved chains, each in its own order
+        needles, pos = [], [0] * c
+        for i in owner:
+            ch, k = chains[i], pos[i]
+            needles.append(VT_FIRST.format(ch[0], values[i]) if k == 0 else VT_LINK.format(ch[k], ch[k - 1]))
+            pos[i] += 1
+        ask = list(range(c))
+        rng.shuffle(ask)
+        qa = [(VT_QUESTION.format(values[i], values[i]), answer_text(", ".join(chains[i]))) for i in ask]
+    else:
+        raise ValueError(f"no drill for task '{task}' (drills: {', '.join(DRILL_TASKS)})")
+    text = " ".join(needles)
+    ids, n_prompt, score_len, spans = None, 0, 0, []
+    for q, a in qa[:max(1, questions)]:
+        p_ids = [sp.bos_id()] + sp.encode(text + " " + q)
+        full = [sp.bos_id()] + sp.encode(text + " " + q + a) + [sp.eos_id()]
+        assert ids is None or full[:len(ids) - 1] == ids[:-1], "ids must grow by appending"
+        if ids is None:
+            n_prompt, score_len = len(p_ids), len(full) - 1 - len(p_ids)
+        else:
+            spans.append((len(p_ids), len(full) - 1))
+        text, ids = text + " " + q + a, full
+    return ids, n_prompt, score_len, spans, text
+
+
 def parse_mixture(text):
     """"passkey:1,multikey:2" -> [("passkey", 1.0), ("multikey", 2.0)]; a bare name weighs 1."""
     out = []

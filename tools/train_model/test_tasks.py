@@ -9,7 +9,8 @@ of a space-joined text are the concatenation of each word's ids) and a seeded sy
 - the passkey prompt is the shipped format, byte for byte (literal strings, not tasks.py's constants);
 - the checkers on hand-written prompts (a variable chain, distractor keys) and the scoring rule;
 - follow-up questions (training only) ask about other needles, and the checker, reading the text up
-  to each, finds the answer they come with.
+  to each, finds the answer they come with;
+- drills (needles only, training) hold only needles and questions, each answered as the checker says.
 
   python3 tools/train_model/test_tasks.py -v        (ctest: train_model_tasks)
 """
@@ -189,6 +190,43 @@ class GeneratorTest(unittest.TestCase):
                         self.assertFalse(set(first) & set(names), where)
                         self.assertEqual(len(first) + len(names), ex.prompt.count(" = "), where)
         self.assertGreater(count, 60)
+
+    def test_drills_are_needles_then_questions_the_checker_answers(self):
+        sp, count = self.maker.sp, 0
+        for task in tasks.DRILL_TASKS:
+            for seed in range(20):
+                where = f"drill {task} seed {seed}"
+                ids, n_prompt, score_len, spans, text = tasks.drill_example(task, sp, random.Random(seed))
+                self.assertEqual(tasks.drill_example(task, sp, random.Random(seed))[0], ids, where)
+                self.assertEqual(ids, [sp.bos_id()] + sp.encode(text) + [sp.eos_id()], where)
+                # needles, then " question answer" pairs (no haystack word anywhere)
+                parts = re.split(r" (?=What (?:is|are) |Find all )", text)
+                needles, qas = parts[0], parts[1:]
+                self.assertEqual(len(qas), 1 + len(spans), where)
+                self.assertNotIn("?", needles, where)
+                self.assertRegex(needles, r"^((The special magic number for [a-z]+ [a-z]+ is \d{5}\.|"
+                                          r"One of the special magic numbers for [a-z]+ [a-z]+ is \d{5}\.|"
+                                          r"VAR [A-Z]{5} = (\d{5}|VAR [A-Z]{5})\.)( |$))+$")
+                answers = [(n_prompt, n_prompt + score_len)] + spans
+                asked = set()
+                for qa, (start, end) in zip(qas, answers):
+                    q, a = re.match(r"(.*(?:is|are)) (.*)$", qa).groups()
+                    # the checker, reading the needles and this question alone, gives the same answer
+                    self.assertEqual(tasks.expected_answer(task, needles + " " + q), " " + a, where)
+                    self.assertEqual(ids[start:end], sp.encode(a), where)
+                    self.assertNotIn(q, asked, where)
+                    asked.add(q)
+                    count += 1
+                n_needles = len(re.findall(r"\d{5}\.|VAR [A-Z]{5}\.", needles))
+                if task == "multikey":
+                    self.assertTrue(6 <= n_needles <= 12 and len(qas) == 6, where)
+                if task == "multivalue":  # every key asked once
+                    self.assertEqual(len(qas), len(set(re.findall(r"numbers for ([a-z]+ [a-z]+)", needles))), where)
+                if task == "vartrack":  # every chain asked once
+                    self.assertEqual(len(qas), len(re.findall(r"= \d{5}\.", needles)), where)
+        self.assertGreater(count, 300)
+        with self.assertRaisesRegex(ValueError, "no drill for task 'passkey'"):
+            tasks.drill_example("passkey", sp, random.Random(1))
 
     def test_too_short_or_bad_arguments_are_errors(self):
         with self.assertRaisesRegex(ValueError, "unknown task 'nope'"):

@@ -47,26 +47,34 @@ ALL_TASKS = "passkey:1,multikey:1,multivalue:1,vartrack:1,multiquery:1"
 EVAL_STAGES = ("64:32:300:2e-3,128:16:400:2e-3,256:16:300:2e-3,512:8:300:1.5e-3,1024:4:300:1.5e-3,"
                "2048:2:300:1e-3,4096:1:350:7e-4,4096:1:250:5e-4:0.4")
 # The same curriculum in one GPU call: 8x the examples per step, fewer steps.
-EVAL_GPU_STAGES = ("64:256:200:2e-3,128:128:200:2e-3,256:128:200:2e-3,512:64:200:1.5e-3,"
+EVAL_GPU_STAGES = ("64:256:200:2e-3,128:128:200:2e-3,drill:128:300:1e-3,256:128:200:2e-3,512:64:200:1.5e-3,"
                    "1024:32:200:1.5e-3,2048:16:200:1e-3,4096:8:300:7e-4,4096:8:200:5e-4:0.4")
 PRESETS = {
     "tiny": dict(layers=4, hidden=128, ffn=256, heads=4, kv_heads=2, head_dim=32, stages=DEFAULT_STAGES,
-                 tasks="", follow_ups=0, out=os.path.join(REPO, "models", "zigzag-tiny"), device="cpu"),
+                 tasks="", follow_ups=0, drill_frac=0.0, out=os.path.join(REPO, "models", "zigzag-tiny"), device="cpu"),
     "eval": dict(layers=8, hidden=128, ffn=256, heads=4, kv_heads=4, head_dim=32, stages=EVAL_STAGES,
-                 tasks=ALL_TASKS, follow_ups=3, out=os.path.join(REPO, "models", "zigzag-eval"), device="cpu"),
+                 tasks=ALL_TASKS, follow_ups=3, drill_frac=0.0, out=os.path.join(REPO, "models", "zigzag-eval"), device="cpu"),
     "eval-gpu": dict(layers=12, hidden=256, ffn=768, heads=8, kv_heads=4, head_dim=32, stages=EVAL_GPU_STAGES,
-                     tasks=ALL_TASKS, follow_ups=3, out=os.path.join(REPO, "models", "zigzag-eval"), device="cuda"),
+                     tasks=ALL_TASKS, follow_ups=3, drill_frac=0.25, out=os.path.join(REPO, "models", "zigzag-eval"), device="cuda"),
 }
 
 
 def parse_stages(s):
+    """LEN:BATCH:STEPS:LR[:FAR],...; LEN "drill": a needles-only stage (tasks.drill_example)."""
     out = []
     for part in s.split(","):
         f = part.split(":")
         if len(f) not in (4, 5):
             raise SystemExit(f"--stages: '{part}' is not LEN:BATCH:STEPS:LR[:FAR]")
-        out.append({"len": int(f[0]), "batch": int(f[1]), "steps": int(f[2]), "lr": float(f[3]),
-                    "far": float(f[4]) if len(f) > 4 else 0.0})
+        try:
+            drill = f[0] == "drill"
+            st = {"len": 0 if drill else int(f[0]), "batch": int(f[1]), "steps": int(f[2]), "lr": float(f[3]),
+                  "far": float(f[4]) if len(f) > 4 else 0.0, "drill": drill}
+        except ValueError:
+            raise SystemExit(f"--stages: '{part}' is not LEN:BATCH:STEPS:LR[:FAR] (LEN a number or 'drill')")
+        if not drill and not 36 <= st["len"] <= 4096 or not 1 <= st["batch"] <= 4096 or st["steps"] < 1:
+            raise SystemExit(f"--stages: '{part}': LEN in [36, 4096] or 'drill', BATCH in [1, 4096], STEPS >= 1")
+        out.append(st)
     return out
 
 
@@ -183,11 +191,17 @@ def main():
     ap.add_argument("--early-max-len", type=int, default=512)
     ap.add_argument("--start-stage", type=int, default=-1,
                     help="with --resume: keep weights and optimizer, restart the schedule at this stage, step 0")
+    ap.add_argument("--drill-frac", type=float, default=None,
+                    help="share of the steps of haystack stages that are needles-only drill steps (preset)")
+    ap.add_argument("--drill-batch", type=int, default=16, help="batch of a drill step in a haystack stage")
+    ap.add_argument("--stop-at", default="",
+                    help="STAGE:STEP: checkpoint and stop there (reproduces a run that was stopped by hand)")
     args = ap.parse_args()
     for key, value in PRESETS[args.preset].items():
         if getattr(args, key) is None:
             setattr(args, key, value)
     mixture = tk.parse_mixture(args.tasks) if args.tasks else None
+    drills = [(t, w) for t, w in (mixture or []) if t in tk.DRILL_TASKS]
     if not 0 <= args.follow_ups <= 8:
         raise SystemExit(f"--follow-ups {args.follow_ups} must be in [0, 8]")
     if args.heads % args.kv_heads != 0:
@@ -203,6 +217,18 @@ def main():
     torch.manual_seed(args.seed)
     os.makedirs(args.work, exist_ok=True)
     stages = parse_stages(args.stages)
+    if not drills and (args.drill_frac > 0 or any(st["drill"] for st in stages)):
+        raise SystemExit(f"drill stages and --drill-frac need one of {', '.join(tk.DRILL_TASKS)} in --tasks")
+    stop_at = None
+    if args.stop_at:
+        try:
+            stop_at = tuple(int(x) for x in args.stop_at.split(":"))
+        except ValueError:
+            stop_at = ()
+        if len(stop_at) != 2 or min(stop_at) < 0:
+            raise SystemExit(f"--stop-at '{args.stop_at}' is not STAGE:STEP (two numbers >= 0)")
+    if not 0 <= args.drill_frac <= 1:
+        raise SystemExit(f"--drill-frac {args.drill_frac} must be in [0, 1]")
 
     tok_prefix = os.path.join(args.work, "tokenizer")
     train_files, held_files = nd.corpus_files(args.corpus_root)
@@ -260,13 +286,20 @@ def main():
         while state["step"] < st["steps"]:
             step = state["step"]
             rng = random.Random(f"{args.seed}-{si}-{step}")
-            L = sample_len(rng, st["len"])
-            far = st["far"] > 0 and rng.random() < st["far"]  # needle far from the question: long, early depth
+            drill = st["drill"] or (args.drill_frac > 0 and rng.random() < args.drill_frac)
+            L = sample_len(rng, st["len"]) if not st["drill"] else 0
+            far = not drill and st["far"] > 0 and rng.random() < st["far"]  # needle far from the question
             if far:
                 L = rng.randint(st["len"] * 3 // 4, st["len"])
             exs, names = [], []  # names: the task of each "key" example, in order
-            n_aux = int(round(args.aux_frac * st["batch"])) if st["len"] <= args.aux_max_len else 0
-            for j in range(st["batch"]):
+            n_aux = int(round(args.aux_frac * st["batch"])) if 0 < st["len"] <= args.aux_max_len and not drill else 0
+            for j in range(st["batch"] if st["drill"] or not drill else args.drill_batch):
+                if drill:
+                    task = rng.choices([t for t, _ in drills], weights=[w for _, w in drills])[0]
+                    ids, n, score_len, extra, _ = tk.drill_example(task, sp, rng)
+                    exs.append((ids, n, "key", score_len, extra))
+                    names.append("drill-" + task)
+                    continue
                 if j < n_aux:
                     # auxiliary copy task (grows induction heads): BOS + S + S, scored on the second S
                     m = (L - 1) // 2
@@ -310,7 +343,7 @@ def main():
                 dt = time.time() - win["t"]
                 k = 10 if state["step"] % 10 == 0 else max(1, state["step"] % 10)
                 state["elapsed"] += dt
-                print(f"stage {si} len {st['len']} step {state['step']}/{st['steps']} T~{T} lr {lr_at(st, step, warm):.2e} "
+                print(f"stage {si} len {st['len'] or 'drill'} step {state['step']}/{st['steps']} T~{T} lr {lr_at(st, step, warm):.2e} "
                       f"lm {win['lm'] / k:.3f} ans {win['ans'] / k:.3f} acc {win['acc'] / max(1, win['n']):.2f} "
                       f"aux {win.get('aux', 0.0) / max(1, k):.3f} {dt / k:.2f}s/step total {state['elapsed'] / 60:.1f}min", flush=True)
                 early = (st["len"] <= args.early_max_len and state["step"] >= 0.4 * st["steps"]
@@ -325,14 +358,19 @@ def main():
                     break
             if state["step"] % args.save_every == 0:
                 save_ckpt(ckpt_path, model, opt, state)
+            if stop_at == (si, state["step"]):
+                save_ckpt(ckpt_path, model, opt, state)
+                print(f"stopped at stage {si} step {state['step']} (--stop-at)", flush=True)
+                return
         # stage done: evaluate on held-out text at this length, checkpoint, export
-        acc = quick_eval(model, held, st["len"], 10, args.seed + 7 + si, device=dev)
+        eval_len = st["len"] or 256  # a drill stage: its skill, measured on haystack prompts
+        acc = quick_eval(model, held, eval_len, 10, args.seed + 7 + si, device=dev)
         acc_short = quick_eval(model, held, 512, 10, args.seed + 99 + si, device=dev)
         rec = {"stage": si, **st, "minutes": (time.time() - t_stage) / 60, "heldout_acc_at_len": acc,
                "heldout_acc_512": acc_short}
         if mixture is not None:  # per task, 6 prompts at the stage's length (passkey: above)
             rec["heldout_task_acc_at_len"] = {
-                t: quick_eval(model, held, max(st["len"], 128), 6, args.seed + 7 + si, task=t, device=dev)
+                t: quick_eval(model, held, max(eval_len, 128), 6, args.seed + 7 + si, task=t, device=dev)
                 for t, _ in mixture if t != "passkey"}
         state["history"].append(rec)
         print("STAGE DONE " + json.dumps(rec), flush=True)
