@@ -225,14 +225,20 @@ class TinyLlama(nn.Module):
         self.load_state_dict(sd, strict=True)
 
 
-def write_safetensors(path, tensors):
+def write_safetensors(path, tensors, dtype="F32"):
+    """dtype "F32", or "BF16" (round to nearest even, as torch's conversion: half the bytes)."""
+    if dtype not in ("F32", "BF16"):
+        raise ValueError(f"safetensors dtype must be F32 or BF16, got {dtype}")
     header = {"__metadata__": {"format": "pt"}}
     offset = 0
     blobs = []
     for name in sorted(tensors):
-        t = tensors[name].detach().to(torch.float32).contiguous()
-        raw = t.numpy().astype("<f4").tobytes()
-        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [offset, offset + len(raw)]}
+        t = tensors[name].detach().cpu().to(torch.float32).contiguous()
+        if dtype == "F32":
+            raw = t.numpy().astype("<f4").tobytes()
+        else:
+            raw = t.to(torch.bfloat16).view(torch.int16).numpy().astype("<i2").tobytes()
+        header[name] = {"dtype": dtype, "shape": list(t.shape), "data_offsets": [offset, offset + len(raw)]}
         offset += len(raw)
         blobs.append(raw)
     hjson = json.dumps(header, separators=(",", ":")).encode("utf-8")
@@ -256,18 +262,25 @@ def read_safetensors(path):
     for name, info in header.items():
         if name == "__metadata__":
             continue
-        assert info["dtype"] == "F32", info
         a, b = info["data_offsets"]
-        arr = np.frombuffer(data[a:b], dtype="<f4").reshape(info["shape"])
+        if info["dtype"] == "F32":
+            arr = np.frombuffer(data[a:b], dtype="<f4")
+        elif info["dtype"] == "BF16":  # the high half of a float32
+            arr = (np.frombuffer(data[a:b], dtype="<u2").astype(np.uint32) << 16).view(np.float32)
+        else:
+            raise ValueError(f"{path}: tensor {name} has dtype {info['dtype']} (F32 or BF16 expected)")
+        arr = arr.reshape(info["shape"])
         out[name] = torch.from_numpy(arr.copy())
     return out
 
 
-def export_hf(model, folder, tokenizer_model_path):
+def export_hf(model, folder, tokenizer_model_path, dtype="F32"):
     os.makedirs(folder, exist_ok=True)
     c = model.config
     with open(os.path.join(folder, "config.json"), "w") as f:
-        json.dump(c.to_hf(), f, indent=2)
+        hf = c.to_hf()
+        hf["torch_dtype"] = {"F32": "float32", "BF16": "bfloat16"}[dtype]  # what the weights are stored in
+        json.dump(hf, f, indent=2)
         f.write("\n")
     with open(os.path.join(folder, "generation_config.json"), "w") as f:
         json.dump({"bos_token_id": c.bos_token_id, "eos_token_id": c.eos_token_id, "do_sample": False}, f,
@@ -291,7 +304,7 @@ def export_hf(model, folder, tokenizer_model_path):
         blob = src.read()
     with open(os.path.join(folder, "tokenizer.model"), "wb") as dst:
         dst.write(blob)
-    write_safetensors(os.path.join(folder, "model.safetensors"), model.hf_state())
+    write_safetensors(os.path.join(folder, "model.safetensors"), model.hf_state(), dtype)
 
 
 def load_hf(folder):

@@ -51,11 +51,11 @@ EVAL_GPU_STAGES = ("64:256:200:2e-3,128:128:200:2e-3,drill:128:300:1e-3,256:128:
                    "1024:32:200:1.5e-3,2048:16:200:1e-3,4096:8:300:7e-4,4096:8:200:5e-4:0.4")
 PRESETS = {
     "tiny": dict(layers=4, hidden=128, ffn=256, heads=4, kv_heads=2, head_dim=32, stages=DEFAULT_STAGES,
-                 tasks="", follow_ups=0, drill_frac=0.0, out=os.path.join(REPO, "models", "zigzag-tiny"), device="cpu"),
+                 tasks="", follow_ups=0, drill_frac=0.0, export_dtype="f32", out=os.path.join(REPO, "models", "zigzag-tiny"), device="cpu"),
     "eval": dict(layers=8, hidden=128, ffn=256, heads=4, kv_heads=4, head_dim=32, stages=EVAL_STAGES,
-                 tasks=ALL_TASKS, follow_ups=3, drill_frac=0.0, out=os.path.join(REPO, "models", "zigzag-eval"), device="cpu"),
+                 tasks=ALL_TASKS, follow_ups=3, drill_frac=0.0, export_dtype="bf16", out=os.path.join(REPO, "models", "zigzag-eval"), device="cpu"),
     "eval-gpu": dict(layers=12, hidden=256, ffn=768, heads=8, kv_heads=4, head_dim=32, stages=EVAL_GPU_STAGES,
-                     tasks=ALL_TASKS, follow_ups=3, drill_frac=0.25, out=os.path.join(REPO, "models", "zigzag-eval"), device="cuda"),
+                     tasks=ALL_TASKS, follow_ups=3, drill_frac=0.25, export_dtype="bf16", out=os.path.join(REPO, "models", "zigzag-eval"), device="cuda"),
 }
 
 
@@ -194,6 +194,10 @@ def main():
     ap.add_argument("--drill-frac", type=float, default=None,
                     help="share of the steps of haystack stages that are needles-only drill steps (preset)")
     ap.add_argument("--drill-batch", type=int, default=16, help="batch of a drill step in a haystack stage")
+    ap.add_argument("--export-dtype", choices=["f32", "bf16"], default=None,
+                    help="weights of the exported HF folder (preset: tiny f32, eval bf16)")
+    ap.add_argument("--export-only", action="store_true",
+                    help="export --work/ckpt.pt's weights to --out (with --export-dtype) and stop")
     ap.add_argument("--stop-at", default="",
                     help="STAGE:STEP: checkpoint and stop there (reproduces a run that was stopped by hand)")
     args = ap.parse_args()
@@ -274,6 +278,17 @@ def main():
         if args.start_stage >= 0:
             state["stage"], state["step"] = args.start_stage, 0
         print(f"resumed at stage {state['stage']} step {state['step']} ({state['elapsed']:.0f}s trained)", flush=True)
+
+    if args.export_only:
+        if not os.path.exists(ckpt_path):
+            raise SystemExit(f"--export-only: no checkpoint {ckpt_path}")
+        ck = torch.load(ckpt_path, map_location=dev)
+        if ck.get("config", cfg.to_hf()) != cfg.to_hf():
+            raise SystemExit(f"--export-only: {ckpt_path} holds a model of another shape ({ck['config']})")
+        model.load_state_dict(ck["model"])
+        tl.export_hf(model, args.out, tok_prefix + ".model", args.export_dtype.upper())
+        print(f"exported {args.out} ({args.export_dtype}) from {ckpt_path}", flush=True)
+        return
 
     model.train()
     while state["stage"] < len(stages):
@@ -378,7 +393,7 @@ def main():
         state["step"] = 0
         save_ckpt(ckpt_path, model, opt, state)
         torch.save({k: v.cpu() for k, v in model.state_dict().items()}, os.path.join(args.work, f"model_stage{si}.pt"))
-        tl.export_hf(model, args.out, tok_prefix + ".model")
+        tl.export_hf(model, args.out, tok_prefix + ".model", args.export_dtype.upper())
         with open(os.path.join(args.work, "train_history.json"), "w") as f:
             json.dump({"args": vars(args), "history": state["history"], "elapsed_s": state["elapsed"]}, f, indent=2)
         print(f"exported {args.out}", flush=True)
