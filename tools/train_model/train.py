@@ -60,16 +60,24 @@ PRESETS = {
 
 
 def parse_stages(s):
-    """LEN:BATCH:STEPS:LR[:FAR],...; LEN "drill": a needles-only stage (tasks.drill_example)."""
+    """LEN:BATCH:STEPS:LR[:FAR],...; LEN "drill": a needles-only stage (tasks.drill_example) of the
+    mixture's drill tasks, "drill=TASK+TASK...": of those tasks only (weights from the mixture)."""
     out = []
     for part in s.split(","):
         f = part.split(":")
         if len(f) not in (4, 5):
             raise SystemExit(f"--stages: '{part}' is not LEN:BATCH:STEPS:LR[:FAR]")
+        only = []
+        if f[0].startswith("drill="):
+            only = f[0][len("drill="):].split("+")
+            bad = [t for t in only if t not in tk.DRILL_TASKS]
+            if bad or not only:
+                raise SystemExit(f"--stages: '{part}': drill tasks must be among {', '.join(tk.DRILL_TASKS)}")
+            f[0] = "drill"
         try:
             drill = f[0] == "drill"
             st = {"len": 0 if drill else int(f[0]), "batch": int(f[1]), "steps": int(f[2]), "lr": float(f[3]),
-                  "far": float(f[4]) if len(f) > 4 else 0.0, "drill": drill}
+                  "far": float(f[4]) if len(f) > 4 else 0.0, "drill": drill, "only": only}
         except ValueError:
             raise SystemExit(f"--stages: '{part}' is not LEN:BATCH:STEPS:LR[:FAR] (LEN a number or 'drill')")
         if not drill and not 36 <= st["len"] <= 4096 or not 1 <= st["batch"] <= 4096 or st["steps"] < 1:
@@ -223,6 +231,10 @@ def main():
     stages = parse_stages(args.stages)
     if not drills and (args.drill_frac > 0 or any(st["drill"] for st in stages)):
         raise SystemExit(f"drill stages and --drill-frac need one of {', '.join(tk.DRILL_TASKS)} in --tasks")
+    for st in stages:
+        missing = [t for t in st["only"] if t not in dict(drills)]
+        if missing:
+            raise SystemExit(f"--stages: drill task(s) {', '.join(missing)} are not in --tasks")
     stop_at = None
     if args.stop_at:
         try:
@@ -310,7 +322,8 @@ def main():
             n_aux = int(round(args.aux_frac * st["batch"])) if 0 < st["len"] <= args.aux_max_len and not drill else 0
             for j in range(st["batch"] if st["drill"] or not drill else args.drill_batch):
                 if drill:
-                    task = rng.choices([t for t, _ in drills], weights=[w for _, w in drills])[0]
+                    pool = [(t, w) for t, w in drills if not st["only"] or t in st["only"]]
+                    task = rng.choices([t for t, _ in pool], weights=[w for _, w in pool])[0]
                     ids, n, score_len, extra, _ = tk.drill_example(task, sp, rng)
                     exs.append((ids, n, "key", score_len, extra))
                     names.append("drill-" + task)
