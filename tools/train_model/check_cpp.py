@@ -35,6 +35,10 @@ def main():
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--tasks-file", default="", help="check prompts of this JSONL instead")
     ap.add_argument("--per-task", type=int, default=2)
+    ap.add_argument("--cpu-weight-dtype", default="auto", choices=["auto", "f32", "bf16", "f16"],
+                    help="zigzag-generate --cpu_weight_dtype: auto keeps bf16 weights 16-bit, and on CPUs "
+                         "with AVX512_BF16 multiplies them by activations rounded to bf16 (logprobs differ "
+                         "from PyTorch's float32 by up to ~1e-2); f32 converts them on load")
     args = ap.parse_args()
     torch.set_num_threads(2)
 
@@ -69,7 +73,8 @@ def main():
             lp = torch.log_softmax(model(torch.tensor([prompt + ref]))[0], -1)
         ref_lp = [lp[n - 1 + i, t].item() for i, t in enumerate(ref)]
         r = subprocess.run([args.generate, "--model", args.model, "--prompt_ids", ",".join(map(str, prompt)),
-                            "--max_tokens", str(max_tokens), "--backend", "cpu", "--logprobs"],
+                            "--max_tokens", str(max_tokens), "--backend", "cpu", "--logprobs",
+                            "--cpu_weight_dtype", args.cpu_weight_dtype],
                            capture_output=True, text=True, check=True)
         cpp, cpp_lp = [], []
         for line in r.stdout.splitlines():
