@@ -372,15 +372,23 @@ def append_follow_ups(task, example, maker, rng, k, max_len):
     sp = maker.sp
     text, ids, spans = example.prompt + example.answer, list(example.ids), []
     for q, a in follow_up_questions(task, example.prompt, rng, k):
-        p_ids = [sp.bos_id()] + sp.encode(text + " " + q)
-        full = [sp.bos_id()] + sp.encode(text + " " + q + a) + [sp.eos_id()]
+        n_q, full = _ask(sp, text, ids, q, a)
         if len(full) > max_len:
             break
-        # SentencePiece splits at spaces first, so appending text after a space keeps the ids before it
-        assert full[:len(p_ids)] == p_ids and full[:len(ids) - 1] == ids[:-1], "ids must grow by appending"
         text, ids = text + " " + q + a, full
-        spans.append((len(p_ids), len(full) - 1))
+        spans.append((n_q, len(full) - 1))
     return ids, spans
+
+
+def _ask(sp, text, ids, q, a):
+    """The ids of text + " " + q + a (BOS ... EOS) and how many of them come before the answer a.
+    ids: those of text (None for the first question), which must stay a prefix."""
+    p_ids = [sp.bos_id()] + sp.encode(text + " " + q)
+    full = [sp.bos_id()] + sp.encode(text + " " + q + a) + [sp.eos_id()]
+    # SentencePiece splits at spaces first, so appending text after a space keeps the ids before it
+    assert full[:len(p_ids)] == p_ids and (ids is None or full[:len(ids) - 1] == ids[:-1]), \
+        "ids must grow by appending"
+    return len(p_ids), full
 
 
 DRILL_TASKS = ("multikey", "multivalue", "vartrack", "multiquery")
@@ -448,13 +456,11 @@ def drill_example(task, sp, rng, questions=6):
     text = " ".join(needles)
     ids, n_prompt, score_len, spans = None, 0, 0, []
     for q, a in qa[:max(1, questions)]:
-        p_ids = [sp.bos_id()] + sp.encode(text + " " + q)
-        full = [sp.bos_id()] + sp.encode(text + " " + q + a) + [sp.eos_id()]
-        assert ids is None or full[:len(ids) - 1] == ids[:-1], "ids must grow by appending"
+        n_q, full = _ask(sp, text, ids, q, a)
         if ids is None:
-            n_prompt, score_len = len(p_ids), len(full) - 1 - len(p_ids)
+            n_prompt, score_len = n_q, len(full) - 1 - n_q
         else:
-            spans.append((len(p_ids), len(full) - 1))
+            spans.append((n_q, len(full) - 1))
         text, ids = text + " " + q + a, full
     return ids, n_prompt, score_len, spans, text
 

@@ -245,6 +245,8 @@ def main():
             raise SystemExit(f"--stop-at '{args.stop_at}' is not STAGE:STEP (two numbers >= 0)")
     if not 0 <= args.drill_frac <= 1:
         raise SystemExit(f"--drill-frac {args.drill_frac} must be in [0, 1]")
+    if not 1 <= args.drill_batch <= 4096:
+        raise SystemExit(f"--drill-batch {args.drill_batch} must be in [1, 4096]")
 
     tok_prefix = os.path.join(args.work, "tokenizer")
     train_files, held_files = nd.corpus_files(args.corpus_root)
@@ -310,6 +312,7 @@ def main():
         t_stage = time.time()
         win = {"lm": 0.0, "ans": 0.0, "acc": 0, "n": 0, "t": time.time(), "tok": 0}
         per_task = {}  # task -> [exact, examples] since the last per-task line
+        pool = [(t, w) for t, w in drills if not st["only"] or t in st["only"]]  # this stage's drill tasks
         while state["step"] < st["steps"]:
             step = state["step"]
             rng = random.Random(f"{args.seed}-{si}-{step}")
@@ -322,7 +325,6 @@ def main():
             n_aux = int(round(args.aux_frac * st["batch"])) if 0 < st["len"] <= args.aux_max_len and not drill else 0
             for j in range(st["batch"] if st["drill"] or not drill else args.drill_batch):
                 if drill:
-                    pool = [(t, w) for t, w in drills if not st["only"] or t in st["only"]]
                     task = rng.choices([t for t, _ in pool], weights=[w for _, w in pool])[0]
                     ids, n, score_len, extra, _ = tk.drill_example(task, sp, rng)
                     exs.append((ids, n, "key", score_len, extra))
