@@ -394,7 +394,7 @@ def _ask(sp, text, ids, q, a):
 DRILL_TASKS = ("multikey", "multivalue", "vartrack", "multiquery")
 
 
-def drill_example(task, sp, rng, questions=6):
+def drill_example(task, sp, rng, questions=6, maker=None, total_len=0):
     """A needles-only training sequence (no haystack) for one of DRILL_TASKS, MQAR-style: many needles
     of the task, then up to `questions` of its questions, each followed by its answer. On haystack
     prompts alone the 8-layer CPU model learned to copy a needle but not to pick the one whose key
@@ -402,6 +402,9 @@ def drill_example(task, sp, rng, questions=6):
       multikey / multiquery: 6-12 "special magic number" needles; one key (multiquery: two) per question
       multivalue: 2-4 keys with 2-4 values each, interleaved; every key's values, in text order
       vartrack: 2-3 chains of 2-4 variables with distinct values, interleaved; every chain's names
+    With `maker` and `total_len`, the same needles (in the same order) stand at seeded depths in haystack
+    words up to about total_len tokens, and the questions come after it while they fit: many long-range
+    retrievals per sequence, where a haystack prompt teaches one to four.
     Returns (ids, n_prompt, score_len, spans, text): ids = BOS + text + EOS, n_prompt = ids before the
     first answer, score_len its token count, spans the (start, end) ids of every later answer (as
     append_follow_ups). Every answer is what
@@ -453,10 +456,27 @@ def drill_example(task, sp, rng, questions=6):
         qa = [(VT_QUESTION.format(values[i], values[i]), answer_text(", ".join(chains[i]))) for i in ask]
     else:
         raise ValueError(f"no drill for task '{task}' (drills: {', '.join(DRILL_TASKS)})")
-    text = " ".join(needles)
+    qa = qa[:max(1, questions)]
+    if maker is None:
+        text = " ".join(needles)
+    else:
+        depths = sorted(rng.random() for _ in needles)  # sorted: the needles keep their order
+        while True:
+            # room for the questions (a token or two of slack: pieces may join across the spaces);
+            # a short total_len keeps the first ones (ValueError when not even one fits)
+            room = len(sp.encode(" ".join(q + a for q, a in qa))) + 2 * len(qa)
+            try:
+                _, _, text = _assemble(maker, rng, total_len - room, list(zip(depths, needles)), "", "")
+                break
+            except ValueError:
+                if len(qa) == 1:
+                    raise
+                qa = qa[:-1]
     ids, n_prompt, score_len, spans = None, 0, 0, []
-    for q, a in qa[:max(1, questions)]:
+    for q, a in qa:
         n_q, full = _ask(sp, text, ids, q, a)
+        if maker is not None and ids is not None and len(full) > total_len:
+            break
         if ids is None:
             n_prompt, score_len = n_q, len(full) - 1 - n_q
         else:

@@ -228,6 +228,38 @@ class GeneratorTest(unittest.TestCase):
         with self.assertRaisesRegex(ValueError, "no drill for task 'passkey'"):
             tasks.drill_example("passkey", sp, random.Random(1))
 
+    def test_haystack_drills_hold_the_same_needles_and_questions_in_haystack(self):
+        sp, count = self.maker.sp, 0
+        needle = (r"The special magic number for [a-z]+ [a-z]+ is \d{5}\.|"
+                  r"One of the special magic numbers for [a-z]+ [a-z]+ is \d{5}\.|VAR [A-Z]{5} = (?:\d{5}|VAR [A-Z]{5})\.")
+        split = r" (?=What (?:is|are) |Find all )"
+        for task in tasks.DRILL_TASKS:
+            for seed in range(6):
+                for total in (512, 2048):
+                    where = f"haystack drill {task} seed {seed} length {total}"
+                    plain = re.split(split, tasks.drill_example(task, sp, random.Random(seed))[4])
+                    ids, n_prompt, score_len, spans, text = tasks.drill_example(
+                        task, sp, random.Random(seed), maker=self.maker, total_len=total)
+                    self.assertEqual(tasks.drill_example(task, sp, random.Random(seed), maker=self.maker,
+                                                         total_len=total)[0], ids, where)
+                    self.assertEqual(ids, [sp.bos_id()] + sp.encode(text) + [sp.eos_id()], where)
+                    self.assertTrue(total * 3 // 4 <= len(ids) <= total, (where, len(ids)))
+                    parts = re.split(split, text)
+                    hay, qas = parts[0], parts[1:]
+                    # the needles-only drill's sentences in the same order, with haystack words between
+                    self.assertEqual(re.findall(needle, hay), re.findall(needle, plain[0]), where)
+                    self.assertGreater(len(hay), len(plain[0]) * (1 if total == 512 else 2), where)  # words between
+                    self.assertEqual(qas, plain[1:1 + len(qas)], where)  # its questions, while they fit
+                    if total == 2048:
+                        self.assertEqual(len(qas), len(plain) - 1, where)
+                    self.assertEqual(len(qas), 1 + len(spans), where)
+                    for qa, (start, end) in zip(qas, [(n_prompt, n_prompt + score_len)] + spans):
+                        q, a = re.match(r"(.*(?:is|are)) (.*)$", qa).groups()
+                        self.assertEqual(tasks.expected_answer(task, hay + " " + q), " " + a, where)
+                        self.assertEqual(ids[start:end], sp.encode(a), where)
+                        count += 1
+        self.assertGreater(count, 150)
+
     def test_too_short_or_bad_arguments_are_errors(self):
         with self.assertRaisesRegex(ValueError, "unknown task 'nope'"):
             tasks.generate("nope", self.maker, random.Random(1), 500, 0.5)

@@ -61,13 +61,22 @@ PRESETS = {
 
 def parse_stages(s):
     """LEN:BATCH:STEPS:LR[:FAR],...; LEN "drill": a needles-only stage (tasks.drill_example) of the
-    mixture's drill tasks, "drill=TASK+TASK...": of those tasks only (weights from the mixture)."""
+    mixture's drill tasks, "drill=TASK+TASK...": of those tasks only (weights from the mixture);
+    "drill@N" / "drill=TASK...@N": the same needles and questions in haystack of N/2 to N tokens."""
     out = []
     for part in s.split(","):
         f = part.split(":")
         if len(f) not in (4, 5):
             raise SystemExit(f"--stages: '{part}' is not LEN:BATCH:STEPS:LR[:FAR]")
-        only = []
+        only, hay = [], 0
+        if f[0].startswith("drill") and "@" in f[0]:
+            f[0], _, n = f[0].partition("@")
+            try:
+                hay = int(n)
+            except ValueError:
+                hay = -1
+            if not 256 <= hay <= 4096:
+                raise SystemExit(f"--stages: '{part}': the haystack length after '@' must be in [256, 4096]")
         if f[0].startswith("drill="):
             only = f[0][len("drill="):].split("+")
             bad = [t for t in only if t not in tk.DRILL_TASKS]
@@ -77,7 +86,7 @@ def parse_stages(s):
         try:
             drill = f[0] == "drill"
             st = {"len": 0 if drill else int(f[0]), "batch": int(f[1]), "steps": int(f[2]), "lr": float(f[3]),
-                  "far": float(f[4]) if len(f) > 4 else 0.0, "drill": drill, "only": only}
+                  "far": float(f[4]) if len(f) > 4 else 0.0, "drill": drill, "only": only, "hay": hay}
         except ValueError:
             raise SystemExit(f"--stages: '{part}' is not LEN:BATCH:STEPS:LR[:FAR] (LEN a number or 'drill')")
         if not drill and not 36 <= st["len"] <= 4096 or not 1 <= st["batch"] <= 4096 or st["steps"] < 1:
@@ -326,7 +335,11 @@ def main():
             for j in range(st["batch"] if st["drill"] or not drill else args.drill_batch):
                 if drill:
                     task = rng.choices([t for t, _ in pool], weights=[w for _, w in pool])[0]
-                    ids, n, score_len, extra, _ = tk.drill_example(task, sp, rng)
+                    if st.get("hay"):  # (checkpoints from before haystack drills have no "hay")
+                        ids, n, score_len, extra, _ = tk.drill_example(
+                            task, sp, rng, maker=maker, total_len=rng.randint(st["hay"] // 2, st["hay"]))
+                    else:
+                        ids, n, score_len, extra, _ = tk.drill_example(task, sp, rng)
                     exs.append((ids, n, "key", score_len, extra))
                     names.append("drill-" + task)
                     continue
@@ -373,7 +386,7 @@ def main():
                 dt = time.time() - win["t"]
                 k = 10 if state["step"] % 10 == 0 else max(1, state["step"] % 10)
                 state["elapsed"] += dt
-                print(f"stage {si} len {st['len'] or 'drill'} step {state['step']}/{st['steps']} T~{T} lr {lr_at(st, step, warm):.2e} "
+                print(f"stage {si} len {st['len'] or ('drill@' + str(st['hay']) if st.get('hay') else 'drill')} step {state['step']}/{st['steps']} T~{T} lr {lr_at(st, step, warm):.2e} "
                       f"lm {win['lm'] / k:.3f} ans {win['ans'] / k:.3f} acc {win['acc'] / max(1, win['n']):.2f} "
                       f"aux {win.get('aux', 0.0) / max(1, k):.3f} {dt / k:.2f}s/step total {state['elapsed'] / 60:.1f}min", flush=True)
                 early = (st["len"] <= args.early_max_len and state["step"] >= 0.4 * st["steps"]
@@ -393,7 +406,7 @@ def main():
                 print(f"stopped at stage {si} step {state['step']} (--stop-at)", flush=True)
                 return
         # stage done: evaluate on held-out text at this length, checkpoint, export
-        eval_len = st["len"] or 256  # a drill stage: its skill, measured on haystack prompts
+        eval_len = st["len"] or st.get("hay") or 256  # a drill stage: its skill, measured on haystack prompts
         acc = quick_eval(model, held, eval_len, 10, args.seed + 7 + si, device=dev)
         acc_short = quick_eval(model, held, 512, 10, args.seed + 99 + si, device=dev)
         rec = {"stage": si, **st, "minutes": (time.time() - t_stage) / 60, "heldout_acc_at_len": acc,
