@@ -6,7 +6,16 @@ log-probabilities as the torch reference model for passkey prompts built from he
   /usr/bin/python3 tools/train_model/check_cpp.py --model models/zigzag-eval --tasks-file tasks.jsonl --per-task 2
 
 With --tasks-file (make_eval_tasks.py's JSONL), the first --per-task prompts of every task in the file
-are checked instead of passkey prompts, each generating its answer's length (max_new_tokens).
+are checked instead of passkey prompts, each generating its answer's length (max_new_tokens). With
+--tasks, one held-out prompt per task and length (depth --depth) is generated here instead.
+
+--write-golden FILE also writes every checked case (prompt ids, torch's greedy tokens, their logprobs
+and the smallest top-1 - top-2 logprob gap) as text, for tests/eval_model_test.cc, which replays them
+on the C++ engine in the test suite without torch:
+
+  /usr/bin/python3 tools/train_model/check_cpp.py --model models/zigzag-eval --cpu-weight-dtype f32 \
+      --tasks passkey,multikey,multivalue,vartrack,multiquery --lengths 512,2048 \
+      --write-golden tests/data/zigzag_eval_golden.txt
 """
 import json
 import argparse
@@ -20,6 +29,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import niah_data as nd  # noqa: E402
 import spm_lite  # noqa: E402
+import tasks as tk  # noqa: E402
 import tinyllama as tl  # noqa: E402
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
@@ -35,6 +45,8 @@ def main():
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--tasks-file", default="", help="check prompts of this JSONL instead")
     ap.add_argument("--per-task", type=int, default=2)
+    ap.add_argument("--tasks", default="", help="comma-separated tasks: one generated prompt each per length")
+    ap.add_argument("--write-golden", default="", help="write the checked cases here (text)")
     ap.add_argument("--cpu-weight-dtype", default="auto", choices=["auto", "f32", "bf16", "f16"],
                     help="zigzag-generate --cpu_weight_dtype: auto keeps bf16 weights 16-bit, and on CPUs "
                          "with AVX512_BF16 multiplies them by activations rounded to bf16 (logprobs differ "
@@ -57,6 +69,15 @@ def main():
                 seen[rec["task"]] = seen.get(rec["task"], 0) + 1
                 ids = rec.get("prompt_ids") or [sp.bos_id()] + sp.encode(rec["prompt"])
                 cases.append((f"{rec['task']} answer '{rec['answer']}'", ids, rec.get("max_new_tokens", 8)))
+    elif args.tasks:
+        _, held = nd.corpus_files()
+        maker = nd.ExampleMaker(sp, nd.load_words(held))
+        for L in [int(x) for x in args.lengths.split(",")]:
+            for task in args.tasks.split(","):
+                e = tk.generate(task, maker, random.Random(f"{args.seed}-{task}-{L}"), L, args.depth)
+                prompt = e.ids[:e.n_prompt]
+                answer_len = len(e.ids) - e.n_prompt - 1
+                cases.append((f"{task} {L} answer '{e.answer}'", prompt, answer_len + 1))
     else:
         _, held = nd.corpus_files()
         maker = nd.ExampleMaker(sp, nd.load_words(held))
@@ -66,12 +87,16 @@ def main():
             assert ids[:n] == [sp.bos_id()] + sp.encode(text)
             cases.append((f"passkey {pk}", ids[:n], args.max_tokens))
     all_ok = True
+    golden = []
     for label, prompt, max_tokens in cases:
         n = len(prompt)
         ref = model.greedy(prompt, max_tokens, eos_id=sp.eos_id())
         with torch.no_grad():
             lp = torch.log_softmax(model(torch.tensor([prompt + ref]))[0], -1)
         ref_lp = [lp[n - 1 + i, t].item() for i, t in enumerate(ref)]
+        top2 = lp[n - 1:n - 1 + len(ref)].topk(2, dim=-1).values
+        gap = (top2[:, 0] - top2[:, 1]).min().item()  # how far the closest greedy choice is from a tie
+        golden.append((label, prompt, ref, ref_lp, gap))
         r = subprocess.run([args.generate, "--model", args.model, "--prompt_ids", ",".join(map(str, prompt)),
                             "--max_tokens", str(max_tokens), "--backend", "cpu", "--logprobs",
                             "--cpu_weight_dtype", args.cpu_weight_dtype],
@@ -87,6 +112,15 @@ def main():
         all_ok &= same
         print(f"prompt {n} tokens, {label}: torch {ref} '{sp.decode(ref)}' | C++ {cpp} '{sp.decode(cpp)}' | "
               f"{'SAME' if same else 'DIFFERENT'}, max |logprob diff| {diff:.2e}")
+    if args.write_golden:
+        with open(args.write_golden, "w") as f:
+            f.write(f"# {os.path.basename(os.path.normpath(args.model))}: greedy tokens of the PyTorch model "
+                    f"(tools/train_model/tinyllama.py, float32) written by check_cpp.py --write-golden; "
+                    f"per case: label, prompt ids, tokens, their logprobs, smallest top-1 - top-2 gap\n")
+            for label, prompt, ref, ref_lp, gap in golden:
+                f.write(f"case {label}\nprompt {' '.join(map(str, prompt))}\ntokens {' '.join(map(str, ref))}\n"
+                        f"logprobs {' '.join(f'{x:.6f}' for x in ref_lp)}\ngap {gap:.6f}\n")
+        print(f"wrote {len(golden)} cases to {args.write_golden}")
     sys.exit(0 if all_ok else 1)
 
 
