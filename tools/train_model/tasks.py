@@ -391,7 +391,12 @@ def _ask(sp, text, ids, q, a):
     return len(p_ids), full
 
 
-DRILL_TASKS = ("multikey", "multivalue", "vartrack", "multiquery")
+DRILL_TASKS = ("multikey", "multivalue", "vartrack", "multiquery", "vartrack1")
+
+
+def drill_base(task):
+    """The task whose format a drill task trains: vartrack1 (one-hop lookups) is vartrack's."""
+    return "vartrack" if task == "vartrack1" else task
 
 
 def drill_example(task, sp, rng, questions=6, maker=None, total_len=0):
@@ -402,6 +407,8 @@ def drill_example(task, sp, rng, questions=6, maker=None, total_len=0):
       multikey / multiquery: 6-12 "special magic number" needles; one key (multiquery: two) per question
       multivalue: 2-4 keys with 2-4 values each, interleaved; every key's values, in text order
       vartrack: 2-3 chains of 2-4 variables with distinct values, interleaved; every chain's names
+      vartrack1: 6-12 chains of one variable ("VAR NAME = NNNNN.") and 6 questions, each answered by
+        one name: vartrack's value -> name lookup alone, as multikey drills key -> value
     With `maker` and `total_len`, the same needles (in the same order) stand at seeded depths in haystack
     words up to about total_len tokens, and the questions come after it while they fit: many long-range
     retrievals per sequence, where a haystack prompt teaches one to four.
@@ -435,9 +442,13 @@ def drill_example(task, sp, rng, questions=6, maker=None, total_len=0):
         ask = list(range(m))
         rng.shuffle(ask)
         qa = [(MV_QUESTION.format(keys[i], keys[i]), answer_text(", ".join(per_key[i]))) for i in ask]
-    elif task == "vartrack":
-        c = rng.randint(2, 3)
-        hops = [rng.randint(2, VT_HOPS) for _ in range(c)]
+    elif task in ("vartrack", "vartrack1"):
+        if task == "vartrack":
+            c = rng.randint(2, 3)
+            hops = [rng.randint(2, VT_HOPS) for _ in range(c)]
+        else:
+            c = rng.randint(6, 12)
+            hops = [1] * c
         names = _distinct_names(rng, sum(hops))
         values = _distinct_numbers(rng, c)
         chains, at = [], 0

@@ -61,7 +61,8 @@ PRESETS = {
 
 def parse_stages(s):
     """LEN:BATCH:STEPS:LR[:FAR],...; LEN "drill": a needles-only stage (tasks.drill_example) of the
-    mixture's drill tasks, "drill=TASK+TASK...": of those tasks only (weights from the mixture);
+    mixture's drill tasks, "drill=TASK+TASK...": of those tasks only (weights from the mixture;
+    "vartrack1", vartrack's lookup alone, when vartrack is in the mixture);
     "drill@N" / "drill=TASK...@N": the same needles and questions in haystack of N/2 to N tokens."""
     out = []
     for part in s.split(","):
@@ -241,7 +242,7 @@ def main():
     if not drills and (args.drill_frac > 0 or any(st["drill"] for st in stages)):
         raise SystemExit(f"drill stages and --drill-frac need one of {', '.join(tk.DRILL_TASKS)} in --tasks")
     for st in stages:
-        missing = [t for t in st["only"] if t not in dict(drills)]
+        missing = [t for t in st["only"] if tk.drill_base(t) not in dict(drills)]
         if missing:
             raise SystemExit(f"--stages: drill task(s) {', '.join(missing)} are not in --tasks")
     stop_at = None
@@ -321,7 +322,9 @@ def main():
         t_stage = time.time()
         win = {"lm": 0.0, "ans": 0.0, "acc": 0, "n": 0, "t": time.time(), "tok": 0}
         per_task = {}  # task -> [exact, examples] since the last per-task line
-        pool = [(t, w) for t, w in drills if not st["only"] or t in st["only"]]  # this stage's drill tasks
+        # this stage's drill tasks, in the mixture's order, then drill-only variants (their task's weight)
+        pool = [(t, w) for t, w in drills if not st["only"] or t in st["only"]] + \
+            [(t, dict(drills)[tk.drill_base(t)]) for t in st["only"] if t != tk.drill_base(t)]
         while state["step"] < st["steps"]:
             step = state["step"]
             rng = random.Random(f"{args.seed}-{si}-{step}")
