@@ -338,7 +338,7 @@ def main():
             for j in range(st["batch"] if st["drill"] or not drill else args.drill_batch):
                 if drill:
                     task = rng.choices([t for t, _ in pool], weights=[w for _, w in pool])[0]
-                    if st.get("hay"):  # (checkpoints from before haystack drills have no "hay")
+                    if st["hay"]:
                         ids, n, score_len, extra, _ = tk.drill_example(
                             task, sp, rng, maker=maker, total_len=rng.randint(st["hay"] // 2, st["hay"]))
                     else:
@@ -389,7 +389,7 @@ def main():
                 dt = time.time() - win["t"]
                 k = 10 if state["step"] % 10 == 0 else max(1, state["step"] % 10)
                 state["elapsed"] += dt
-                print(f"stage {si} len {st['len'] or ('drill@' + str(st['hay']) if st.get('hay') else 'drill')} step {state['step']}/{st['steps']} T~{T} lr {lr_at(st, step, warm):.2e} "
+                print(f"stage {si} len {st['len'] or ('drill@' + str(st['hay']) if st['hay'] else 'drill')} step {state['step']}/{st['steps']} T~{T} lr {lr_at(st, step, warm):.2e} "
                       f"lm {win['lm'] / k:.3f} ans {win['ans'] / k:.3f} acc {win['acc'] / max(1, win['n']):.2f} "
                       f"aux {win.get('aux', 0.0) / max(1, k):.3f} {dt / k:.2f}s/step total {state['elapsed'] / 60:.1f}min", flush=True)
                 early = (st["len"] <= args.early_max_len and state["step"] >= 0.4 * st["steps"]
@@ -409,7 +409,7 @@ def main():
                 print(f"stopped at stage {si} step {state['step']} (--stop-at)", flush=True)
                 return
         # stage done: evaluate on held-out text at this length, checkpoint, export
-        eval_len = st["len"] or st.get("hay") or 256  # a drill stage: its skill, measured on haystack prompts
+        eval_len = st["len"] or st["hay"] or 256  # a drill stage: its skill, measured on haystack prompts
         acc = quick_eval(model, held, eval_len, 10, args.seed + 7 + si, device=dev)
         acc_short = quick_eval(model, held, 512, 10, args.seed + 99 + si, device=dev)
         rec = {"stage": si, **st, "minutes": (time.time() - t_stage) / 60, "heldout_acc_at_len": acc,
