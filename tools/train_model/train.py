@@ -323,6 +323,10 @@ def main():
         win = {"lm": 0.0, "ans": 0.0, "acc": 0, "n": 0, "t": time.time(), "tok": 0}
         per_task = {}  # task -> [exact, examples] since the last per-task line
         # this stage's drill tasks, in the mixture's order, then drill-only variants (their task's weight)
+        if stop_at == (si, state["step"]):  # (STAGE:0 stops where the previous stage ended)
+            save_ckpt(ckpt_path, model, opt, state)
+            print(f"stopped at stage {si} step {state['step']} (--stop-at)", flush=True)
+            return
         pool = [(t, w) for t, w in drills if not st["only"] or t in st["only"]] + \
             [(t, dict(drills)[tk.drill_base(t)]) for t in st["only"] if t != tk.drill_base(t)]
         while state["step"] < st["steps"]:
