@@ -76,8 +76,9 @@ def parse_stages(s):
                 hay = int(n)
             except ValueError:
                 hay = -1
-            if not 256 <= hay <= 4096:
-                raise SystemExit(f"--stages: '{part}': the haystack length after '@' must be in [256, 4096]")
+            # from 1024: half of it (the shortest drawn) holds any drill's needles and first question
+            if not 1024 <= hay <= 4096:
+                raise SystemExit(f"--stages: '{part}': the haystack length after '@' must be in [1024, 4096]")
         if f[0].startswith("drill="):
             only = f[0][len("drill="):].split("+")
             bad = [t for t in only if t not in tk.DRILL_TASKS]
