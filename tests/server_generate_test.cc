@@ -1,7 +1,8 @@
 // The server end to end over a real gRPC channel: unary and streamed generation give the tokens,
 // logprobs and KvStats the offline engine (GenerateBatch, the request alone) gives; 16 concurrent
-// requests give what each gives alone; model and server info; health; request ids (128 random
-// bits, hex).
+// requests give what each gives alone (up to float noise and a near-tie it may flip); model and
+// server info; health; request ids (128 random bits, hex).
+#include <algorithm>
 #include <set>
 #include <thread>
 
@@ -186,25 +187,60 @@ TEST_F(ServerGenerateTest, AdaptiveHeadBudgetsSplitEachLayerAcrossItsHeads) {
   EXPECT_TRUE(WaitForIdlePool(*server_));
 }
 
+// A request's tokens and logprobs (unary or streamed).
+struct Answer {
+  std::vector<int32_t> tokens;
+  std::vector<float> logprobs;
+};
+
+// What batching may change: which matmul kernel a row goes through (oneDNN from 32 rows on, ours
+// below; kernels/cpu/cpu_backend.cc), so a request's logits in a batch can differ from its logits
+// alone in the last bits, and greedy decoding can take the other token of a near-tie (CI hit one
+// such tie). What it may not change: anything more. So together must equal alone token for token,
+// logprobs within kLogprobTol, up to a first difference if there is one; there the token taken
+// together must have been a near-tie (its logprob, the maximum of nearly the same distribution,
+// equals the best logprob alone within kLogprobTol), and what follows is another continuation.
+// Returns whether the two differ.
+bool ExpectSameUpToNearTie(const Answer& together, const Answer& alone, int request) {
+  constexpr float kLogprobTol = 1e-4f;
+  EXPECT_EQ(together.tokens.size(), alone.tokens.size()) << "request " << request;
+  EXPECT_EQ(together.logprobs.size(), together.tokens.size()) << "request " << request;
+  EXPECT_EQ(alone.logprobs.size(), alone.tokens.size()) << "request " << request;
+  const size_t n = std::min({together.tokens.size(), alone.tokens.size(), together.logprobs.size(),
+                             alone.logprobs.size()});
+  for (size_t j = 0; j < n; ++j) {
+    EXPECT_NEAR(together.logprobs[j], alone.logprobs[j], kLogprobTol)
+        << "request " << request << ", token " << j << ": together " << together.tokens[j]
+        << ", alone " << alone.tokens[j];
+    if (together.tokens[j] != alone.tokens[j]) return true;
+  }
+  return false;
+}
+
 TEST_F(ServerGenerateTest, SixteenConcurrentRequestsGiveWhatEachGivesAlone) {
   constexpr int kRequests = 16;
   std::vector<v1::GenerateRequest> requests;
-  std::vector<std::vector<int32_t>> alone;
+  std::vector<Answer> alone;
   for (int i = 0; i < kRequests; ++i) {
     v1::GenerateRequest request =
         GreedyRequest(RandomPrompt(3 + 13 * i, 100 + i), static_cast<uint32_t>(1 + (i * 7) % 24));
+    request.mutable_sampling_params()->set_logprobs(true);
     if (i % 3 == 1) {
       request.mutable_kv_compression()->set_policy(v1::KV_POLICY_ZIGZAG);
       request.mutable_kv_compression()->set_window(8);
       request.mutable_kv_compression()->set_ratio(0.5f);
     }
     const v1::GenerateResponse response = Generate(request);  // alone: one at a time
-    EXPECT_THAT(response.token_ids(), ElementsAreArray(reference_->Generate(request).tokens));
-    alone.emplace_back(response.token_ids().begin(), response.token_ids().end());
+    // Alone, the server batches exactly as the offline engine does: bit for bit the same.
+    const GenerationResult want = reference_->Generate(request);
+    EXPECT_THAT(response.token_ids(), ElementsAreArray(want.tokens));
+    EXPECT_THAT(response.logprobs(), ElementsAreArray(want.logprobs));
+    alone.push_back(Answer{{response.token_ids().begin(), response.token_ids().end()},
+                           {response.logprobs().begin(), response.logprobs().end()}});
     requests.push_back(std::move(request));
   }
 
-  std::vector<std::vector<int32_t>> together(kRequests);
+  std::vector<Answer> together(kRequests);
   std::vector<grpc::Status> statuses(kRequests);
   std::vector<std::thread> threads;
   for (int i = 0; i < kRequests; ++i) {
@@ -214,19 +250,24 @@ TEST_F(ServerGenerateTest, SixteenConcurrentRequestsGiveWhatEachGivesAlone) {
       if (i % 2 == 0) {
         v1::GenerateResponse response;
         statuses[i] = stub->Generate(&context, requests[i], &response);
-        together[i].assign(response.token_ids().begin(), response.token_ids().end());
+        together[i].tokens.assign(response.token_ids().begin(), response.token_ids().end());
+        together[i].logprobs.assign(response.logprobs().begin(), response.logprobs().end());
       } else {
         StreamResult result = RunStream(*stub, requests[i], &context);
         statuses[i] = result.status;
-        together[i] = result.chunk_tokens;
+        together[i] = Answer{result.chunk_tokens, result.chunk_logprobs};
       }
     });
   }
   for (std::thread& t : threads) t.join();
+  int differing = 0;
   for (int i = 0; i < kRequests; ++i) {
     EXPECT_TRUE(statuses[i].ok()) << i << ": " << statuses[i].error_message();
-    EXPECT_EQ(together[i], alone[i]) << "request " << i;
+    differing += ExpectSameUpToNearTie(together[i], alone[i], i) ? 1 : 0;
   }
+  // A near-tie within float noise is rare (one in hundreds of runs of all 16): two at once would
+  // say something else is wrong.
+  EXPECT_LE(differing, 1);
   EXPECT_TRUE(WaitForIdlePool(*server_));
 }
 
