@@ -95,14 +95,12 @@ void LivenessSelfCheck::Loop() {
     }
     const absl::Status status = CheckOnce(options_);
     failed = status.ok() ? 0 : failed + 1;
+    const bool alive = failed < options_.failures;
     bool changed = false;
-    bool alive = true;
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (stop_) return;
-      alive = failed < options_.failures;
-      changed = alive != alive_;
-      alive_ = alive;
+      changed = alive != alive_;  // only this thread writes alive_
     }
     if (!status.ok()) {
       spdlog::warn("liveness self-check: {} could not be reached ({} in a row): {}",
@@ -118,7 +116,12 @@ void LivenessSelfCheck::Loop() {
           "health \"\" is NOT_SERVING so that the liveness probe restarts the server",
           options_.target, failed);
     }
+    // The health status first, then the verdict alive() reports: whoever sees the new verdict
+    // (ZigzagServer::live(), /livez) then sees health "" agree (tests wait on live() and then ask
+    // health; the other order let them see the old status).
     on_change_(alive);
+    std::lock_guard<std::mutex> lock(mu_);
+    alive_ = alive;
   }
 }
 

@@ -27,7 +27,8 @@ struct SelfCheckOptions {
 
 class LivenessSelfCheck {
  public:
-  // `on_change(alive)` runs on the check's thread whenever the verdict changes.
+  // `on_change(alive)` runs on the check's thread whenever the verdict changes, before alive()
+  // reports the new verdict.
   LivenessSelfCheck(SelfCheckOptions options, std::function<void(bool alive)> on_change);
   ~LivenessSelfCheck();  // Stop()
   LivenessSelfCheck(const LivenessSelfCheck&) = delete;
