@@ -20,10 +20,18 @@ Tasks (`TASKS`):
               is asked for; the others are distractors
   multivalue  4 needles "One of the special magic numbers for <key> is NNNNN." for the same key;
               all values are asked for, in the order they appear
-  vartrack    variable tracking: a chain "VAR AAAAA = NNNNN." then "VAR BBBBB = VAR AAAAA." ... (4
-              variables) among a distractor chain; the question asks for every variable whose value
-              is NNNNN, in the order they are assigned
-  multiquery  4-8 "special magic number" needles as in multikey; two keys are asked for
+  vartrack    variable tracking: a chain "The value NNNNN is held by VAR AAAAA." then "The value of VAR
+              AAAAA is held by VAR BBBBB." ... (4 variables) among a distractor chain; the question
+              asks which variables hold NNNNN and the answer follows the chain hop by hop: " AAAAA.
+              The value of VAR AAAAA is held by VAR BBBBB. ... VAR DDDDD."
+  multiquery  4-8 "special magic number" needles as in multikey; two keys are asked for, the answer
+              one sentence per key: " N1. The special magic number for <key 2> is N2."
+
+Answers are written so that every lookup is the words that precede the answer in its needle,
+followed by what comes next there (an induction lookup, as multikey's "for <key> is"): RULER's
+list answers ("AAAAA, BBBBB, ..." and "N1, N2") ask a 1.8M-parameter model to find a needle by words
+that do not come right before what it must copy, and on 2 CPU cores it did not learn to (issue 14:
+vartrack stayed at chance over 300-1500 drill steps; the induction form left chance in 200).
 
 Short lengths hold fewer needles: multikey / multiquery drop distractors, multivalue drops values
 (down to 2), vartrack shortens the decoy chain, then the chain (down to 2 variables); below about 100
@@ -42,12 +50,13 @@ MK_NEEDLE = "The special magic number for {} is {}."
 MK_QUESTION = "What is the special magic number for {}? The special magic number for {} is"
 MV_NEEDLE = "One of the special magic numbers for {} is {}."
 MV_QUESTION = "What are all the special magic numbers for {}? The special magic numbers for {} are"
-VT_FIRST = "VAR {} = {}."
-VT_LINK = "VAR {} = VAR {}."
-VT_QUESTION = ("Find all variables that are assigned the value {}. "
-               "The variables that are assigned the value {} are")
+VT_FIRST = "The value {1} is held by VAR {0}."  # (name, value)
+VT_LINK = "The value of VAR {1} is held by VAR {0}."  # (name, the variable it copies)
+VT_QUESTION = "Which variables hold the value {}? The value {} is held by VAR"
+VT_HOP = "The value of VAR {} is held by VAR {}"  # one hop of the answer: (from, to)
 MQ_QUESTION = ("What are the special magic numbers for {} and {}? "
-               "The special magic numbers for {} and {} are")
+               "The special magic number for {} is")
+MQ_SECOND = "The special magic number for {} is {}"  # the answer's second sentence: (key, value)
 
 # Keys are "<adjective> <noun>": 32 x 32 = 1024 keys of common words (few tokens each).
 ADJECTIVES = ("red blue green black white silver golden quiet loud small large tall short old young "
@@ -71,9 +80,9 @@ def tokenizer_lines():
         key = f"{adj} {NOUNS[i]}"
         lines.append(MK_NEEDLE.format(key, 12345) + " " + MK_QUESTION.format(key, key) + " 12345.")
         lines.append(MV_NEEDLE.format(key, 23456) + " " + MV_QUESTION.format(key, key) + " 23456, 34567.")
-        lines.append(MQ_QUESTION.format(key, key, key, key) + " 45678, 56789.")
+        lines.append(MQ_QUESTION.format(key, key, key) + multiquery_answer("45678", key, "56789"))
     lines.append(VT_FIRST.format("ABCDE", 12345) + " " + VT_LINK.format("FGHIJ", "ABCDE") + " " +
-                 VT_QUESTION.format(12345, 12345) + " ABCDE, FGHIJ.")
+                 VT_QUESTION.format(12345, 12345) + vartrack_answer(["ABCDE", "FGHIJ"]))
     return lines
 
 
@@ -81,6 +90,16 @@ def tokenizer_lines():
 
 def answer_text(core):
     return " " + core + "."
+
+
+def vartrack_answer(names):
+    """The chain holding a value, hop by hop: " A. The value of VAR A is held by VAR B. ... VAR D."."""
+    return answer_text(". ".join([names[0]] + [VT_HOP.format(a, b) for a, b in zip(names, names[1:])]))
+
+
+def multiquery_answer(first_value, second_key, second_value):
+    """" N1. The special magic number for <second key> is N2."."""
+    return answer_text(first_value + ". " + MQ_SECOND.format(second_key, second_value))
 
 
 def answer_core(answer):
@@ -125,26 +144,26 @@ def expected_answer(task, prompt):
             raise ValueError(f"no value for '{key}' in the prompt")
         return answer_text(", ".join(values))
     if task == "vartrack":
-        value = _only(re.findall(r"Find all variables that are assigned the value (\d+)\. "
-                                 r"The variables that are assigned the value \1 are$", prompt),
-                      "vartrack question")
-        # Follow the assignments in text order: a variable holds `value` when it is assigned the
-        # number or a variable that already holds it.
+        value = _only(re.findall(r"Which variables hold the value (\d+)\? "
+                                 r"The value \1 is held by VAR$", prompt), "vartrack question")
+        # Follow the assignments in text order: a variable holds `value` when it is given the number
+        # or the value of a variable that already holds it.
         holders = []
-        for name, rhs in re.findall(r"VAR ([A-Z]+) = (VAR [A-Z]+|\d+)\.", prompt):
-            if rhs == value or (rhs.startswith("VAR ") and rhs[4:] in holders):
+        for number, source, name in re.findall(r"The value (?:(\d+)|of VAR ([A-Z]+)) is held by VAR ([A-Z]+)\.",
+                                               prompt):
+            if number == value or (source and source in holders):
                 if name in holders:
                     raise ValueError(f"variable {name} is assigned twice")
                 holders.append(name)
         if not holders:
-            raise ValueError(f"no variable is assigned {value}")
-        return answer_text(", ".join(holders))
+            raise ValueError(f"no variable holds {value}")
+        return vartrack_answer(holders)
     if task == "multiquery":
         m = _only(re.findall(r"What are the special magic numbers for ([a-z]+ [a-z]+) and ([a-z]+ [a-z]+)\? "
-                             r"The special magic numbers for \1 and \2 are$", prompt), "multiquery question")
+                             r"The special magic number for \1 is$", prompt), "multiquery question")
         values = [_only(re.findall(r"The special magic number for " + re.escape(k) + r" is (\d+)\.", prompt),
                         f"needle for '{k}'") for k in m]
-        return answer_text(", ".join(values))
+        return multiquery_answer(values[0], m[1], values[1])
     raise ValueError(f"unknown task '{task}' (known: {', '.join(TASKS)})")
 
 
@@ -294,7 +313,7 @@ def gen_vartrack(maker, rng, total_len, depth):
                 continue
             needles.append((first, VT_FIRST.format(ch[0], val)))
             needles += [(later[i - 1], VT_LINK.format(ch[i], ch[i - 1])) for i in range(1, h)]
-        return needles, answer_text(", ".join(names[:hops]))
+        return needles, vartrack_answer(names[:hops])
 
     # short lengths: the decoy chain shortens and goes first, then the chain itself (down to two)
     for hops, decoy_hops in [(VT_HOPS, h) for h in range(VT_HOPS, -1, -1)] + \
@@ -311,8 +330,8 @@ def gen_multiquery(maker, rng, total_len, depth):
     keys, values = _distinct_keys(rng, k), _distinct_numbers(rng, k)
     depths = [depth] + _others(rng, k - 1)
     needles = [(d, MK_NEEDLE.format(key, v)) for d, key, v in zip(depths, keys, values)]
-    answer = answer_text(f"{values[0]}, {values[1]}")
-    question = MQ_QUESTION.format(keys[0], keys[1], keys[0], keys[1])
+    answer = multiquery_answer(values[0], keys[1], values[1])
+    question = MQ_QUESTION.format(keys[0], keys[1], keys[0])
     while len(needles) > 2 and not _fits(maker, needles, question, answer, total_len):
         needles.pop()  # short lengths hold fewer distractors (down to none)
     ids, n, prompt = _assemble(maker, rng, total_len, needles, question, answer)
@@ -345,19 +364,21 @@ def follow_up_questions(task, prompt, rng, k):
     out = []
     if task in ("multikey", "multiquery"):
         pairs = re.findall(r"The special magic number for ([a-z]+ [a-z]+) is (\d+)\.", prompt)
-        asked = re.findall(r"The special magic numbers? for ([a-z]+ [a-z]+)(?: and ([a-z]+ [a-z]+))? (?:is|are)$",
-                           prompt)
-        done = {x for x in (asked[0] if asked else ()) if x}
+        asked = re.findall(r"What is the special magic number for ([a-z]+ [a-z]+)\? "
+                           r"The special magic number for \1 is$", prompt) if task == "multikey" else \
+            re.findall(r"What are the special magic numbers for ([a-z]+ [a-z]+) and ([a-z]+ [a-z]+)\? "
+                       r"The special magic number for \1 is$", prompt)
+        done = set(asked[0] if asked and isinstance(asked[0], tuple) else asked)
         rest = [(key, v) for key, v in pairs if key not in done]
         rng.shuffle(rest)
         if task == "multikey":
             out = [(MK_QUESTION.format(key, key), answer_text(v)) for key, v in rest[:k]]
         else:
-            out = [(MQ_QUESTION.format(a[0], b[0], a[0], b[0]), answer_text(f"{a[1]}, {b[1]}"))
+            out = [(MQ_QUESTION.format(a[0], b[0], a[0]), multiquery_answer(a[1], b[0], b[1]))
                    for a, b in zip(rest[0:2 * k:2], rest[1:2 * k:2])]
     elif task == "vartrack" and k > 0:
-        asked = re.findall(r"The variables that are assigned the value (\d+) are$", prompt)
-        firsts = [v for _, v in re.findall(r"VAR ([A-Z]+) = (\d+)\.", prompt) if v not in asked]
+        asked = re.findall(r"Which variables hold the value (\d+)\? The value \1 is held by VAR$", prompt)
+        firsts = [v for v in re.findall(r"The value (\d+) is held by VAR [A-Z]+\.", prompt) if v not in asked]
         for value in firsts[:k]:
             q = VT_QUESTION.format(value, value)
             out.append((q, expected_answer("vartrack", prompt + " " + q)))
@@ -426,7 +447,7 @@ def drill_example(task, sp, rng, questions=6, maker=None, total_len=0):
             qa = [(MK_QUESTION.format(keys[i], keys[i]), answer_text(values[i])) for i in order[:questions]]
         else:
             pairs = [(a, b) for a in range(n) for b in range(n) if a != b]  # ordered: "x and y" != "y and x"
-            qa = [(MQ_QUESTION.format(keys[a], keys[b], keys[a], keys[b]), answer_text(f"{values[a]}, {values[b]}"))
+            qa = [(MQ_QUESTION.format(keys[a], keys[b], keys[a]), multiquery_answer(values[a], keys[b], values[b]))
                   for a, b in rng.sample(pairs, min(questions, len(pairs)))]
     elif task == "multivalue":
         m = rng.randint(2, 4)
@@ -464,7 +485,7 @@ def drill_example(task, sp, rng, questions=6, maker=None, total_len=0):
             pos[i] += 1
         ask = list(range(c))
         rng.shuffle(ask)
-        qa = [(VT_QUESTION.format(values[i], values[i]), answer_text(", ".join(chains[i]))) for i in ask]
+        qa = [(VT_QUESTION.format(values[i], values[i]), vartrack_answer(chains[i])) for i in ask]
     else:
         raise ValueError(f"no drill for task '{task}' (drills: {', '.join(DRILL_TASKS)})")
     qa = qa[:max(1, questions)]

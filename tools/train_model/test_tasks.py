@@ -72,6 +72,15 @@ def make_maker(words=None):
     return nd.ExampleMaker(FakeSentencePiece(), words or synthetic_words())
 
 
+# Drill texts: any task's needle sentence; where a question starts; a question and its answer.
+NEEDLE = (r"The special magic number for [a-z]+ [a-z]+ is \d{5}\.|"
+          r"One of the special magic numbers for [a-z]+ [a-z]+ is \d{5}\.|"
+          r"The value (?:\d{5}|of VAR [A-Z]{5}) is held by VAR [A-Z]{5}\.")
+SPLIT = r" (?=What (?:is|are) |Which variables )"
+QA = (r"(.*\? (?:The special magic numbers? for [a-z]+ [a-z]+ (?:is|are)|The value \d+ is held by VAR)) "
+      r"(.*)$")
+
+
 class GeneratorTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -117,7 +126,7 @@ class GeneratorTest(unittest.TestCase):
     def test_depth_places_the_first_needed_needle(self):
         # depth 0: the prompt opens with the needle the answer needs; depth 1: after all haystack words
         first = {"passkey": "The secret passkey is ", "multikey": "The special magic number for ",
-                 "multivalue": "One of the special magic numbers for ", "vartrack": "VAR ",
+                 "multivalue": "One of the special magic numbers for ", "vartrack": "The value ",
                  "multiquery": "The special magic number for "}
         for task in tasks.TASKS:
             ex = tasks.generate(task, self.maker, random.Random(3), 600, 0.0)
@@ -137,9 +146,16 @@ class GeneratorTest(unittest.TestCase):
         positions = [ex.prompt.index(f" is {v}.") for v in values]
         self.assertEqual(positions, sorted(positions))
         ex = tasks.generate("vartrack", self.maker, random.Random(9), 1500, 0.2)
-        names = ex.answer.strip(" .").split(", ")
+        names = re.findall(r"(?:^ |held by VAR )([A-Z]+)", ex.answer)
         self.assertEqual(len(names), tasks.VT_HOPS)
-        self.assertEqual(ex.prompt.count("VAR "), 2 * tasks.VT_HOPS + 2 * (tasks.VT_HOPS - 1))
+        self.assertEqual(len(set(names)), tasks.VT_HOPS)
+        # the answer walks the chain: each hop is the link sentence of the prompt, word for word
+        for a, b in zip(names, names[1:]):
+            self.assertIn(f" The value of VAR {a} is held by VAR {b}.", ex.prompt)
+            self.assertIn(f"The value of VAR {a} is held by VAR {b}", ex.answer)
+        positions = [ex.prompt.index(f"held by VAR {n}.") for n in names]
+        self.assertEqual(positions, sorted(positions))
+        self.assertEqual(ex.prompt.count(" is held by VAR "), 2 * tasks.VT_HOPS)  # chain and decoy
 
     def test_passkey_is_the_shipped_format_byte_for_byte(self):
         words = ["alpha", "beta", "gamma", "delta"] * 50
@@ -167,10 +183,10 @@ class GeneratorTest(unittest.TestCase):
                     self.assertLessEqual(len(ids), total_len, where)
                     pairs = tasks.follow_up_questions(task, ex.prompt, random.Random(seed), 3)
                     self.assertEqual(len(spans), len(pairs), where)  # 200 tokens hold three of any task
-                    needles = ex.prompt.count("The special magic number for ")
+                    needles = len(re.findall(r"The special magic number for [a-z ]+ is \d+\.", ex.prompt))
                     want = {"passkey": 0, "multivalue": 0, "multikey": min(3, needles - 1),
                             "multiquery": min(3, (needles - 2) // 2),
-                            "vartrack": 1 if ex.prompt.count("VAR ") > 2 * len(ex.answer.split(",")) - 1 else 0}
+                            "vartrack": 1 if len(re.findall(r"The value \d+ is held", ex.prompt)) > 1 else 0}
                     self.assertEqual(len(pairs), want[task], where)
                     text = ex.prompt + ex.answer
                     asked = [re.split(r"[?.] ", ex.prompt)[-1]]  # the question's last sentence
@@ -185,10 +201,10 @@ class GeneratorTest(unittest.TestCase):
                         count += 1
                     if task == "vartrack" and pairs:
                         # the decoy chain: every variable the first answer does not name
-                        first = ex.answer.strip(" .").split(", ")
-                        names = pairs[0][1].strip(" .").split(", ")
+                        first = re.findall(r"(?:^ |held by VAR )([A-Z]+)", ex.answer)
+                        names = re.findall(r"(?:^ |held by VAR )([A-Z]+)", pairs[0][1])
                         self.assertFalse(set(first) & set(names), where)
-                        self.assertEqual(len(first) + len(names), ex.prompt.count(" = "), where)
+                        self.assertEqual(len(first) + len(names), ex.prompt.count(" is held by VAR "), where)
         self.assertGreater(count, 60)
 
     def test_drills_are_needles_then_questions_the_checker_answers(self):
@@ -200,17 +216,15 @@ class GeneratorTest(unittest.TestCase):
                 self.assertEqual(tasks.drill_example(task, sp, random.Random(seed))[0], ids, where)
                 self.assertEqual(ids, [sp.bos_id()] + sp.encode(text) + [sp.eos_id()], where)
                 # needles, then " question answer" pairs (no haystack word anywhere)
-                parts = re.split(r" (?=What (?:is|are) |Find all )", text)
+                parts = re.split(SPLIT, text)
                 needles, qas = parts[0], parts[1:]
                 self.assertEqual(len(qas), 1 + len(spans), where)
                 self.assertNotIn("?", needles, where)
-                self.assertRegex(needles, r"^((The special magic number for [a-z]+ [a-z]+ is \d{5}\.|"
-                                          r"One of the special magic numbers for [a-z]+ [a-z]+ is \d{5}\.|"
-                                          r"VAR [A-Z]{5} = (\d{5}|VAR [A-Z]{5})\.)( |$))+$")
+                self.assertRegex(needles, r"^((" + NEEDLE + r")( |$))+$")
                 answers = [(n_prompt, n_prompt + score_len)] + spans
                 asked = set()
                 for qa, (start, end) in zip(qas, answers):
-                    q, a = re.match(r"(.*(?:is|are)) (.*)$", qa).groups()
+                    q, a = re.match(QA, qa).groups()
                     # the checker, reading the needles and this question alone, gives the same answer
                     self.assertEqual(tasks.expected_answer(tasks.drill_base(task), needles + " " + q), " " + a, where)
                     self.assertEqual(ids[start:end], sp.encode(a), where)
@@ -224,18 +238,16 @@ class GeneratorTest(unittest.TestCase):
                     self.assertEqual(len(qas), len(set(re.findall(r"numbers for ([a-z]+ [a-z]+)", needles))), where)
                 if task == "vartrack1":  # one-variable chains, six asked
                     self.assertTrue(6 <= n_needles <= 12 and len(qas) == 6, where)
-                    self.assertNotIn("= VAR", needles, where)
+                    self.assertNotIn("The value of VAR", needles, where)
                 if task == "vartrack":  # every chain asked once
-                    self.assertEqual(len(qas), len(re.findall(r"= \d{5}\.", needles)), where)
+                    self.assertEqual(len(qas), len(re.findall(r"The value \d{5} is held", needles)), where)
         self.assertGreater(count, 300)
         with self.assertRaisesRegex(ValueError, "no drill for task 'passkey'"):
             tasks.drill_example("passkey", sp, random.Random(1))
 
     def test_haystack_drills_hold_the_same_needles_and_questions_in_haystack(self):
         sp, count = self.maker.sp, 0
-        needle = (r"The special magic number for [a-z]+ [a-z]+ is \d{5}\.|"
-                  r"One of the special magic numbers for [a-z]+ [a-z]+ is \d{5}\.|VAR [A-Z]{5} = (?:\d{5}|VAR [A-Z]{5})\.")
-        split = r" (?=What (?:is|are) |Find all )"
+        needle, split = NEEDLE, SPLIT
         for task in tasks.DRILL_TASKS:
             for seed in range(6):
                 for total in (512, 2048):
@@ -257,7 +269,7 @@ class GeneratorTest(unittest.TestCase):
                         self.assertEqual(len(qas), len(plain) - 1, where)
                     self.assertEqual(len(qas), 1 + len(spans), where)
                     for qa, (start, end) in zip(qas, [(n_prompt, n_prompt + score_len)] + spans):
-                        q, a = re.match(r"(.*(?:is|are)) (.*)$", qa).groups()
+                        q, a = re.match(QA, qa).groups()
                         self.assertEqual(tasks.expected_answer(tasks.drill_base(task), hay + " " + q), " " + a, where)
                         self.assertEqual(ids[start:end], sp.encode(a), where)
                         count += 1
@@ -306,13 +318,18 @@ class EvalFileTest(unittest.TestCase):
 
 class CheckerTest(unittest.TestCase):
     def test_vartrack_follows_the_chain_in_text_order(self):
-        prompt = ("x VAR QQQQQ = 55555. y VAR AAAAA = 12345. VAR BBBBB = VAR AAAAA. z VAR RRRRR = VAR QQQQQ. "
-                  "VAR CCCCC = VAR BBBBB. w VAR DDDDD = VAR CCCCC. Find all variables that are assigned the "
-                  "value 12345. The variables that are assigned the value 12345 are")
-        self.assertEqual(tasks.expected_answer("vartrack", prompt), " AAAAA, BBBBB, CCCCC, DDDDD.")
-        self.assertTrue(tasks.check("vartrack", prompt, " AAAAA, BBBBB, CCCCC, DDDDD.</s>"))
-        self.assertFalse(tasks.check("vartrack", prompt, " AAAAA, BBBBB, CCCCC."))
-        self.assertFalse(tasks.check("vartrack", prompt, " AAAAA, BBBBB, CCCCC, DDDDDX"))
+        prompt = ("x The value 55555 is held by VAR QQQQQ. y The value 12345 is held by VAR AAAAA. The value of "
+                  "VAR AAAAA is held by VAR BBBBB. z The value of VAR QQQQQ is held by VAR RRRRR. The value of "
+                  "VAR BBBBB is held by VAR CCCCC. w The value of VAR CCCCC is held by VAR DDDDD. Which "
+                  "variables hold the value 12345? The value 12345 is held by VAR")
+        want = (" AAAAA. The value of VAR AAAAA is held by VAR BBBBB. The value of VAR BBBBB is held by VAR "
+                "CCCCC. The value of VAR CCCCC is held by VAR DDDDD.")
+        self.assertEqual(tasks.expected_answer("vartrack", prompt), want)
+        self.assertTrue(tasks.check("vartrack", prompt, want + "</s>"))
+        self.assertTrue(tasks.check("vartrack", prompt, want + " The value of VAR DDDDD is"))  # ran on
+        self.assertFalse(tasks.check("vartrack", prompt, want[:want.rindex(" The value")]))  # a hop short
+        self.assertFalse(tasks.check("vartrack", prompt, want.replace("VAR CCCCC.", "VAR RRRRR.")))  # the decoy
+        self.assertFalse(tasks.check("vartrack", prompt, want[:-1] + "X"))
 
     def test_multikey_finds_the_queried_key_among_distractors(self):
         prompt = ("The special magic number for red apple is 11111. a The special magic number for blue river "
@@ -328,9 +345,9 @@ class CheckerTest(unittest.TestCase):
         self.assertEqual(tasks.expected_answer("multivalue", prompt), " 31415, 27182.")
         prompt = ("The special magic number for red apple is 11111. The special magic number for blue river "
                   "is 22222. The special magic number for cold wagon is 33333. What are the special magic "
-                  "numbers for cold wagon and red apple? The special magic numbers for cold wagon and red "
-                  "apple are")
-        self.assertEqual(tasks.expected_answer("multiquery", prompt), " 33333, 11111.")
+                  "numbers for cold wagon and red apple? The special magic number for cold wagon is")
+        self.assertEqual(tasks.expected_answer("multiquery", prompt),
+                         " 33333. The special magic number for red apple is 11111.")
 
     def test_malformed_prompts_are_errors(self):
         with self.assertRaisesRegex(ValueError, "exactly one passkey needle"):

@@ -143,7 +143,10 @@ def quick_eval(model, maker, L, trials, seed, task=None, device="cpu"):
     return ok / trials
 
 
-FOLLOW_UP_TOKENS = 50  # room kept for one follow-up question and its answer (vartrack's are the longest)
+# Room kept per follow-up question and its answer: a multiquery pair takes about 45 tokens, so three fit
+# in 150; vartrack's one follow-up (the decoy chain, answered hop by hop) takes up to about 95, so it fits
+# from two on (L >= 200) and is dropped below.
+FOLLOW_UP_TOKENS = 50
 
 
 def make_task_example(rng, mixture, maker, L, depth, follow_ups=0):
@@ -211,7 +214,7 @@ def main():
     ap.add_argument("--start-stage", type=int, default=-1,
                     help="with --resume: keep weights and optimizer, restart the schedule at this stage, step 0")
     ap.add_argument("--drill-frac", type=float, default=None,
-                    help="share of the steps of haystack stages that are needles-only drill steps (preset)")
+                    help="share of the steps of haystack stages of 256+ tokens that are needles-only drill steps (preset)")
     ap.add_argument("--drill-batch", type=int, default=16, help="batch of a drill step in a haystack stage")
     ap.add_argument("--export-dtype", choices=["f32", "bf16"], default=None,
                     help="weights of the exported HF folder (preset: tiny f32, eval bf16)")
@@ -333,7 +336,9 @@ def main():
         while state["step"] < st["steps"]:
             step = state["step"]
             rng = random.Random(f"{args.seed}-{si}-{step}")
-            drill = st["drill"] or (args.drill_frac > 0 and rng.random() < args.drill_frac)
+            # not below 256 tokens: a fresh model first learns to copy there, and a drill step costs
+            # several of those stages' steps
+            drill = st["drill"] or (args.drill_frac > 0 and st["len"] >= 256 and rng.random() < args.drill_frac)
             L = sample_len(rng, st["len"]) if not st["drill"] else 0
             far = not drill and st["far"] > 0 and rng.random() < st["far"]  # needle far from the question
             if far:
