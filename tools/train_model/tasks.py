@@ -31,7 +31,7 @@ Answers are written so that every lookup is the words that precede the answer in
 followed by what comes next there (an induction lookup, as multikey's "for <key> is"): RULER's
 list answers ("AAAAA, BBBBB, ..." and "N1, N2") ask a 1.8M-parameter model to find a needle by words
 that do not come right before what it must copy, and on 2 CPU cores it did not learn to (issue 14:
-vartrack stayed at chance over 300-1500 drill steps; the induction form left chance in 200).
+vartrack stayed at chance over 300-400 drill steps; the induction form left chance in 200).
 
 Short lengths hold fewer needles: multikey / multiquery drop distractors, multivalue drops values
 (down to 2), vartrack shortens the decoy chain, then the chain (down to 2 variables); below about 100
