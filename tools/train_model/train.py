@@ -42,20 +42,25 @@ REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), 
 DEFAULT_STAGES = ("64:32:500:2e-3,128:16:250:2e-3,256:16:200:2e-3,512:8:200:1.5e-3,1024:4:200:1.5e-3,"
                   "2048:2:200:1e-3,4096:1:300:7e-4,4096:1:250:5e-4:0.4")
 ALL_TASKS = "passkey:1,multikey:1,multivalue:1,vartrack:1,multiquery:1"
-# zigzag-eval on 2 CPU cores, about 140 minutes (README: "The evaluation model"): the tiny schedule's
-# shape with more steps; 8 layers cost about 2.1x a tiny step.
-EVAL_STAGES = ("64:32:300:2e-3,128:16:400:2e-3,256:16:300:2e-3,512:8:300:1.5e-3,1024:4:300:1.5e-3,"
-               "2048:2:300:1e-3,4096:1:350:7e-4,4096:1:250:5e-4:0.4")
+# zigzag-eval on 2 CPU cores (README: "The evaluation model"): retrieval forms on passkey and the copy
+# task at 64-128 tokens; needles-only drills then teach each task's lookups (multikey first: its
+# lookup is the one the others reuse); haystack stages grow to 4K with a quarter of their steps drills
+# (--drill-frac), and haystack drills (drill@N) ask many questions per long sequence.
+EVAL_STAGES = ("64:32:300:2e-3,128:16:400:2e-3,drill=multikey:16:300:1e-3,drill=multikey+multiquery:16:250:1e-3,"
+               "drill=vartrack1+vartrack:16:300:1e-3,drill:16:300:1e-3,256:16:800:1.5e-3,512:8:400:1e-3,"
+               "1024:4:300:8e-4,drill@1024:4:200:7e-4,2048:2:250:6e-4,drill@2048:2:250:6e-4,"
+               "4096:1:300:5e-4:0.3,drill@4096:1:300:5e-4,4096:1:200:3e-4:0.3")
+EVAL_TASKS = "passkey:0.5,multikey:1,multivalue:1.5,vartrack:1.5,multiquery:1"
 # The same curriculum in one GPU call: 8x the examples per step, fewer steps.
 EVAL_GPU_STAGES = ("64:256:200:2e-3,128:128:200:2e-3,drill:128:300:1e-3,256:128:200:2e-3,512:64:200:1.5e-3,"
                    "1024:32:200:1.5e-3,2048:16:200:1e-3,4096:8:300:7e-4,4096:8:200:5e-4:0.4")
 PRESETS = {
     "tiny": dict(layers=4, hidden=128, ffn=256, heads=4, kv_heads=2, head_dim=32, stages=DEFAULT_STAGES,
-                 tasks="", follow_ups=0, drill_frac=0.0, export_dtype="f32", out=os.path.join(REPO, "models", "zigzag-tiny"), device="cpu"),
+                 tasks="", follow_ups=0, drill_frac=0.0, aux_max_len=256, export_dtype="f32", out=os.path.join(REPO, "models", "zigzag-tiny"), device="cpu"),
     "eval": dict(layers=8, hidden=128, ffn=256, heads=4, kv_heads=4, head_dim=32, stages=EVAL_STAGES,
-                 tasks=ALL_TASKS, follow_ups=3, drill_frac=0.0, export_dtype="bf16", out=os.path.join(REPO, "models", "zigzag-eval"), device="cpu"),
+                 tasks=EVAL_TASKS, follow_ups=3, drill_frac=0.25, aux_max_len=128, export_dtype="bf16", out=os.path.join(REPO, "models", "zigzag-eval"), device="cpu"),
     "eval-gpu": dict(layers=12, hidden=256, ffn=768, heads=8, kv_heads=4, head_dim=32, stages=EVAL_GPU_STAGES,
-                     tasks=ALL_TASKS, follow_ups=3, drill_frac=0.25, export_dtype="bf16", out=os.path.join(REPO, "models", "zigzag-eval"), device="cuda"),
+                     tasks=ALL_TASKS, follow_ups=3, drill_frac=0.25, aux_max_len=256, export_dtype="bf16", out=os.path.join(REPO, "models", "zigzag-eval"), device="cuda"),
 }
 
 
@@ -207,7 +212,8 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--aux-frac", type=float, default=0.5, help="share of each batch that is the copy task")
-    ap.add_argument("--aux-max-len", type=int, default=256, help="copy task only in stages up to this length")
+    ap.add_argument("--aux-max-len", type=int, default=None,
+                    help="copy task only in stages up to this length (preset: tiny and eval-gpu 256, eval 128)")
     ap.add_argument("--early-acc", type=float, default=0.97,
                     help="short stages end early once a 10-step window reaches this training accuracy")
     ap.add_argument("--early-max-len", type=int, default=512)
