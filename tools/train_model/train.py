@@ -43,12 +43,13 @@ DEFAULT_STAGES = ("64:32:500:2e-3,128:16:250:2e-3,256:16:200:2e-3,512:8:200:1.5e
                   "2048:2:200:1e-3,4096:1:300:7e-4,4096:1:250:5e-4:0.4")
 ALL_TASKS = "passkey:1,multikey:1,multivalue:1,vartrack:1,multiquery:1"
 # zigzag-eval on 2 CPU cores (README: "The evaluation model"): retrieval forms on passkey and the copy
-# task at 64-128 tokens; needles-only drills then teach each task's lookups (multikey first: its
-# lookup is the one the others reuse); haystack stages grow to 4K with a quarter of their steps drills
-# (--drill-frac), and haystack drills (drill@N) ask many questions per long sequence.
-EVAL_STAGES = ("64:32:300:2e-3,128:16:400:2e-3,drill=multikey:16:300:1e-3,drill=multikey+multiquery:16:250:1e-3,"
-               "drill=vartrack1+vartrack:16:300:1e-3,drill:16:300:1e-3,256:16:800:1.5e-3,512:8:400:1e-3,"
-               "1024:4:300:8e-4,drill@1024:4:200:7e-4,2048:2:250:6e-4,drill@2048:2:250:6e-4,"
+# task at 64-128 tokens and the task lookups start in haystack stages to 512 (a quarter of their steps
+# needles-only drills, --drill-frac); drill stages then teach each task's lookups (drills right after
+# 128 tokens cost a fresh model its passkey retrieval and taught nothing); haystack stages grow to 4K,
+# and haystack drills (drill@N) ask many questions per long sequence.
+EVAL_STAGES = ("64:32:300:2e-3,128:16:400:2e-3,256:16:800:1.5e-3,512:8:400:1e-3,drill=multikey+multiquery:16:250:1e-3,"
+               "drill=vartrack1+vartrack:16:300:1e-3,drill:16:300:1e-3,256:16:300:1e-3,1024:4:300:8e-4,"
+               "drill@1024:4:200:7e-4,2048:2:250:6e-4,drill@2048:2:250:6e-4,"
                "4096:1:300:5e-4:0.3,drill@4096:1:300:5e-4,4096:1:200:3e-4:0.3")
 EVAL_TASKS = "passkey:0.5,multikey:1,multivalue:1.5,vartrack:1.5,multiquery:1"
 # The same curriculum in one GPU call: 8x the examples per step, fewer steps.
