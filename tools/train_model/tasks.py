@@ -24,8 +24,8 @@ Tasks (`TASKS`):
               AAAAA is held by VAR BBBBB." ... (4 variables) among a distractor chain; the question
               asks which variables hold NNNNN and the answer follows the chain hop by hop: " AAAAA.
               The value of VAR AAAAA is held by VAR BBBBB. ... VAR DDDDD."
-  multiquery  4-8 "special magic number" needles as in multikey; two keys are asked for, the answer
-              one sentence per key: " N1. The special magic number for <key 2> is N2."
+  multiquery  4-8 "special magic number" needles as in multikey; two keys are asked for ("... for K1
+              and for K2?"), the answer " N1, and for K2 is N2." (the question's "and for" leads to K2)
 
 Answers are written so that every lookup is the words that precede the answer in its needle,
 followed by what comes next there (an induction lookup, as multikey's "for <key> is"): RULER's
@@ -54,9 +54,9 @@ VT_FIRST = "The value {1} is held by VAR {0}."  # (name, value)
 VT_LINK = "The value of VAR {1} is held by VAR {0}."  # (name, the variable it copies)
 VT_QUESTION = "Which variables hold the value {}? The value {} is held by VAR"
 VT_HOP = "The value of VAR {} is held by VAR {}"  # one hop of the answer: (from, to)
-MQ_QUESTION = ("What are the special magic numbers for {} and {}? "
+MQ_QUESTION = ("What are the special magic numbers for {} and for {}? "
                "The special magic number for {} is")
-MQ_SECOND = "The special magic number for {} is {}"  # the answer's second sentence: (key, value)
+MQ_SECOND = "and for {} is {}"  # the answer's second part: (key, value); "and for" as in the question
 
 # Keys are "<adjective> <noun>": 32 x 32 = 1024 keys of common words (few tokens each).
 ADJECTIVES = ("red blue green black white silver golden quiet loud small large tall short old young "
@@ -98,8 +98,8 @@ def vartrack_answer(names):
 
 
 def multiquery_answer(first_value, second_key, second_value):
-    """" N1. The special magic number for <second key> is N2."."""
-    return answer_text(first_value + ". " + MQ_SECOND.format(second_key, second_value))
+    """" N1, and for <second key> is N2."."""
+    return answer_text(first_value + ", " + MQ_SECOND.format(second_key, second_value))
 
 
 def answer_core(answer):
@@ -159,7 +159,7 @@ def expected_answer(task, prompt):
             raise ValueError(f"no variable holds {value}")
         return vartrack_answer(holders)
     if task == "multiquery":
-        m = _only(re.findall(r"What are the special magic numbers for ([a-z]+ [a-z]+) and ([a-z]+ [a-z]+)\? "
+        m = _only(re.findall(r"What are the special magic numbers for ([a-z]+ [a-z]+) and for ([a-z]+ [a-z]+)\? "
                              r"The special magic number for \1 is$", prompt), "multiquery question")
         values = [_only(re.findall(r"The special magic number for " + re.escape(k) + r" is (\d+)\.", prompt),
                         f"needle for '{k}'") for k in m]
@@ -366,7 +366,7 @@ def follow_up_questions(task, prompt, rng, k):
         pairs = re.findall(r"The special magic number for ([a-z]+ [a-z]+) is (\d+)\.", prompt)
         asked = re.findall(r"What is the special magic number for ([a-z]+ [a-z]+)\? "
                            r"The special magic number for \1 is$", prompt) if task == "multikey" else \
-            re.findall(r"What are the special magic numbers for ([a-z]+ [a-z]+) and ([a-z]+ [a-z]+)\? "
+            re.findall(r"What are the special magic numbers for ([a-z]+ [a-z]+) and for ([a-z]+ [a-z]+)\? "
                        r"The special magic number for \1 is$", prompt)
         done = set(asked[0] if asked and isinstance(asked[0], tuple) else asked)
         rest = [(key, v) for key, v in pairs if key not in done]

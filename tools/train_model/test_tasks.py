@@ -345,9 +345,8 @@ class CheckerTest(unittest.TestCase):
         self.assertEqual(tasks.expected_answer("multivalue", prompt), " 31415, 27182.")
         prompt = ("The special magic number for red apple is 11111. The special magic number for blue river "
                   "is 22222. The special magic number for cold wagon is 33333. What are the special magic "
-                  "numbers for cold wagon and red apple? The special magic number for cold wagon is")
-        self.assertEqual(tasks.expected_answer("multiquery", prompt),
-                         " 33333. The special magic number for red apple is 11111.")
+                  "numbers for cold wagon and for red apple? The special magic number for cold wagon is")
+        self.assertEqual(tasks.expected_answer("multiquery", prompt), " 33333, and for red apple is 11111.")
 
     def test_malformed_prompts_are_errors(self):
         with self.assertRaisesRegex(ValueError, "exactly one passkey needle"):
