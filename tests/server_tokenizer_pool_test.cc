@@ -244,11 +244,19 @@ TEST_F(ServerTokenizerPoolTest, ADeadlineThatPassesInTheQueueIsADeadlineFailureN
   ASSERT_TRUE(tokenizer_->WaitForEncodes(1));
   const int64_t deadline_failures_before = server_->scheduler()->Load().counters.deadline_exceeded;
 
-  auto stub = NewStub(server_->port());
+  // B's deadline leaves it time to reach the queue on a loaded machine (with 300 ms, a TSan run
+  // beside other work once saw it never counted: the call had not reached the server in time).
   grpc::ClientContext b_context;
-  b_context.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(300));
-  v1::GenerateResponse b_response;
-  const grpc::Status b_status = stub->Generate(&b_context, TextRequest("bbbb", 2), &b_response);
+  b_context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  grpc::Status b_status;
+  std::thread b([&] {
+    auto stub = NewStub(server_->port());
+    v1::GenerateResponse b_response;
+    b_status = stub->Generate(&b_context, TextRequest("bbbb", 2), &b_response);
+  });
+  const bool b_queued = WaitForQueued(1);
+  b.join();  // the deadline passes while B waits in the queue
+  EXPECT_TRUE(b_queued);
   EXPECT_EQ(b_status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
   // Let the server see the cancellation before the pool gets to B.
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
