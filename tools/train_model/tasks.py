@@ -427,9 +427,9 @@ def drill_example(task, sp, rng, questions=6, maker=None, total_len=0):
     matches (issue 14); without haystack, matching is the only way to lower the loss.
       multikey / multiquery: 6-12 "special magic number" needles; one key (multiquery: two) per question
       multivalue: 2-4 keys with 2-4 values each, interleaved; every key's values, in text order
-      vartrack: 2-3 chains of 2-4 variables with distinct values, interleaved; every chain's names
-      vartrack1: 6-12 chains of one variable ("VAR NAME = NNNNN.") and 6 questions, each answered by
-        one name: vartrack's value -> name lookup alone, as multikey drills key -> value
+      vartrack: 2-3 chains of 2-4 variables with distinct values, interleaved; every chain, hop by hop
+      vartrack1: 6-12 chains of one variable ("The value NNNNN is held by VAR NAME.") and 6 questions,
+        each answered by one name: vartrack's value -> name lookup alone, as multikey drills key -> value
     With `maker` and `total_len`, the same needles (in the same order) stand at seeded depths in haystack
     words up to about total_len tokens, and the questions come after it while they fit: many long-range
     retrievals per sequence, where a haystack prompt teaches one to four.
