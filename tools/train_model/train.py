@@ -36,6 +36,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import niah_data as nd  # noqa: E402
 import spm_lite  # noqa: E402
 import tasks as tk  # noqa: E402
+from stages import parse_stages  # noqa: E402
 import tinyllama as tl  # noqa: E402
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
@@ -63,44 +64,6 @@ PRESETS = {
     "eval-gpu": dict(layers=12, hidden=256, ffn=768, heads=8, kv_heads=4, head_dim=32, stages=EVAL_GPU_STAGES,
                      tasks=ALL_TASKS, follow_ups=3, drill_frac=0.25, aux_max_len=256, export_dtype="bf16", out=os.path.join(REPO, "models", "zigzag-eval"), device="cuda"),
 }
-
-
-def parse_stages(s):
-    """LEN:BATCH:STEPS:LR[:FAR],...; LEN "drill": a needles-only stage (tasks.drill_example) of the
-    mixture's drill tasks, "drill=TASK+TASK...": of those tasks only (weights from the mixture;
-    "vartrack1", vartrack's lookup alone, when vartrack is in the mixture);
-    "drill@N" / "drill=TASK...@N": the same needles and questions in haystack of N/2 to N tokens."""
-    out = []
-    for part in s.split(","):
-        f = part.split(":")
-        if len(f) not in (4, 5):
-            raise SystemExit(f"--stages: '{part}' is not LEN:BATCH:STEPS:LR[:FAR]")
-        only, hay = [], 0
-        if f[0].startswith("drill") and "@" in f[0]:
-            f[0], _, n = f[0].partition("@")
-            try:
-                hay = int(n)
-            except ValueError:
-                hay = -1
-            # from 1024: half of it (the shortest drawn) holds any drill's needles and first question
-            if not 1024 <= hay <= 4096:
-                raise SystemExit(f"--stages: '{part}': the haystack length after '@' must be in [1024, 4096]")
-        if f[0].startswith("drill="):
-            only = f[0][len("drill="):].split("+")
-            bad = [t for t in only if t not in tk.DRILL_TASKS]
-            if bad or not only:
-                raise SystemExit(f"--stages: '{part}': drill tasks must be among {', '.join(tk.DRILL_TASKS)}")
-            f[0] = "drill"
-        try:
-            drill = f[0] == "drill"
-            st = {"len": 0 if drill else int(f[0]), "batch": int(f[1]), "steps": int(f[2]), "lr": float(f[3]),
-                  "far": float(f[4]) if len(f) > 4 else 0.0, "drill": drill, "only": only, "hay": hay}
-        except ValueError:
-            raise SystemExit(f"--stages: '{part}' is not LEN:BATCH:STEPS:LR[:FAR] (LEN a number or 'drill')")
-        if not drill and not 36 <= st["len"] <= 4096 or not 1 <= st["batch"] <= 4096 or st["steps"] < 1:
-            raise SystemExit(f"--stages: '{part}': LEN in [36, 4096] or 'drill', BATCH in [1, 4096], STEPS >= 1")
-        out.append(st)
-    return out
 
 
 def lr_at(stage, step, warmup):
