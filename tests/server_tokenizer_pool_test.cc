@@ -245,7 +245,8 @@ TEST_F(ServerTokenizerPoolTest, ADeadlineThatPassesInTheQueueIsADeadlineFailureN
   const int64_t deadline_failures_before = server_->scheduler()->Load().counters.deadline_exceeded;
 
   // B's deadline leaves it time to reach the queue on a loaded machine (with 300 ms, a TSan run
-  // beside other work once saw it never counted: the call had not reached the server in time).
+  // beside other work once saw it never counted, most likely because the call had not reached
+  // the server's queue before its deadline).
   grpc::ClientContext b_context;
   b_context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
   grpc::Status b_status;
