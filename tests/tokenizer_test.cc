@@ -403,6 +403,50 @@ TEST(IncrementalDetokenizerTest, FlushEmitsIncompleteBytesAsReplacement) {
   EXPECT_EQ(detokenizer.Flush(), "\xEF\xBF\xBD");
 }
 
+TEST(IncrementalDetokenizerTest, IdsThatNeverSettleAreHeldBackAtMostSixteenAtATime) {
+  // Invalid bytes end every window in U+FFFD; holding them back until a valid character came
+  // widened the window on every Append (quadratic: a fuzzed stream of 8K ids timed out in CI).
+  std::unique_ptr<Tokenizer> tokenizer = Load(RequireData("llama2"));
+  ASSERT_NE(tokenizer, nullptr);
+  const int32_t invalid = *tokenizer->TokenToId("<0xFF>");
+  const std::vector<int32_t> ids(1000, invalid);
+  IncrementalDetokenizer detokenizer(*tokenizer, {}, true);
+  int empty_run = 0;
+  int longest_empty_run = 0;
+  for (int32_t id : ids) {
+    const std::string chunk = *detokenizer.Append(id);
+    EXPECT_TRUE(IsWellFormedUtf8(chunk));
+    empty_run = chunk.empty() ? empty_run + 1 : 0;
+    longest_empty_run = std::max(longest_empty_run, empty_run);
+  }
+  EXPECT_EQ(longest_empty_run, 15);  // the 16th pending id sends all but the last four out
+  detokenizer.Flush();
+  std::string expected;
+  for (size_t i = 0; i < ids.size(); ++i) expected += "\xEF\xBF\xBD";
+  EXPECT_EQ(detokenizer.text(), expected);
+  EXPECT_EQ(detokenizer.text(), *tokenizer->Decode(ids, true));
+}
+
+TEST(IncrementalDetokenizerTest, ACharacterArrivingWhenTheBoundForcesTextOutStaysWhole) {
+  // 14 invalid bytes, then U+1F9A9's four bytes: the bound is reached at the emoji's second
+  // byte; the last four ids stay pending, so the emoji is not cut into U+FFFDs.
+  std::unique_ptr<Tokenizer> tokenizer = Load(RequireData("llama2"));
+  ASSERT_NE(tokenizer, nullptr);
+  std::vector<int32_t> ids(14, *tokenizer->TokenToId("<0xFF>"));
+  for (const char* byte : {"<0xF0>", "<0x9F>", "<0xA6>", "<0xA9>"}) {
+    ids.push_back(*tokenizer->TokenToId(byte));
+  }
+  IncrementalDetokenizer detokenizer(*tokenizer, {}, true);
+  std::vector<std::string> chunks;
+  for (int32_t id : ids) chunks.push_back(*detokenizer.Append(id));
+  chunks.push_back(detokenizer.Flush());
+  std::string replacements;
+  for (int i = 0; i < 14; ++i) replacements += "\xEF\xBF\xBD";
+  EXPECT_EQ(detokenizer.text(), replacements + "\U0001F9A9");
+  EXPECT_EQ(chunks[15], replacements.substr(0, 12 * 3)) << "forced out at the 16th id";
+  EXPECT_EQ(chunks[17], replacements.substr(12 * 3) + "\U0001F9A9");
+}
+
 // Stop strings
 // -------------------------------------------------------------------------------------
 

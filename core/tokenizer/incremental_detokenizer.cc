@@ -14,6 +14,13 @@ namespace {
 // How many prompt ids the first window reaches back (vLLM uses the same number): enough context
 // for leading-space rules, few enough to keep every Append cheap.
 constexpr size_t kInitialPrefixIds = 5;
+// At most this many ids wait for their text to settle. Without a bound, ids that never settle
+// (invalid bytes, skipped special tokens, a prefix whose text keeps changing) widen the window
+// on every Append, and streaming n of them decodes O(n^2) ids.
+constexpr size_t kMaxPendingIds = 16;
+// When the bound forces text out, the last ids stay pending: a UTF-8 character has at most four
+// bytes, and a byte-fallback token carries one, so a character still arriving is not cut.
+constexpr size_t kKeptPendingIds = 4;
 
 }  // namespace
 
@@ -50,7 +57,12 @@ absl::StatusOr<std::string> IncrementalDetokenizer::Append(int32_t id) {
     ids_.pop_back();
     return prefix.ok() ? full.status() : prefix.status();
   }
-  return Emit(*prefix, *full);
+  std::string delta = Emit(*prefix, *full);
+  if (!delta.empty() || ids_.size() - read_offset_ < kMaxPendingIds) return delta;
+  // Too many unsettled ids: their text is final as it stands (U+FFFD for invalid bytes).
+  absl::StatusOr<std::string> forced = EmitThrough(*prefix, ids_.size() - kKeptPendingIds);
+  if (!forced.ok()) ids_.pop_back();
+  return forced;
 }
 
 std::string IncrementalDetokenizer::Emit(const std::string& prefix, const std::string& full) {
@@ -82,16 +94,21 @@ std::string IncrementalDetokenizer::Flush() {
 absl::StatusOr<std::string> IncrementalDetokenizer::FlushOrError() {
   if (read_offset_ == ids_.size()) return std::string();
   ASSIGN_OR_RETURN(const std::string prefix, DecodeRange(prefix_offset_, read_offset_));
-  ASSIGN_OR_RETURN(const std::string full, DecodeRange(prefix_offset_, ids_.size()));
+  return EmitThrough(prefix, ids_.size());
+}
+
+absl::StatusOr<std::string> IncrementalDetokenizer::EmitThrough(const std::string& prefix,
+                                                                size_t end) {
+  ASSIGN_OR_RETURN(const std::string full, DecodeRange(prefix_offset_, end));
   std::string delta;
   if (full.compare(0, prefix.size(), prefix) == 0) {
     delta = full.substr(prefix.size());
   } else {
     // The prefix's text changed; emit the pending ids decoded on their own.
-    ASSIGN_OR_RETURN(delta, DecodeRange(read_offset_, ids_.size()));
+    ASSIGN_OR_RETURN(delta, DecodeRange(read_offset_, end));
   }
   prefix_offset_ = read_offset_;
-  read_offset_ = ids_.size();
+  read_offset_ = end;
   text_.append(delta);
   return delta;
 }

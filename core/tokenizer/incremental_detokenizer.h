@@ -1,7 +1,8 @@
 // IncrementalDetokenizer: text for each new token id of one generated sequence, for streaming.
 // Decodes a short window of ids (a prefix already emitted plus the new ones) and emits the part
 // past the prefix, so SentencePiece's leading-space rules and multi-token characters come out as
-// in a full Decode; text is held back while it ends in an incomplete UTF-8 character (U+FFFD).
+// in a full Decode; text is held back while it ends in an incomplete UTF-8 character (U+FFFD),
+// for at most 16 ids (then it is emitted as it stands), so every Append decodes a bounded window.
 // Owns no tokenizer and does no stop-string handling (stop_strings.h).
 #pragma once
 
@@ -21,7 +22,8 @@ class IncrementalDetokenizer {
   IncrementalDetokenizer(const Tokenizer& tokenizer, std::vector<int32_t> prompt_ids,
                          bool skip_special_tokens);
 
-  // The new complete text since the last call ("" while a character is incomplete).
+  // The new complete text since the last call ("" while a character is incomplete, unless 16
+  // ids are pending: then all but the last four are emitted, invalid bytes as U+FFFD).
   // InvalidArgument for an id outside the vocabulary, or the tokenizer's error when its decoder
   // fails on the window (a limit of tokenizer_limits.h); the id is then not appended.
   absl::StatusOr<std::string> Append(int32_t id);
@@ -38,6 +40,9 @@ class IncrementalDetokenizer {
   std::string Emit(const std::string& prefix, const std::string& full);
   // Flush's work; its errors are the tokenizer's.
   absl::StatusOr<std::string> FlushOrError();
+  // Emits ids_[read_offset_, end) whether or not their text has settled; `prefix` is the text of
+  // ids_[prefix_offset_, read_offset_). Errors are the tokenizer's.
+  absl::StatusOr<std::string> EmitThrough(const std::string& prefix, size_t end);
 
   const Tokenizer& tokenizer_;
   bool skip_special_tokens_;
