@@ -11,6 +11,8 @@ After every stage: checkpoint to --work and export the Hugging Face folder to --
   /usr/bin/python3 tools/train_model/train.py --work /work/train-work/run2   # the shipped model (defaults)
   /usr/bin/python3 tools/train_model/train.py --resume        # continue from --work/ckpt.pt
   /usr/bin/python3 tools/train_model/train.py --resume --stages "<old stages>,4096:1:200:5e-4"  # train more
+  /usr/bin/python3 tools/train_model/train.py --preset eval --init-from models/zigzag-eval \
+      --tokenizer models/zigzag-eval/tokenizer.model --stages ... --work ...   # continue a committed model
   /usr/bin/python3 tools/train_model/train.py --preset eval --work /work/train-work/eval   # zigzag-eval
   python3 tools/train_model/train.py --preset eval-gpu --work /tmp/eval-gpu              # one GPU call
 
@@ -175,6 +177,10 @@ def main():
     ap.add_argument("--save-every", type=int, default=50)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--init-from", default="",
+                    help="HF folder whose weights start a new run (its shape must be the flags'; pass its "
+                         "tokenizer.model as --tokenizer); the optimizer starts fresh. --resume of an existing "
+                         "--work/ckpt.pt wins")
     ap.add_argument("--aux-frac", type=float, default=0.5, help="share of each batch that is the copy task")
     ap.add_argument("--aux-max-len", type=int, default=None,
                     help="copy task only in stages up to this length (preset: tiny and eval-gpu 256, eval 128)")
@@ -276,6 +282,16 @@ def main():
         if args.start_stage >= 0:
             state["stage"], state["step"] = args.start_stage, 0
         print(f"resumed at stage {state['stage']} step {state['step']} ({state['elapsed']:.0f}s trained)", flush=True)
+    elif args.init_from:
+        # bf16 folders load as float32 (read_safetensors widens); AdamW's moments start at zero.
+        with open(os.path.join(args.init_from, "config.json")) as f:
+            init_cfg = tl.Config.from_hf(json.load(f)).to_hf()
+        if init_cfg != cfg.to_hf():
+            raise SystemExit(f"--init-from: {args.init_from} holds a model of another shape ({init_cfg}) than "
+                             f"the flags ask for ({cfg.to_hf()})")
+        model.load_hf_state({k: v.to(dev) for k, v in
+                             tl.read_safetensors(os.path.join(args.init_from, "model.safetensors")).items()})
+        print(f"initialised from {args.init_from}", flush=True)
 
     if args.export_only:
         if not os.path.exists(ckpt_path):
