@@ -18,8 +18,9 @@ Tasks (`TASKS`):
   passkey     single needle: "The secret passkey is NNNNN. Remember it." (the shipped format)
   multikey    4-8 needles "The special magic number for <key> is NNNNN." with distinct keys; one key
               is asked for; the others are distractors
-  multivalue  4 needles "One of the special magic numbers for <key> is NNNNN." for the same key;
-              all values are asked for, in the order they appear
+  multivalue  4 needles "The first special magic number for <key> is NNNNN.", "The second ...", ...
+              for the same key, in that order; all values are asked for, one needle at a time: " N1.
+              The second special magic number for <key> is N2. ... The fourth ... is N4."
   vartrack    variable tracking: a chain "The value NNNNN is held by VAR AAAAA." then "The value of VAR
               AAAAA is held by VAR BBBBB." ... (4 variables) among a distractor chain; the question
               asks which variables hold NNNNN and the answer follows the chain hop by hop: " AAAAA.
@@ -29,7 +30,8 @@ Tasks (`TASKS`):
 
 Answers are written so that every lookup is the words that precede the answer in its needle,
 followed by what comes next there (an induction lookup, as multikey's "for <key> is"): RULER's
-list answers ("AAAAA, BBBBB, ..." and "N1, N2") ask a 1.8M-parameter model to find a needle by words
+list answers ("AAAAA, BBBBB, ...", "N1, N2" and multivalue's "N1, N2, N3, N4", whose needles all read
+"One of the special magic numbers for <key> is") ask a 1.8M-parameter model to find a needle by words
 that do not come right before what it must copy, and on 2 CPU cores it did not learn to (issue 14:
 vartrack stayed at chance over 300-400 drill steps; the induction form left chance in 200).
 
@@ -48,8 +50,10 @@ import niah_data as nd
 
 MK_NEEDLE = "The special magic number for {} is {}."
 MK_QUESTION = "What is the special magic number for {}? The special magic number for {} is"
-MV_NEEDLE = "One of the special magic numbers for {} is {}."
-MV_QUESTION = "What are all the special magic numbers for {}? The special magic numbers for {} are"
+MV_ORDINALS = ("first", "second", "third", "fourth")
+MV_NEEDLE = "The {} special magic number for {} is {}."  # (ordinal, key, value)
+MV_QUESTION = "What are all the special magic numbers for {}? The first special magic number for {} is"
+MV_NEXT = "The {} special magic number for {} is {}"  # one more value of the answer: (ordinal, key, value)
 VT_FIRST = "The value {1} is held by VAR {0}."  # (name, value)
 VT_LINK = "The value of VAR {1} is held by VAR {0}."  # (name, the variable it copies)
 VT_QUESTION = "Which variables hold the value {}? The value {} is held by VAR"
@@ -67,7 +71,7 @@ NOUNS = ("apple river falcon garden window mountain lantern harbor forest candle
          "wagon anchor basket cactus desert feather glacier hammer").split()
 assert len(ADJECTIVES) == 32 and len(NOUNS) == 32 and len(set(ADJECTIVES)) == 32 and len(set(NOUNS)) == 32
 
-MV_VALUES = 4
+MV_VALUES = len(MV_ORDINALS)
 VT_HOPS = 4
 TASKS = ("passkey", "multikey", "multivalue", "vartrack", "multiquery")
 
@@ -79,7 +83,8 @@ def tokenizer_lines():
     for i, adj in enumerate(ADJECTIVES):
         key = f"{adj} {NOUNS[i]}"
         lines.append(MK_NEEDLE.format(key, 12345) + " " + MK_QUESTION.format(key, key) + " 12345.")
-        lines.append(MV_NEEDLE.format(key, 23456) + " " + MV_QUESTION.format(key, key) + " 23456, 34567.")
+        lines.append(MV_NEEDLE.format("first", key, 23456) + " " + MV_NEEDLE.format("second", key, 34567) + " " +
+                     MV_QUESTION.format(key, key) + multivalue_answer(key, ["23456", "34567"]))
         lines.append(MQ_QUESTION.format(key, key, key) + multiquery_answer("45678", key, "56789"))
     lines.append(VT_FIRST.format("ABCDE", 12345) + " " + VT_LINK.format("FGHIJ", "ABCDE") + " " +
                  VT_QUESTION.format(12345, 12345) + vartrack_answer(["ABCDE", "FGHIJ"]))
@@ -95,6 +100,12 @@ def answer_text(core):
 def vartrack_answer(names):
     """The chain holding a value, hop by hop: " A. The value of VAR A is held by VAR B. ... VAR D."."""
     return answer_text(". ".join([names[0]] + [VT_HOP.format(a, b) for a, b in zip(names, names[1:])]))
+
+
+def multivalue_answer(key, values):
+    """Every value of `key` in needle order: " N1. The second special magic number for <key> is N2. ..."."""
+    return answer_text(". ".join([values[0]] + [MV_NEXT.format(MV_ORDINALS[i], key, v)
+                                                for i, v in enumerate(values[1:], 1)]))
 
 
 def multiquery_answer(first_value, second_key, second_value):
@@ -138,11 +149,13 @@ def expected_answer(task, prompt):
                                             r" is (\d+)\.", prompt), f"needle for '{key}'"))
     if task == "multivalue":
         key = _only(re.findall(r"What are all the special magic numbers for ([a-z]+ [a-z]+)\? "
-                               r"The special magic numbers for \1 are$", prompt), "multivalue question")
-        values = re.findall(r"One of the special magic numbers for " + re.escape(key) + r" is (\d+)\.", prompt)
-        if not values:
-            raise ValueError(f"no value for '{key}' in the prompt")
-        return answer_text(", ".join(values))
+                               r"The first special magic number for \1 is$", prompt), "multivalue question")
+        found = re.findall(r"The ([a-z]+) special magic number for " + re.escape(key) + r" is (\d+)\.", prompt)
+        ordinals = [o for o, _ in found]
+        if not found or ordinals != list(MV_ORDINALS[:len(found)]):
+            raise ValueError(f"the values of '{key}' are not numbered {', '.join(MV_ORDINALS)} in text order "
+                             f"(found: {', '.join(ordinals) or 'none'})")
+        return multivalue_answer(key, [v for _, v in found])
     if task == "vartrack":
         value = _only(re.findall(r"Which variables hold the value (\d+)\? "
                                  r"The value \1 is held by VAR$", prompt), "vartrack question")
@@ -289,8 +302,8 @@ def gen_multivalue(maker, rng, total_len, depth):
     depths = [depth] + sorted(depth + (1.0 - depth) * r for r in _others(rng, MV_VALUES - 1))
     question = MV_QUESTION.format(key, key)
     while True:  # short lengths hold fewer values (down to two)
-        needles = [(d, MV_NEEDLE.format(key, v)) for d, v in zip(depths, values)]
-        answer = answer_text(", ".join(values))
+        needles = [(d, MV_NEEDLE.format(MV_ORDINALS[i], key, v)) for i, (d, v) in enumerate(zip(depths, values))]
+        answer = multivalue_answer(key, values)
         if len(values) == 2 or _fits(maker, needles, question, answer, total_len):
             break
         values, depths = values[:-1], depths[:-1]
@@ -426,7 +439,7 @@ def drill_example(task, sp, rng, questions=6, maker=None, total_len=0):
     prompts alone the 8-layer CPU model learned to copy a needle but not to pick the one whose key
     matches (issue 14); without haystack, matching is the only way to lower the loss.
       multikey / multiquery: 6-12 "special magic number" needles; one key (multiquery: two) per question
-      multivalue: 2-4 keys with 2-4 values each, interleaved; every key's values, in text order
+      multivalue: 2-4 keys with 2-4 values each, interleaved; every key's values, in text order (numbered)
       vartrack: 2-3 chains of 2-4 variables with distinct values, interleaved; every chain, hop by hop
       vartrack1: 6-12 chains of one variable ("The value NNNNN is held by VAR NAME.") and 6 questions,
         each answered by one name: vartrack's value -> name lookup alone, as multikey drills key -> value
@@ -458,11 +471,11 @@ def drill_example(task, sp, rng, questions=6, maker=None, total_len=0):
         rng.shuffle(owner)  # interleaved keys; each key's values in the order they appear
         needles, per_key = [], [[] for _ in range(m)]
         for i, v in zip(owner, values):
-            needles.append(MV_NEEDLE.format(keys[i], v))
+            needles.append(MV_NEEDLE.format(MV_ORDINALS[len(per_key[i])], keys[i], v))
             per_key[i].append(v)
         ask = list(range(m))
         rng.shuffle(ask)
-        qa = [(MV_QUESTION.format(keys[i], keys[i]), answer_text(", ".join(per_key[i]))) for i in ask]
+        qa = [(MV_QUESTION.format(keys[i], keys[i]), multivalue_answer(keys[i], per_key[i])) for i in ask]
     elif task in ("vartrack", "vartrack1"):
         if task == "vartrack":
             c = rng.randint(2, 3)

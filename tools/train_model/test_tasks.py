@@ -74,10 +74,10 @@ def make_maker(words=None):
 
 # Drill texts: any task's needle sentence; where a question starts; a question and its answer.
 NEEDLE = (r"The special magic number for [a-z]+ [a-z]+ is \d{5}\.|"
-          r"One of the special magic numbers for [a-z]+ [a-z]+ is \d{5}\.|"
+          r"The (?:first|second|third|fourth) special magic number for [a-z]+ [a-z]+ is \d{5}\.|"
           r"The value (?:\d{5}|of VAR [A-Z]{5}) is held by VAR [A-Z]{5}\.")
 SPLIT = r" (?=What (?:is|are) |Which variables )"
-QA = (r"(.*\? (?:The special magic numbers? for [a-z]+ [a-z]+ (?:is|are)|The value \d+ is held by VAR)) "
+QA = (r"(.*\? (?:The (?:first )?special magic number for [a-z]+ [a-z]+ is|The value \d+ is held by VAR)) "
       r"(.*)$")
 
 
@@ -103,7 +103,7 @@ class GeneratorTest(unittest.TestCase):
     def test_every_task_answer_equals_checker_over_seeds_lengths_depths(self):
         count = 0
         for task in tasks.TASKS:
-            for total_len in (110, 160, 300, 1024, 4096):
+            for total_len in (120, 160, 300, 1024, 4096):
                 for depth in (0.0, 0.1, 0.5, 0.9, 1.0):
                     for seed in range(8 if total_len == 4096 else 16):
                         rng = random.Random(f"{seed}-{task}-{total_len}-{depth}")
@@ -126,7 +126,7 @@ class GeneratorTest(unittest.TestCase):
     def test_depth_places_the_first_needed_needle(self):
         # depth 0: the prompt opens with the needle the answer needs; depth 1: after all haystack words
         first = {"passkey": "The secret passkey is ", "multikey": "The special magic number for ",
-                 "multivalue": "One of the special magic numbers for ", "vartrack": "The value ",
+                 "multivalue": "The first special magic number for ", "vartrack": "The value ",
                  "multiquery": "The special magic number for "}
         for task in tasks.TASKS:
             ex = tasks.generate(task, self.maker, random.Random(3), 600, 0.0)
@@ -140,7 +140,7 @@ class GeneratorTest(unittest.TestCase):
 
     def test_multivalue_and_vartrack_shapes(self):
         ex = tasks.generate("multivalue", self.maker, random.Random(9), 1500, 0.2)
-        values = ex.answer.strip(" .").split(", ")
+        values = re.findall(r"(?:^ | is )(\d+)", ex.answer)
         self.assertEqual(len(values), tasks.MV_VALUES)
         self.assertEqual(len(set(values)), tasks.MV_VALUES)
         positions = [ex.prompt.index(f" is {v}.") for v in values]
@@ -235,7 +235,7 @@ class GeneratorTest(unittest.TestCase):
                 if task == "multikey":
                     self.assertTrue(6 <= n_needles <= 12 and len(qas) == 6, where)
                 if task == "multivalue":  # every key asked once
-                    self.assertEqual(len(qas), len(set(re.findall(r"numbers for ([a-z]+ [a-z]+)", needles))), where)
+                    self.assertEqual(len(qas), len(set(re.findall(r"number for ([a-z]+ [a-z]+)", needles))), where)
                 if task == "vartrack1":  # one-variable chains, six asked
                     self.assertTrue(6 <= n_needles <= 12 and len(qas) == 6, where)
                     self.assertNotIn("The value of VAR", needles, where)
@@ -339,10 +339,17 @@ class CheckerTest(unittest.TestCase):
         self.assertFalse(tasks.check("multikey", prompt, " 11111."))
 
     def test_multivalue_and_multiquery(self):
-        prompt = ("One of the special magic numbers for old tiger is 31415. q One of the special magic numbers "
-                  "for old tiger is 27182. What are all the special magic numbers for old tiger? The special "
-                  "magic numbers for old tiger are")
-        self.assertEqual(tasks.expected_answer("multivalue", prompt), " 31415, 27182.")
+        prompt = ("The first special magic number for old tiger is 31415. q The first special magic number for "
+                  "red apple is 11111. The second special magic number for old tiger is 27182. What are all the "
+                  "special magic numbers for old tiger? The first special magic number for old tiger is")
+        want = " 31415. The second special magic number for old tiger is 27182."
+        self.assertEqual(tasks.expected_answer("multivalue", prompt), want)
+        self.assertTrue(tasks.check("multivalue", prompt, want + " What"))
+        self.assertFalse(tasks.check("multivalue", prompt, " 31415."))  # one value short
+        self.assertFalse(tasks.check("multivalue", prompt, " 31415. The second special magic number for old "
+                                                            "tiger is 11111."))  # the other key's value
+        with self.assertRaisesRegex(ValueError, "not numbered first, second"):
+            tasks.expected_answer("multivalue", prompt.replace("The second special", "The third special"))
         prompt = ("The special magic number for red apple is 11111. The special magic number for blue river "
                   "is 22222. The special magic number for cold wagon is 33333. What are the special magic "
                   "numbers for cold wagon and for red apple? The special magic number for cold wagon is")
