@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The task grid of an HF model folder with the task format (issue 14): held-out task prompts, the
 # full-cache accuracy in PyTorch, then zigzag-niah over every task x policy x budget x kernel, once
-# with uniform and once with adaptive head budgets, and the plots. Every step is seeded, so a rerun
-# on the same model and build writes the same files.
+# with uniform and once with adaptive head budgets, the plots and tables.md (summarize_grid.py).
+# Every step is seeded, so a rerun on the same model and build writes the same files.
 #
 #   bash tools/train_model/run_task_grid.sh [MODEL] [OUT]     (defaults: models/zigzag-eval,
 #                                                              docs/results/niah-tasks)
@@ -42,4 +42,6 @@ for split in uniform adaptive; do
   done
 done
 $PY tools/niah/plot_head_split.py --out "$OUT" "${runs[@]}"
+# The counts the README quotes (full cache, engine vs PyTorch, layer and head splits, layer shares).
+$PY tools/train_model/summarize_grid.py "$OUT" > "$OUT/tables.md"
 echo "run_task_grid: wrote $OUT"
