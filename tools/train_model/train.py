@@ -237,6 +237,10 @@ def main():
         raise SystemExit(f"--drill-frac {args.drill_frac} must be in [0, 1]")
     if not 1 <= args.drill_batch <= 4096:
         raise SystemExit(f"--drill-batch {args.drill_batch} must be in [1, 4096]")
+    if args.init_from:  # before the corpus and tokenizer work; the weights are checked when loaded
+        missing = [n for n in ("config.json", "model.safetensors") if not os.path.isfile(os.path.join(args.init_from, n))]
+        if missing:
+            raise SystemExit(f"--init-from {args.init_from}: no {' or '.join(missing)} there (an HF model folder)")
 
     tok_prefix = os.path.join(args.work, "tokenizer")
     train_files, held_files = nd.corpus_files(args.corpus_root)
@@ -284,13 +288,16 @@ def main():
         print(f"resumed at stage {state['stage']} step {state['step']} ({state['elapsed']:.0f}s trained)", flush=True)
     elif args.init_from:
         # bf16 folders load as float32 (read_safetensors widens); AdamW's moments start at zero.
-        with open(os.path.join(args.init_from, "config.json")) as f:
-            init_cfg = tl.Config.from_hf(json.load(f)).to_hf()
-        if init_cfg != cfg.to_hf():
-            raise SystemExit(f"--init-from: {args.init_from} holds a model of another shape ({init_cfg}) than "
-                             f"the flags ask for ({cfg.to_hf()})")
-        model.load_hf_state({k: v.to(dev) for k, v in
-                             tl.read_safetensors(os.path.join(args.init_from, "model.safetensors")).items()})
+        try:
+            with open(os.path.join(args.init_from, "config.json")) as f:
+                init_cfg = tl.Config.from_hf(json.load(f)).to_hf()
+            if init_cfg != cfg.to_hf():
+                raise SystemExit(f"--init-from: {args.init_from} holds a model of another shape ({init_cfg}) "
+                                 f"than the flags ask for ({cfg.to_hf()})")
+            model.load_hf_state({k: v.to(dev) for k, v in
+                                 tl.read_safetensors(os.path.join(args.init_from, "model.safetensors")).items()})
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as e:  # unreadable, malformed, missing tensors
+            raise SystemExit(f"--init-from: cannot load {args.init_from}: {e}")
         print(f"initialised from {args.init_from}", flush=True)
 
     if args.export_only:
