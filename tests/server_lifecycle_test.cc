@@ -138,10 +138,13 @@ TEST_F(ServerLifecycleTest, ClientCancelMidDecodeFreesEveryBlock) {
 TEST_F(ServerLifecycleTest, DeadlineMidPrefillEndsTheCallAndFreesEveryBlock) {
   gate_.HoldWhen(InPrefill);
   grpc::Status status;
-  std::thread client([&] {
+  std::jthread client([&] {
     auto stub = Stub();
     grpc::ClientContext context;
-    context.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(300));
+    // Long enough to reach the held step under TSan (channel set-up and prefill included; 300 ms
+    // was not, once); the held worker makes the deadline pass there however long it is. The
+    // deadline also ends the call when an ASSERT returns early, so the jthread's join cannot hang.
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
     v1::GenerateResponse response;
     status = stub->Generate(&context, Named("deadline-prefill", kLongPrompt, 20), &response);
   });
@@ -162,10 +165,13 @@ TEST_F(ServerLifecycleTest, DeadlineMidPrefillEndsTheCallAndFreesEveryBlock) {
 TEST_F(ServerLifecycleTest, DeadlineMidDecodeEndsTheCallAndFreesEveryBlock) {
   gate_.HoldWhen(InDecode);
   grpc::Status status;
-  std::thread client([&] {
+  std::jthread client([&] {
     auto stub = Stub();
     grpc::ClientContext context;
-    context.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(300));
+    // Long enough to reach the held step under TSan (channel set-up and prefill included; 300 ms
+    // was not, once); the held worker makes the deadline pass there however long it is. The
+    // deadline also ends the call when an ASSERT returns early, so the jthread's join cannot hang.
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
     v1::GenerateResponse response;
     status = stub->Generate(&context, Named("deadline-decode", 30, 200), &response);
   });
