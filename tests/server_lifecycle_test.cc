@@ -57,6 +57,13 @@ class ServerLifecycleTest : public ::testing::Test {
     return request;
   }
 
+  // Client threads are std::jthread with this deadline on their call: when an ASSERT returns from
+  // the test body while the worker is held, the thread's join ends at the deadline (a plain
+  // std::thread would std::terminate the whole binary). Far longer than any call here takes.
+  static void SetBackstop(grpc::ClientContext& context) {
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+  }
+
   WorkerGate gate_;
   std::unique_ptr<ZigzagServer> server_;
 };
@@ -90,8 +97,9 @@ TEST_F(ServerLifecycleTest, WhileLoadingHealthIsLiveButNotReadyAndGenerationIsUn
 TEST_F(ServerLifecycleTest, ClientCancelMidPrefillFreesEveryBlock) {
   gate_.HoldWhen(InPrefill);
   grpc::ClientContext context;
+  SetBackstop(context);
   StreamResult result;
-  std::thread client([&] {
+  std::jthread client([&] {
     auto stub = Stub();
     result = RunStream(*stub, Named("cancel-prefill", kLongPrompt, 20), &context);
   });
@@ -115,8 +123,9 @@ TEST_F(ServerLifecycleTest, ClientCancelMidPrefillFreesEveryBlock) {
 TEST_F(ServerLifecycleTest, ClientCancelMidDecodeFreesEveryBlock) {
   gate_.HoldWhen(InDecode);
   grpc::ClientContext context;
+  SetBackstop(context);
   StreamResult result;
-  std::thread client([&] {
+  std::jthread client([&] {
     auto stub = Stub();
     result = RunStream(*stub, Named("cancel-decode", 40, 200), &context);
   });
@@ -190,8 +199,9 @@ TEST_F(ServerLifecycleTest, DeadlineMidDecodeEndsTheCallAndFreesEveryBlock) {
 TEST_F(ServerLifecycleTest, AbortMidPrefillEndsTheStreamWithFinishReasonAborted) {
   gate_.HoldWhen(InPrefill);
   grpc::ClientContext context;
+  SetBackstop(context);
   StreamResult result;
-  std::thread client([&] {
+  std::jthread client([&] {
     auto stub = Stub();
     result = RunStream(*stub, Named("abort-prefill", kLongPrompt, 20), &context);
   });
@@ -230,9 +240,10 @@ TEST_F(ServerLifecycleTest, AbortMidDecodeReturnsTheTokensSoFar) {
   gate_.HoldWhen(InDecode);
   grpc::Status status;
   v1::GenerateResponse response;
-  std::thread client([&] {
+  std::jthread client([&] {
     auto stub = Stub();
     grpc::ClientContext context;
+    SetBackstop(context);
     status = stub->Generate(&context, Named("abort-decode", 30, 200), &response);
   });
   ASSERT_TRUE(gate_.WaitUntilHeld());
@@ -268,10 +279,11 @@ class ServerQueueTest : public ServerLifecycleTest {
 TEST_F(ServerQueueTest, FullQueueIsResourceExhaustedAndDuplicateIdsAreRefused) {
   gate_.HoldWhen([](const IterationMetrics&) { return true; });
   std::vector<grpc::Status> statuses(3);
-  std::vector<std::thread> clients;
+  std::vector<std::jthread> clients;
   clients.emplace_back([&] {
     auto stub = Stub();
     grpc::ClientContext context;
+    SetBackstop(context);
     v1::GenerateResponse response;
     statuses[0] = stub->Generate(&context, Named("running", 20, 4), &response);
   });
@@ -280,6 +292,7 @@ TEST_F(ServerQueueTest, FullQueueIsResourceExhaustedAndDuplicateIdsAreRefused) {
     clients.emplace_back([&, i] {
       auto stub = Stub();
       grpc::ClientContext context;
+      SetBackstop(context);
       v1::GenerateResponse response;
       statuses[i] =
           stub->Generate(&context, Named("waiting-" + std::to_string(i), 20, 4), &response);
@@ -303,7 +316,7 @@ TEST_F(ServerQueueTest, FullQueueIsResourceExhaustedAndDuplicateIdsAreRefused) {
     EXPECT_THAT(stream.status.error_message(), HasSubstr("request_id running is already in use"));
   }
   gate_.Release();
-  for (std::thread& t : clients) t.join();
+  for (std::jthread& t : clients) t.join();
   for (const grpc::Status& status : statuses) EXPECT_TRUE(status.ok()) << status.error_message();
   ExpectPoolFreeAndServing();
 }
@@ -311,15 +324,16 @@ TEST_F(ServerQueueTest, FullQueueIsResourceExhaustedAndDuplicateIdsAreRefused) {
 TEST_F(ServerLifecycleTest, DrainRefusesNewRequestsStaysLiveAndLetsRunningOnesFinish) {
   gate_.HoldWhen(InDecode);
   grpc::ClientContext context;
+  SetBackstop(context);
   StreamResult result;
-  std::thread client([&] {
+  std::jthread client([&] {
     auto stub = Stub();
     result = RunStream(*stub, Named("finishes", 20, 8), &context);
   });
   ASSERT_TRUE(gate_.WaitUntilHeld());
 
   int aborted = -1;
-  std::thread drainer([&] { aborted = server_->Drain(std::chrono::seconds(30)); });
+  std::jthread drainer([&] { aborted = server_->Drain(std::chrono::seconds(30)); });
   while (HealthCheck(server_->port(), kEngineServiceName).value_or(-1) != 2) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
@@ -352,15 +366,16 @@ TEST_F(ServerLifecycleTest, DrainRefusesNewRequestsStaysLiveAndLetsRunningOnesFi
 TEST_F(ServerLifecycleTest, DrainTimeoutCutsOffRequestsStillRunning) {
   gate_.HoldWhen(InDecode);
   grpc::Status status;
-  std::thread client([&] {
+  std::jthread client([&] {
     auto stub = Stub();
     grpc::ClientContext context;
+    SetBackstop(context);
     v1::GenerateResponse response;
     status = stub->Generate(&context, Named("cut-off", 20, 300), &response);
   });
   ASSERT_TRUE(gate_.WaitUntilHeld());
   int aborted = -1;
-  std::thread drainer([&] { aborted = server_->Drain(std::chrono::milliseconds(50)); });
+  std::jthread drainer([&] { aborted = server_->Drain(std::chrono::milliseconds(50)); });
   // The drain times out while the worker is held; once let go, the worker aborts what is left.
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   gate_.Release();
