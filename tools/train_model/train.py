@@ -58,12 +58,16 @@ EVAL_TASKS = "passkey:0.5,multikey:1,multivalue:1.5,vartrack:1.5,multiquery:1"
 # The same curriculum in one GPU call: 8x the examples per step, fewer steps.
 EVAL_GPU_STAGES = ("64:256:200:2e-3,128:128:200:2e-3,drill:128:300:1e-3,256:128:200:2e-3,512:64:200:1.5e-3,"
                    "1024:32:200:1.5e-3,2048:16:200:1e-3,4096:8:300:7e-4,4096:8:200:5e-4:0.4")
+# RoPE base of the eval presets: with 10000, 300 more steps at 4096 tokens left the sixth CPU run's
+# 4K accuracy where it was; the same run moved to 100000 and fine-tuned 650 steps (1-4K) went from
+# 13/12/7/3/5 to 20/20/18/14/18 of 20 per task at 4096 (README, "Seventh CPU run").
+EVAL_ROPE_THETA = 100000.0
 PRESETS = {
-    "tiny": dict(layers=4, hidden=128, ffn=256, heads=4, kv_heads=2, head_dim=32, stages=DEFAULT_STAGES,
+    "tiny": dict(rope_theta=10000.0, layers=4, hidden=128, ffn=256, heads=4, kv_heads=2, head_dim=32, stages=DEFAULT_STAGES,
                  tasks="", follow_ups=0, drill_frac=0.0, aux_max_len=256, export_dtype="f32", out=os.path.join(REPO, "models", "zigzag-tiny"), device="cpu"),
-    "eval": dict(layers=8, hidden=128, ffn=256, heads=4, kv_heads=4, head_dim=32, stages=EVAL_STAGES,
+    "eval": dict(rope_theta=EVAL_ROPE_THETA, layers=8, hidden=128, ffn=256, heads=4, kv_heads=4, head_dim=32, stages=EVAL_STAGES,
                  tasks=EVAL_TASKS, follow_ups=3, drill_frac=0.25, aux_max_len=128, export_dtype="bf16", out=os.path.join(REPO, "models", "zigzag-eval"), device="cpu"),
-    "eval-gpu": dict(layers=12, hidden=256, ffn=768, heads=8, kv_heads=4, head_dim=32, stages=EVAL_GPU_STAGES,
+    "eval-gpu": dict(rope_theta=EVAL_ROPE_THETA, layers=12, hidden=256, ffn=768, heads=8, kv_heads=4, head_dim=32, stages=EVAL_GPU_STAGES,
                      tasks=ALL_TASKS, follow_ups=3, drill_frac=0.25, aux_max_len=256, export_dtype="bf16", out=os.path.join(REPO, "models", "zigzag-eval"), device="cuda"),
 }
 
@@ -162,6 +166,9 @@ def main():
     ap.add_argument("--heads", type=int, default=None, help="query heads")
     ap.add_argument("--kv-heads", type=int, default=None, help="KV heads (GQA: divides --heads)")
     ap.add_argument("--head-dim", type=int, default=None)
+    ap.add_argument("--rope-theta", type=float, default=None,
+                    help="RoPE base (preset 10000); with --init-from it may differ from the folder's: the "
+                         "weights are then fine-tuned to the new positions (as Code Llama's longer context was)")
     ap.add_argument("--device", choices=["cpu", "cuda"], default=None)
     ap.add_argument("--tokenizer", default="",
                     help="reuse this tokenizer.model instead of training one into --work")
@@ -206,6 +213,8 @@ def main():
     drills = [(t, w) for t, w in (mixture or []) if t in tk.DRILL_TASKS]
     if not 0 <= args.follow_ups <= 8:
         raise SystemExit(f"--follow-ups {args.follow_ups} must be in [0, 8]")
+    if not 100.0 <= args.rope_theta <= 1e8:
+        raise SystemExit(f"--rope-theta {args.rope_theta} must be in [100, 1e8]")
     if args.heads % args.kv_heads != 0:
         raise SystemExit(f"--kv-heads {args.kv_heads} must divide --heads {args.heads}")
     # --prepare-only (tokenizer and corpus, on the CPU machine) needs no device.
@@ -265,7 +274,8 @@ def main():
 
     cfg = tl.Config(vocab_size=sp.get_piece_size(), hidden_size=args.hidden, intermediate_size=args.ffn,
                     num_hidden_layers=args.layers, num_attention_heads=args.heads,
-                    num_key_value_heads=args.kv_heads, head_dim=args.head_dim, max_position_embeddings=4096)
+                    num_key_value_heads=args.kv_heads, head_dim=args.head_dim, max_position_embeddings=4096,
+                    rope_theta=args.rope_theta)
     model = tl.TinyLlama(cfg).to(dev)  # initialised on the CPU generator: the same weights on any device
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
@@ -291,6 +301,9 @@ def main():
         try:
             with open(os.path.join(args.init_from, "config.json")) as f:
                 init_cfg = tl.Config.from_hf(json.load(f)).to_hf()
+            if init_cfg["rope_theta"] != cfg.rope_theta:  # same weights, new positions: fine-tuning adapts
+                print(f"--init-from: rope_theta {init_cfg['rope_theta']:g} -> {cfg.rope_theta:g}", flush=True)
+                init_cfg["rope_theta"] = cfg.rope_theta
             if init_cfg != cfg.to_hf():
                 raise SystemExit(f"--init-from: {args.init_from} holds a model of another shape ({init_cfg}) "
                                  f"than the flags ask for ({cfg.to_hf()})")
