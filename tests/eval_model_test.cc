@@ -77,7 +77,7 @@ TEST(EvalModelTest, GreedyTokensAndLogprobsEqualThePyTorchModels) {
   auto cache = KvCache::CreateWithBytes(backend->get(), (*model)->kv_layout(16), 64 << 20);
   ASSERT_TRUE(cache.ok()) << cache.status();
 
-  constexpr double kLogprobTolerance = 1e-3;  // measured: at most 8e-6 apart on these prompts
+  constexpr double kLogprobTolerance = 1e-3;  // measured: at most 2e-5 apart on these prompts
   for (const GoldenCase& c : cases) {
     SCOPED_TRACE(c.label);
     ASSERT_FALSE(c.prompt.empty());
