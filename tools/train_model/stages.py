@@ -30,7 +30,7 @@ def parse_stages(s):
         if f[0].startswith("drill="):
             only = f[0][len("drill="):].split("+")
             bad = [t for t in only if t not in tk.DRILL_TASKS]
-            if bad or not only:
+            if bad:  # also "drill=" alone: split gives [""]
                 raise SystemExit(f"--stages: '{part}': drill tasks must be among {', '.join(tk.DRILL_TASKS)}")
             f[0] = "drill"
         try:
