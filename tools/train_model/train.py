@@ -170,7 +170,7 @@ def main():
     ap.add_argument("--kv-heads", type=int, default=None, help="KV heads (GQA: divides --heads)")
     ap.add_argument("--head-dim", type=int, default=None)
     ap.add_argument("--rope-theta", type=float, default=None,
-                    help="RoPE base (preset 10000); with --init-from it may differ from the folder's: the "
+                    help="RoPE base (preset: tiny 10000, eval and eval-gpu 100000); with --init-from it may differ from the folder's: the "
                          "weights are then fine-tuned to the new positions (as Code Llama's longer context was)")
     ap.add_argument("--device", choices=["cpu", "cuda"], default=None)
     ap.add_argument("--tokenizer", default="",
