@@ -218,6 +218,20 @@ def _distinct_names(rng, k):
     return out
 
 
+def _alike_names(rng, k):
+    """Distinct names, most sharing their first one to three letters with an earlier one: hard negatives
+    for vartrack's copy. The CPU model's misses were such pairs: after "VAR P" it went on with the
+    other P-name's letters (PRASW copied as PQ... from PQMZQ), as names are spelt a letter or two a
+    piece. Drills only (vartrack-alike); the evaluation prompts keep _distinct_names."""
+    out = []
+    while len(out) < k:
+        prefix = rng.choice(out)[:rng.randint(1, 3)] if out and rng.random() < 0.75 else ""
+        v = prefix + "".join(chr(ord("A") + rng.randrange(26)) for _ in range(5 - len(prefix)))
+        if v not in out:
+            out.append(v)
+    return out
+
+
 def _assemble(maker, rng, total_len, needles, question, answer):
     """needles: [(depth, sentence)] in any order (ties keep their order). Fills the token budget with
     haystack words from a random start, places each needle after the haystack words holding `depth`
@@ -425,12 +439,13 @@ def _ask(sp, text, ids, q, a):
     return len(p_ids), full
 
 
-DRILL_TASKS = ("multikey", "multivalue", "vartrack", "multiquery", "vartrack1")
+DRILL_TASKS = ("multikey", "multivalue", "vartrack", "multiquery", "vartrack1", "vartrack-alike")
 
 
 def drill_base(task):
-    """The task whose format a drill task trains: vartrack1 (one-hop lookups) is vartrack's."""
-    return "vartrack" if task == "vartrack1" else task
+    """The task whose format a drill task trains: vartrack1 (one-hop lookups) and vartrack-alike
+    (names sharing first letters) are vartrack's."""
+    return "vartrack" if task in ("vartrack1", "vartrack-alike") else task
 
 
 def drill_example(task, sp, rng, questions=6, maker=None, total_len=0):
@@ -443,6 +458,8 @@ def drill_example(task, sp, rng, questions=6, maker=None, total_len=0):
       vartrack: 2-3 chains of 2-4 variables with distinct values, interleaved; every chain, hop by hop
       vartrack1: 6-12 chains of one variable ("The value NNNNN is held by VAR NAME.") and 6 questions,
         each answered by one name: vartrack's value -> name lookup alone, as multikey drills key -> value
+      vartrack-alike: vartrack's chains with names that mostly share their first 1-3 letters with
+        another name of the sequence (_alike_names), so that a copy must follow its own needle
     With `maker` and `total_len`, the same needles (in the same order) stand at seeded depths in haystack
     words up to about total_len tokens, and the questions come after it while they fit: many long-range
     retrievals per sequence, where a haystack prompt teaches one to four.
@@ -476,14 +493,14 @@ def drill_example(task, sp, rng, questions=6, maker=None, total_len=0):
         ask = list(range(m))
         rng.shuffle(ask)
         qa = [(MV_QUESTION.format(keys[i], keys[i]), multivalue_answer(keys[i], per_key[i])) for i in ask]
-    elif task in ("vartrack", "vartrack1"):
-        if task == "vartrack":
-            c = rng.randint(2, 3)
-            hops = [rng.randint(2, VT_HOPS) for _ in range(c)]
-        else:
+    elif task in ("vartrack", "vartrack1", "vartrack-alike"):
+        if task == "vartrack1":
             c = rng.randint(6, 12)
             hops = [1] * c
-        names = _distinct_names(rng, sum(hops))
+        else:
+            c = rng.randint(2, 3)
+            hops = [rng.randint(2, VT_HOPS) for _ in range(c)]
+        names = (_alike_names if task == "vartrack-alike" else _distinct_names)(rng, sum(hops))
         values = _distinct_numbers(rng, c)
         chains, at = [], 0
         for h in hops:

@@ -209,6 +209,7 @@ class GeneratorTest(unittest.TestCase):
 
     def test_drills_are_needles_then_questions_the_checker_answers(self):
         sp, count = self.maker.sp, 0
+        alike = {"vartrack": [0, 0], "vartrack-alike": [0, 0]}  # [names sharing a first letter, names]
         for task in tasks.DRILL_TASKS:
             for seed in range(20):
                 where = f"drill {task} seed {seed}"
@@ -239,9 +240,18 @@ class GeneratorTest(unittest.TestCase):
                 if task == "vartrack1":  # one-variable chains, six asked
                     self.assertTrue(6 <= n_needles <= 12 and len(qas) == 6, where)
                     self.assertNotIn("The value of VAR", needles, where)
-                if task == "vartrack":  # every chain asked once
+                if task in ("vartrack", "vartrack-alike"):  # every chain asked once
                     self.assertEqual(len(qas), len(re.findall(r"The value \d{5} is held", needles)), where)
+                    names = re.findall(r"held by VAR ([A-Z]{5})\.", needles)
+                    self.assertEqual(len(names), len(set(names)), where)
+                    firsts = [n[0] for n in names]
+                    alike[task][0] += sum(firsts.count(f) > 1 for f in firsts)
+                    alike[task][1] += len(names)
         self.assertGreater(count, 300)
+        # random names share a first letter now and then (about 1 - (25/26)^8 of them in a chain of
+        # nine); vartrack-alike's mostly do
+        self.assertLess(alike["vartrack"][0], 0.4 * alike["vartrack"][1], alike)
+        self.assertGreater(alike["vartrack-alike"][0], 0.6 * alike["vartrack-alike"][1], alike)
         with self.assertRaisesRegex(ValueError, "no drill for task 'passkey'"):
             tasks.drill_example("passkey", sp, random.Random(1))
 
