@@ -10,8 +10,8 @@ import tasks as tk
 def parse_stages(s):
     """LEN:BATCH:STEPS:LR[:FAR],...; LEN "drill": a needles-only stage (tasks.drill_example) of the
     mixture's drill tasks, "drill=TASK+TASK...": of those tasks only (weights from the mixture;
-    "vartrack1", vartrack's lookup alone, and "vartrack-alike", its chains with names sharing first
-    letters, when vartrack is in the mixture);
+    "vartrack1", vartrack's lookup alone, when vartrack is in the mixture, and "TASK-alike", TASK's
+    drill with near-repeating names or values, when TASK is);
     "drill@N" / "drill=TASK...@N": the same needles and questions in haystack of N/2 to N tokens."""
     out = []
     for part in s.split(","):

@@ -232,6 +232,25 @@ def _alike_names(rng, k):
     return out
 
 
+def _alike_numbers(rng, k):
+    """Distinct five-digit numbers, most a near copy of an earlier one (one to three of its digits
+    redrawn): hard negatives for the numbers' copy, as _alike_names are for names'. Digits are single
+    tokens, and the CPU model's multivalue and multiquery misses went on with another value's digits
+    after a shared run (79752 came out 79753, beside 69753). Drills only (TASK-alike)."""
+    out = []
+    while len(out) < k:
+        if out and rng.random() < 0.75:
+            digits = list(rng.choice(out))
+            for i in rng.sample(range(5), rng.randint(1, 3)):
+                digits[i] = str(rng.randrange(1 if i == 0 else 0, 10))
+            v = "".join(digits)
+        else:
+            v = nd.random_passkey(rng)
+        if v not in out:
+            out.append(v)
+    return out
+
+
 def _assemble(maker, rng, total_len, needles, question, answer):
     """needles: [(depth, sentence)] in any order (ties keep their order). Fills the token budget with
     haystack words from a random start, places each needle after the haystack words holding `depth`
@@ -439,13 +458,15 @@ def _ask(sp, text, ids, q, a):
     return len(p_ids), full
 
 
-DRILL_TASKS = ("multikey", "multivalue", "vartrack", "multiquery", "vartrack1", "vartrack-alike")
+DRILL_TASKS = ("multikey", "multivalue", "vartrack", "multiquery", "vartrack1", "vartrack-alike",
+               "multikey-alike", "multivalue-alike", "multiquery-alike")
 
 
 def drill_base(task):
-    """The task whose format a drill task trains: vartrack1 (one-hop lookups) and vartrack-alike
-    (names sharing first letters) are vartrack's."""
-    return "vartrack" if task in ("vartrack1", "vartrack-alike") else task
+    """The task whose format a drill task trains: vartrack1 (one-hop lookups) is vartrack's, and
+    TASK-alike (hard negatives: names or numbers that nearly repeat each other) is TASK's."""
+    base = task[:-len("-alike")] if task.endswith("-alike") else task
+    return "vartrack" if base == "vartrack1" else base
 
 
 def drill_example(task, sp, rng, questions=6, maker=None, total_len=0):
@@ -460,6 +481,8 @@ def drill_example(task, sp, rng, questions=6, maker=None, total_len=0):
         each answered by one name: vartrack's value -> name lookup alone, as multikey drills key -> value
       vartrack-alike: vartrack's chains with names that mostly share their first 1-3 letters with
         another name of the sequence (_alike_names), so that a copy must follow its own needle
+      multikey-alike / multivalue-alike / multiquery-alike: those drills with values that are mostly
+        near copies of one another (_alike_numbers), for the same reason
     With `maker` and `total_len`, the same needles (in the same order) stand at seeded depths in haystack
     words up to about total_len tokens, and the questions come after it while they fit: many long-range
     retrievals per sequence, where a haystack prompt teaches one to four.
@@ -467,23 +490,27 @@ def drill_example(task, sp, rng, questions=6, maker=None, total_len=0):
     first answer, score_len its token count, spans the (start, end) ids of every later answer (as
     append_follow_ups). Every answer is what
     expected_answer recomputes from the needles and that question alone (test_tasks.py checks it)."""
-    if task in ("multikey", "multiquery"):
+    if task not in DRILL_TASKS:
+        raise ValueError(f"no drill for task '{task}' (drills: {', '.join(DRILL_TASKS)})")
+    base = drill_base(task)
+    numbers = _alike_numbers if task.endswith("-alike") and base != "vartrack" else _distinct_numbers
+    if base in ("multikey", "multiquery"):
         n = rng.randint(6, 12)
-        keys, values = _distinct_keys(rng, n), _distinct_numbers(rng, n)
+        keys, values = _distinct_keys(rng, n), numbers(rng, n)
         needles = [MK_NEEDLE.format(k, v) for k, v in zip(keys, values)]
         order = list(range(n))
         rng.shuffle(order)
-        if task == "multikey":
+        if base == "multikey":
             qa = [(MK_QUESTION.format(keys[i], keys[i]), answer_text(values[i])) for i in order[:questions]]
         else:
             pairs = [(a, b) for a in range(n) for b in range(n) if a != b]  # ordered: "x and y" != "y and x"
             qa = [(MQ_QUESTION.format(keys[a], keys[b], keys[a]), multiquery_answer(values[a], keys[b], values[b]))
                   for a, b in rng.sample(pairs, min(questions, len(pairs)))]
-    elif task == "multivalue":
+    elif base == "multivalue":
         m = rng.randint(2, 4)
         keys = _distinct_keys(rng, m)
         counts = [rng.randint(2, 4) for _ in range(m)]
-        values = _distinct_numbers(rng, sum(counts))
+        values = numbers(rng, sum(counts))
         owner = [i for i in range(m) for _ in range(counts[i])]
         rng.shuffle(owner)  # interleaved keys; each key's values in the order they appear
         needles, per_key = [], [[] for _ in range(m)]
@@ -493,7 +520,7 @@ def drill_example(task, sp, rng, questions=6, maker=None, total_len=0):
         ask = list(range(m))
         rng.shuffle(ask)
         qa = [(MV_QUESTION.format(keys[i], keys[i]), multivalue_answer(keys[i], per_key[i])) for i in ask]
-    elif task in ("vartrack", "vartrack1", "vartrack-alike"):
+    elif base == "vartrack":
         if task == "vartrack1":
             c = rng.randint(6, 12)
             hops = [1] * c
@@ -516,8 +543,6 @@ def drill_example(task, sp, rng, questions=6, maker=None, total_len=0):
         ask = list(range(c))
         rng.shuffle(ask)
         qa = [(VT_QUESTION.format(values[i], values[i]), vartrack_answer(chains[i])) for i in ask]
-    else:
-        raise ValueError(f"no drill for task '{task}' (drills: {', '.join(DRILL_TASKS)})")
     qa = qa[:max(1, questions)]
     if maker is None:
         text = " ".join(needles)

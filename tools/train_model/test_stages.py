@@ -22,13 +22,15 @@ class ParseStagesTest(unittest.TestCase):
         self.assertEqual(
             parse_stages("256:16:800:1.5e-3,4096:1:300:5e-4:0.3,drill:16:300:1e-3,"
                          "drill=vartrack1+vartrack:16:400:1e-3,drill@2048:2:200:5e-4,"
-                         "drill=multikey@1024:4:150:7e-4,drill=vartrack-alike@4096:1:150:3e-4"),
+                         "drill=multikey@1024:4:150:7e-4,drill=vartrack-alike@4096:1:150:3e-4,"
+                         "drill=multivalue-alike+multiquery-alike:16:100:3e-4"),
             [stage(256, 16, 800, 1.5e-3), stage(4096, 1, 300, 5e-4, far=0.3),
              stage(0, 16, 300, 1e-3, drill=True),
              stage(0, 16, 400, 1e-3, drill=True, only=["vartrack1", "vartrack"]),
              stage(0, 2, 200, 5e-4, drill=True, hay=2048),
              stage(0, 4, 150, 7e-4, drill=True, only=["multikey"], hay=1024),
-             stage(0, 1, 150, 3e-4, drill=True, only=["vartrack-alike"], hay=4096)])
+             stage(0, 1, 150, 3e-4, drill=True, only=["vartrack-alike"], hay=4096),
+             stage(0, 16, 100, 3e-4, drill=True, only=["multivalue-alike", "multiquery-alike"])])
 
     def test_bounds_are_inclusive(self):
         self.assertEqual(parse_stages("36:1:1:1:1,4096:4096:1:1e-9:0"),

@@ -210,6 +210,7 @@ class GeneratorTest(unittest.TestCase):
     def test_drills_are_needles_then_questions_the_checker_answers(self):
         sp, count = self.maker.sp, 0
         alike = {"vartrack": [0, 0], "vartrack-alike": [0, 0]}  # [names sharing a first letter, names]
+        near = {t: [0, 0] for t in tasks.DRILL_TASKS if t.startswith("multi")}  # [near-copy values, values]
         for task in tasks.DRILL_TASKS:
             for seed in range(20):
                 where = f"drill {task} seed {seed}"
@@ -240,6 +241,12 @@ class GeneratorTest(unittest.TestCase):
                 if task == "vartrack1":  # one-variable chains, six asked
                     self.assertTrue(6 <= n_needles <= 12 and len(qas) == 6, where)
                     self.assertNotIn("The value of VAR", needles, where)
+                if task in near:  # values sharing three or more digit positions with another value
+                    values = re.findall(r"is (\d{5})\.", needles)
+                    self.assertEqual(len(values), len(set(values)), where)
+                    near[task][0] += sum(any(sum(x == y for x, y in zip(v, w)) >= 3 for w in values if w != v)
+                                         for v in values)
+                    near[task][1] += len(values)
                 if task in ("vartrack", "vartrack-alike"):  # every chain asked once
                     self.assertEqual(len(qas), len(re.findall(r"The value \d{5} is held", needles)), where)
                     names = re.findall(r"held by VAR ([A-Z]{5})\.", needles)
@@ -252,6 +259,13 @@ class GeneratorTest(unittest.TestCase):
         # 1 - (25/26)^(n-1), 0.11-0.35 for these drills' 4-12 names; vartrack-alike's mostly do
         self.assertLess(alike["vartrack"][0], 0.4 * alike["vartrack"][1], alike)
         self.assertGreater(alike["vartrack-alike"][0], 0.6 * alike["vartrack-alike"][1], alike)
+        # two random five-digit numbers agree in three or more positions with probability 0.0086, so
+        # under 0.1 of 6-12 random values have such a neighbour; the -alike drills' mostly do
+        for task, (hits, total) in near.items():
+            if task.endswith("-alike"):
+                self.assertGreater(hits, 0.5 * total, near)
+            else:
+                self.assertLess(hits, 0.15 * total, near)
         with self.assertRaisesRegex(ValueError, "no drill for task 'passkey'"):
             tasks.drill_example("passkey", sp, random.Random(1))
 
