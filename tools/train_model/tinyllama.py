@@ -8,11 +8,14 @@ tied input/output embeddings.
 import json
 import math
 import os
-import struct
+import sys
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import safetensors_io  # noqa: E402
 
 
 ATTN_CHUNK = 512  # query block size of the causal attention (speed only; same result)
@@ -229,48 +232,21 @@ def write_safetensors(path, tensors, dtype="F32"):
     """dtype "F32", or "BF16" (round to nearest even, as torch's conversion: half the bytes)."""
     if dtype not in ("F32", "BF16"):
         raise ValueError(f"safetensors dtype must be F32 or BF16, got {dtype}")
-    header = {"__metadata__": {"format": "pt"}}
-    offset = 0
-    blobs = []
-    for name in sorted(tensors):
-        t = tensors[name].detach().cpu().to(torch.float32).contiguous()
-        if dtype == "F32":
-            raw = t.numpy().astype("<f4").tobytes()
-        else:
-            raw = t.to(torch.bfloat16).view(torch.int16).numpy().astype("<i2").tobytes()
-        header[name] = {"dtype": dtype, "shape": list(t.shape), "data_offsets": [offset, offset + len(raw)]}
-        offset += len(raw)
-        blobs.append(raw)
-    hjson = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    hjson += b" " * ((8 - len(hjson) % 8) % 8)  # keep the data 8-byte aligned
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(struct.pack("<Q", len(hjson)))
-        f.write(hjson)
-        for raw in blobs:
-            f.write(raw)
-    os.replace(tmp, path)
+    out = {}
+    for name, t in tensors.items():
+        t = t.detach().cpu().to(torch.float32).contiguous()
+        arr = t.numpy() if dtype == "F32" else t.to(torch.bfloat16).view(torch.int16).numpy().view("<u2")
+        out[name] = (dtype, list(t.shape), arr.reshape(-1))
+    safetensors_io.write_raw(path, out)
 
 
 def read_safetensors(path):
-    import numpy as np
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-        data = f.read()
+    """{name: float32 tensor}; BF16 widened exactly (its bits are a float32's high half)."""
     out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        a, b = info["data_offsets"]
-        if info["dtype"] == "F32":
-            arr = np.frombuffer(data[a:b], dtype="<f4")
-        elif info["dtype"] == "BF16":  # the high half of a float32
-            arr = (np.frombuffer(data[a:b], dtype="<u2").astype(np.uint32) << 16).view(np.float32)
-        else:
-            raise ValueError(f"{path}: tensor {name} has dtype {info['dtype']} (F32 or BF16 expected)")
-        arr = arr.reshape(info["shape"])
-        out[name] = torch.from_numpy(arr.copy())
+    for name, (dtype, shape, arr) in safetensors_io.read_raw(path).items():
+        if dtype == "BF16":
+            arr = (arr.astype("<u4") << 16).view("<f4")
+        out[name] = torch.from_numpy(arr.astype("<f4").reshape(shape))
     return out
 
 
