@@ -23,6 +23,7 @@ import sys
 SCORING = ("snapkv", "pyramidkv", "zigzag")
 LAYER_SPLITS = ("pyramidkv", "zigzag")  # compared with uniform SnapKV, the same score, even layers
 POLICIES = ("streaming",) + SCORING
+BAR = 0.95  # issue 14's full-cache bar: every task at every length
 TASK_ORDER = ("passkey", "multikey", "multivalue", "vartrack", "multiquery")
 
 
@@ -90,6 +91,38 @@ def layer_shares(path):
     return {key: [s / counts[key] for s in acc] for key, acc in sums.items()}
 
 
+def pooled_full_cache(folder, grid, tasks, lengths):
+    """The grid's full-cache counts plus every full-cache-seed<S>.json test's (run_task_grid.sh's
+    TEST_TRIALS), cell by cell, and the cells under BAR: one cell of 20 prompts is too few to tell
+    95% from 85%."""
+    tests = []
+    for path in sorted(glob.glob(os.path.join(folder, "full-cache-seed*.json"))):
+        m = re.fullmatch(r"full-cache-seed(\d+)\.json", os.path.basename(path))
+        if m:
+            with open(path) as f:
+                tests.append((m.group(1), json.load(f)["grid"]))
+    if not tests:
+        return []
+    out = ["", "## Full cache, the grid's prompts and seed " + ", ".join(seed for seed, _ in tests)
+           + "'s (PyTorch, greedy)", "",
+           "| task \\ tokens | " + " | ".join(map(str, lengths)) + " | all |", "|---|" + "---:|" * (len(lengths) + 1)]
+    below = []
+    for t in tasks:
+        row = []
+        for n in lengths:
+            parts = [g.get(f"{t}@{n}") for g in [grid] + [g for _, g in tests]]
+            if any(x is None for x in parts):
+                break
+            row.append([sum(x[0] for x in parts), sum(x[1] for x in parts)])
+            if row[-1][0] < BAR * row[-1][1]:
+                below.append(f"{t} at {n} ({row[-1][0]}/{row[-1][1]})")
+        else:
+            share = 100 * sum(r[0] for r in row) / sum(r[1] for r in row)
+            out.append(f"| {t} | " + " | ".join(f"{a}/{b}" for a, b in row) + f" | {share:.1f}% |")
+    out += ["", f"Cells under {BAR:.0%}: " + ("; ".join(below) if below else "none") + "."]
+    return out
+
+
 def summarize(folder, compare_budgets=(2, 5, 10, 20), low_budgets_max=10):
     cells = load_cells(folder)
     tasks, lengths, budgets, kernels = axes(cells)
@@ -118,6 +151,7 @@ def summarize(folder, compare_budgets=(2, 5, 10, 20), low_budgets_max=10):
                        if ("uniform", kernels[0], t, "full", 100, n) in cells and f"{t}@{n}" in pytorch)
         out += ["", f"Engine `full` against PyTorch: {compared - len(differ)} of {compared} cells equal"
                 + ("." if not differ else ": " + "; ".join(differ) + ".")]
+        out += pooled_full_cache(folder, pytorch, tasks, lengths)
 
     for k in reversed(kernels):
         out += ["", f"## Uniform head budgets, kernel {k} (accuracy %, budgets "

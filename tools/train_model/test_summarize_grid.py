@@ -68,6 +68,17 @@ class SummarizeGridTest(unittest.TestCase):
         self.assertIn("| zigzag | 5% | 62.5 | 37.5 |", text)  # (75 + 50) / 2, (25 + 50) / 2
         self.assertNotIn("| full |", text)
 
+    def test_a_test_seed_is_pooled_with_the_grid_cell_by_cell(self):
+        self.assertNotIn("seed", self.text)  # no full-cache-seed*.json: no pooled table
+        with open(os.path.join(self.tmp.name, "full-cache-seed9.json"), "w") as f:
+            json.dump({"grid": {"passkey@512": [15, 16], "passkey@1024": [16, 16]}}, f)
+        text = summarize_grid.summarize(self.tmp.name)
+        # 4/4 + 15/16 = 19/20 (95%: at the bar, not under it); 0/4 + 16/16 = 16/20; 35 of 40
+        self.assertIn("## Full cache, the grid's prompts and seed 9's (PyTorch, greedy)", text)
+        self.assertIn("| passkey | 19/20 | 16/20 | 87.5% |", text)
+        self.assertIn("Cells under 95%: passkey at 1024 (16/20).", text)
+        self.assertIn("| passkey | 4/4 | 0/4 | 50% |", text)  # the grid's own table is unchanged
+
     def test_a_folder_without_runs_is_an_error(self):
         with tempfile.TemporaryDirectory() as empty:
             with self.assertRaises(SystemExit) as cm:
