@@ -25,6 +25,8 @@ TEST_TRIALS=${TEST_TRIALS:-8}
 TEST_SEED=${TEST_SEED:-781}
 NIAH=${NIAH:-build/tools/zigzag-niah}
 PY=/usr/bin/python3
+[[ $TEST_TRIALS =~ ^[0-9]+$ && $TEST_SEED =~ ^[0-9]+$ ]] || {
+  echo "run_task_grid: TEST_TRIALS and TEST_SEED must be whole numbers (got '$TEST_TRIALS', '$TEST_SEED')" >&2; exit 2; }
 for f in "$MODEL/config.json" "$MODEL/tokenizer.model" "$NIAH"; do
   [[ -e $f ]] || { echo "run_task_grid: $f is missing" >&2; exit 2; }
 done

@@ -78,6 +78,12 @@ class SummarizeGridTest(unittest.TestCase):
         self.assertIn("| passkey | 19/20 | 16/20 | 87.5% |", text)
         self.assertIn("Cells under 95%: passkey at 1024 (16/20).", text)
         self.assertIn("| passkey | 4/4 | 0/4 | 50% |", text)  # the grid's own table is unchanged
+        # a test without one of the task's cells: no pooled row for it, and none of its cells named
+        with open(os.path.join(self.tmp.name, "full-cache-seed9.json"), "w") as f:
+            json.dump({"grid": {"passkey@512": [10, 16]}}, f)  # 14/20 at 512, under the bar
+        text = summarize_grid.summarize(self.tmp.name)
+        self.assertNotIn("| passkey | 14/20 |", text)
+        self.assertIn("Cells under 95%: none.", text)
 
     def test_a_folder_without_runs_is_an_error(self):
         with tempfile.TemporaryDirectory() as empty:
