@@ -56,6 +56,9 @@ def grow(src, dst, after):
         names = [k for k in weights if k.startswith(prefix)]
         if not names:
             raise ValueError(f"{src}: no weights for layer {i}")
+        missing = [w for w in WRITERS if prefix + w not in weights]
+        if new and missing:  # without them the copy could not be silenced: the output would change
+            raise ValueError(f"{src}: layer {i} has no {', '.join(missing)}")
         for k in names:
             dtype, shape, arr = weights[k]
             rest = k[len(prefix):]
